@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * psfs_core.h - freestanding PSFS blob reader: header validation, path
+ * normalization and resolution.  No libc, no allocation, no syscalls, no
+ * writes outside the caller's buffers: the same code runs inside the shim
+ * (hot path) and as wasm32 inside jest (cross-language conformance test).
+ *
+ * Error convention: 0 or a negative errno-like code (PSFS_E*), as composefs.
+ */
+#ifndef PSFS_CORE_H
+#define PSFS_CORE_H
+
+#include <stdint.h>
+#include "psfs_format.h"
+
+/* Negative codes returned by psfs_view_init (values match Linux errno). */
+#define PSFS_EINVAL 22   /* bad magic, bad sizes/offsets, bad checksum */
+#define PSFS_ENOTSUP 95  /* version / content version / flags not supported */
+
+/* A validated, read-only view of a mapped blob.  Filled by psfs_view_init;
+ * after that only read.  Holds no pointers outside [base, base + size). */
+struct psfs_view {
+	const uint8_t *base;
+	uint64_t size;
+	const struct psfs_header *h;
+	const struct psfs_root *roots;
+	const struct psfs_bucket *buckets;
+	const struct psfs_entry *entries;
+	const uint8_t *strings;
+	uint64_t strings_size;
+	uint32_t entry_count, bucket_mask, max_probe, seed, root_count, flags;
+};
+
+/*
+ * psfs_view_init - validate the header of a blob mapped at [base, base+size)
+ * in O(1) (magic, version, sizes, checksum, every section in bounds, aligned,
+ * non-overlapping, counts without overflow, roots in bounds and normalized)
+ * and fill *v.  Body contents are NOT trusted: lookups bounds-check each
+ * entry they touch.
+ * Returns 0, -PSFS_EINVAL or -PSFS_ENOTSUP.
+ */
+int psfs_view_init(struct psfs_view *v, const void *base, uint64_t size);
+
+/*
+ * psfs_lookup - the entry whose key equals path[0..len), or NULL.  At most
+ * max_probe slots are read; entries with out-of-bounds key offsets never
+ * match.  O(1) expected.
+ */
+const struct psfs_entry *psfs_lookup(const struct psfs_view *v,
+				     const uint8_t *path, uint32_t len);
+
+/* Outcome of psfs_resolve. */
+enum psfs_outcome {
+	PSFS_PASS = 0,     /* not in the domain, or not certain: call the kernel */
+	PSFS_HIT = 1,      /* *out is the answer */
+	PSFS_ENOENT = 2,   /* answer -1/ENOENT */
+	PSFS_ENOTDIR = 3,  /* answer -1/ENOTDIR */
+};
+
+/* psfs_resolve flags */
+#define PSFS_FOLLOW 1u  /* follow a final symlink (stat); else lstat */
+
+/*
+ * psfs_resolve - answer a stat-family call for the NUL-terminated path
+ * `path` from the blob alone.
+ *
+ * Only absolute paths are handled (a relative path or NULL returns
+ * PSFS_PASS).  The path is normalized into `scratch` (PSFS_PATH_MAX bytes,
+ * caller's stack) with POSIX semantics: "//" and "/./" collapse; ".."
+ * pops a component only when that component is a directory entry in the
+ * blob (else PASS); a trailing "/" (or "/." "/..") requires a directory
+ * and follows a final symlink.  Components longer than PSFS_NAME_MAX and
+ * paths of PSFS_PATH_MAX bytes or more return PASS (the kernel answers
+ * ENAMETOOLONG).  A path outside every root returns PASS.
+ *
+ * A found entry needs PSFS_E_REACHABLE or the result is PASS (never widen
+ * access).  A missing path walks up to its nearest present ancestor:
+ * a searchable (0111), reachable directory gives ENOENT; a reachable
+ * non-directory, non-symlink gives ENOTDIR; a symlink or anything else
+ * gives PASS.  With PSFS_FOLLOW a final symlink whose target resolves in
+ * the domain is followed (at most 40 hops, then PASS); a target outside the
+ * domain gives PASS.
+ */
+enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
+			       unsigned flags, char scratch[PSFS_PATH_MAX],
+			       const struct psfs_entry **out);
+
+/* psfs_crc32 - CRC-32 (IEEE 802.3, as zlib's crc32) of p[0..n). */
+uint32_t psfs_crc32(const uint8_t *p, uint64_t n);
+
+#endif /* PSFS_CORE_H */

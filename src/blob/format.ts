@@ -1,0 +1,113 @@
+/**
+ * PSFS v1 on-disk constants and layout, mirrored from shim/psfs_format.h (the
+ * single source of truth). test/blob/formatDrift.test.ts compiles that header
+ * to WebAssembly and fails when any value here disagrees with it.
+ *
+ * All integers are little-endian; all sections are 8-byte aligned.
+ */
+
+/** 8 magic bytes at offset 0 ("PSFS\0\r\n\x1a"). */
+export const MAGIC = Buffer.from([0x50, 0x53, 0x46, 0x53, 0x00, 0x0d, 0x0a, 0x1a]);
+/** Container version; readers reject any other. */
+export const VERSION = 1;
+/** Highest content version this code writes and reads. */
+export const CONTENT_VERSION_MAX = 1;
+
+export const HEADER_SIZE = 128;
+export const ENTRY_SIZE = 128;
+export const BUCKET_SIZE = 8;
+export const ROOT_SIZE = 8;
+export const ALIGN = 8;
+
+export const MAX_ROOTS = 16;
+export const MAX_ENTRIES = 0x7fffffff;
+/** Linux PATH_MAX (bytes, including the terminating NUL). */
+export const PATH_MAX = 4096;
+/** Linux NAME_MAX (bytes per path component). */
+export const NAME_MAX = 255;
+
+/** Header flags (psfs_header.flags). */
+export const H_DEV_RUNTIME = 1 << 0;
+export const H_CHECK_ROOT_MTIME = 1 << 1;
+export const H_KNOWN_FLAGS = H_DEV_RUNTIME | H_CHECK_ROOT_MTIME;
+
+/** Entry flags (psfs_entry.flags). */
+export const E_REACHABLE = 1 << 0;
+
+/** Byte offsets of struct psfs_header fields. */
+export const HEADER = {
+  magic: 0,
+  version: 8,
+  headerSize: 12,
+  headerCrc32: 16,
+  flags: 20,
+  fileSize: 24,
+  entryCount: 32,
+  entrySize: 36,
+  entriesOff: 40,
+  bucketCount: 48,
+  maxProbe: 52,
+  bucketsOff: 56,
+  stringsOff: 64,
+  stringsSize: 72,
+  hashSeed: 80,
+  rootCount: 84,
+  rootsOff: 88,
+  bodyCrc32: 96,
+  contentVersion: 100,
+  reserved: 104,
+} as const;
+
+/** Byte offsets of struct psfs_root fields. */
+export const ROOT = { pathOff: 0, pathLen: 4 } as const;
+
+/** Byte offsets of struct psfs_bucket fields. */
+export const BUCKET = { hash: 0, entry: 4 } as const;
+
+/** Byte offsets of struct psfs_entry fields. */
+export const ENTRY = {
+  pathOff: 0,
+  pathLen: 4,
+  targetOff: 8,
+  targetLen: 12,
+  mode: 16,
+  uid: 20,
+  gid: 24,
+  nlink: 28,
+  size: 32,
+  blocks: 40,
+  ino: 48,
+  dev: 56,
+  rdev: 64,
+  atimeSec: 72,
+  mtimeSec: 80,
+  ctimeSec: 88,
+  atimeNsec: 96,
+  mtimeNsec: 100,
+  ctimeNsec: 104,
+  blksize: 108,
+  flags: 112,
+  reserved: 116,
+} as const;
+
+/**
+ * psfs_hash: FNV-1a 32-bit seeded through the offset basis, then murmur3's
+ * fmix32 finalizer. Must equal psfs_hash() in shim/psfs_format.h.
+ *
+ * @param seed header hash_seed (uint32)
+ * @param key key bytes (a normalized absolute path)
+ * @returns uint32 hash
+ */
+export function hash(seed: number, key: Uint8Array): number {
+  let h = (2166136261 ^ seed) >>> 0;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key[i];
+    h = Math.imul(h, 16777619) >>> 0;
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b) >>> 0;
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35) >>> 0;
+  h ^= h >>> 16;
+  return h >>> 0;
+}

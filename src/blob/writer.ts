@@ -1,0 +1,293 @@
+import { crc32 } from 'node:zlib';
+import { createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { VriftError } from '../errors';
+import * as F from './format';
+
+/** A time as POSIX `struct timespec`: seconds since the epoch and nanoseconds (0..999999999). */
+export interface Timespec {
+  sec: bigint;
+  nsec: number;
+}
+
+/**
+ * One path of the domain, as the kernel would report it from lstat(2).
+ * Field names follow POSIX `struct stat`.
+ */
+export interface BlobEntry {
+  /** Normalized absolute path bytes (no `//`, `.`, `..`, no trailing `/`). */
+  path: Buffer;
+  /** st_mode: file type and permission bits. */
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  /** st_size in bytes. */
+  size: bigint;
+  /** st_blocks in 512-byte units. */
+  blocks: bigint;
+  /** st_blksize in bytes. */
+  blksize: number;
+  ino: bigint;
+  dev: bigint;
+  rdev: bigint;
+  atime: Timespec;
+  mtime: Timespec;
+  ctime: Timespec;
+  /** Symlink target bytes as readlink(2) returns them; required iff S_ISLNK(mode). */
+  target?: Buffer;
+}
+
+/** Input of encodeBlob. */
+export interface BlobOptions {
+  /** Domain roots: normalized absolute paths, not "/"; each must have a directory entry. */
+  roots: Buffer[];
+  /** Every path under the roots, roots included. Order does not matter (the writer sorts). */
+  entries: BlobEntry[];
+  /** PSFS_H_* header flags. Default 0. */
+  flags?: number;
+}
+
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
+const SLASH = 0x2f;
+
+const align = (n: number): number => (n + F.ALIGN - 1) & ~(F.ALIGN - 1);
+
+/**
+ * Whether `p` is a normalized absolute path in the blob's sense: starts with
+ * "/", no empty, "." or ".." component, no trailing "/", no NUL, each
+ * component <= NAME_MAX bytes and the whole < PATH_MAX bytes.
+ */
+export function isNormalizedPath(p: Buffer): boolean {
+  if (p.length < 1 || p.length >= F.PATH_MAX || p[0] !== SLASH) return false;
+  if (p.length === 1) return true;
+  if (p[p.length - 1] === SLASH) return false;
+  if (p.includes(0)) return false;
+  let start = 1;
+  for (let i = 1; i <= p.length; i++) {
+    if (i === p.length || p[i] === SLASH) {
+      const len = i - start;
+      if (len === 0 || len > F.NAME_MAX) return false;
+      if (len === 1 && p[start] === 0x2e) return false;
+      if (len === 2 && p[start] === 0x2e && p[start + 1] === 0x2e) return false;
+      start = i + 1;
+    }
+  }
+  return true;
+}
+
+function parentOf(p: Buffer): Buffer {
+  const i = p.lastIndexOf(SLASH);
+  return i <= 0 ? Buffer.from('/') : p.subarray(0, i);
+}
+
+function show(p: Buffer): string {
+  return JSON.stringify(p.toString('latin1'));
+}
+
+/**
+ * Encode a PSFS v1 blob (layout: shim/psfs_format.h).
+ *
+ * The output is deterministic for the same set of entries: entries are
+ * sorted by path bytes, the hash seed is chosen by a fixed search, reserved
+ * fields are zero. PSFS_E_REACHABLE is computed here: set on an entry when
+ * every directory from its root down to its parent has mode & 0o111 == 0o111.
+ *
+ * @returns the blob bytes
+ * @throws VriftError when a root or entry path is not normalized or outside
+ *   every root, a path appears twice, a root has no directory entry, an
+ *   entry's parent is missing or not a directory (the domain must be
+ *   complete), a symlink has no target, or counts exceed the format limits.
+ */
+export function encodeBlob(opts: BlobOptions): Buffer {
+  const flags = opts.flags ?? 0;
+  if ((flags & ~F.H_KNOWN_FLAGS) !== 0) throw new VriftError(`encoding PSFS blob: unknown header flags 0x${flags.toString(16)}`);
+  const roots = opts.roots;
+  if (roots.length < 1 || roots.length > F.MAX_ROOTS) {
+    throw new VriftError(`encoding PSFS blob: need 1..${F.MAX_ROOTS} domain roots, got ${roots.length}`);
+  }
+  for (const r of roots) {
+    if (!isNormalizedPath(r) || r.length === 1) {
+      throw new VriftError(`encoding PSFS blob: domain root ${show(r)} must be a normalized absolute path other than "/"`);
+    }
+  }
+  for (const a of roots) for (const b of roots) {
+    if (a !== b && (a.equals(b) || (b.length > a.length && b[a.length] === SLASH && b.subarray(0, a.length).equals(a)))) {
+      throw new VriftError(`encoding PSFS blob: domain roots ${show(a)} and ${show(b)} overlap`);
+    }
+  }
+  if (opts.entries.length > F.MAX_ENTRIES) throw new VriftError('encoding PSFS blob: too many entries');
+
+  const entries = [...opts.entries].sort((a, b) => Buffer.compare(a.path, b.path));
+  const byPath = new Map<string, BlobEntry>();
+  const key = (p: Buffer): string => p.toString('latin1');
+  const rootOf = (p: Buffer): Buffer | undefined =>
+    roots.find((r) => p.equals(r) || (p.length > r.length && p[r.length] === SLASH && p.subarray(0, r.length).equals(r)));
+  for (const e of entries) {
+    if (!isNormalizedPath(e.path)) throw new VriftError(`encoding PSFS blob: path ${show(e.path)} is not a normalized absolute path`);
+    if (!rootOf(e.path)) throw new VriftError(`encoding PSFS blob: path ${show(e.path)} is outside every domain root`);
+    if (byPath.has(key(e.path))) throw new VriftError(`encoding PSFS blob: path ${show(e.path)} appears twice`);
+    const isLink = (e.mode & S_IFMT) === S_IFLNK;
+    if (isLink !== (e.target !== undefined)) {
+      throw new VriftError(`encoding PSFS blob: ${show(e.path)}: a symlink needs a target and only a symlink may have one`);
+    }
+    byPath.set(key(e.path), e);
+  }
+  for (const r of roots) {
+    const e = byPath.get(key(r));
+    if (!e || (e.mode & S_IFMT) !== S_IFDIR) throw new VriftError(`encoding PSFS blob: domain root ${show(r)} has no directory entry`);
+  }
+
+  // Reachability: computed parent-first, which sorted order guarantees
+  // (a parent's bytes are a strict prefix of its children's, so it sorts first).
+  const reachable = new Map<string, boolean>();
+  for (const e of entries) {
+    const isRoot = roots.some((r) => r.equals(e.path));
+    let ok = true;
+    if (!isRoot) {
+      const parent = byPath.get(key(parentOf(e.path)));
+      if (!parent || (parent.mode & S_IFMT) !== S_IFDIR) {
+        throw new VriftError(`encoding PSFS blob: ${show(e.path)}: parent is missing or not a directory (the domain must be complete)`);
+      }
+      ok = (reachable.get(key(parent.path)) ?? false) && (parent.mode & 0o111) === 0o111;
+    }
+    reachable.set(key(e.path), ok);
+  }
+
+  // String table: paths and targets, each stored once.
+  const strings: Buffer[] = [];
+  let stringsSize = 0;
+  const addString = (b: Buffer): number => {
+    const off = stringsSize;
+    strings.push(b);
+    stringsSize += b.length;
+    if (stringsSize > 0xffffffff) throw new VriftError('encoding PSFS blob: string table exceeds 4 GiB');
+    return off;
+  };
+  const pathOffs = entries.map((e) => addString(e.path));
+  const targetOffs = entries.map((e) => (e.target ? addString(e.target) : 0));
+  const rootOffs = roots.map((r) => pathOffs[entries.findIndex((e) => e.path.equals(r))]);
+
+  let bucketCount = 1;
+  while (bucketCount < entries.length * 2) bucketCount *= 2;
+
+  const layout = (): { rootsOff: number; bucketsOff: number; entriesOff: number; stringsOff: number; fileSize: number } => {
+    const rootsOff = F.HEADER_SIZE;
+    const bucketsOff = align(rootsOff + roots.length * F.ROOT_SIZE);
+    const entriesOff = align(bucketsOff + bucketCount * F.BUCKET_SIZE);
+    const stringsOff = align(entriesOff + entries.length * F.ENTRY_SIZE);
+    return { rootsOff, bucketsOff, entriesOff, stringsOff, fileSize: align(stringsOff + stringsSize) };
+  };
+
+  // Pick the seed with the shortest worst-case probe chain among a fixed set
+  // (deterministic). The bound is recorded in the header.
+  let best: { seed: number; maxProbe: number; table: Uint32Array } | undefined;
+  for (let seed = 0; seed < 8; seed++) {
+    const table = new Uint32Array(bucketCount * 2);
+    let maxProbe = 1;
+    const mask = bucketCount - 1;
+    entries.forEach((e, i) => {
+      const h = F.hash(seed, e.path);
+      let slot = h & mask;
+      let probe = 1;
+      while (table[slot * 2 + 1] !== 0) {
+        slot = (slot + 1) & mask;
+        probe++;
+      }
+      table[slot * 2] = h;
+      table[slot * 2 + 1] = i + 1;
+      if (probe > maxProbe) maxProbe = probe;
+    });
+    if (!best || maxProbe < best.maxProbe) best = { seed, maxProbe, table };
+    if (maxProbe <= 8) break;
+  }
+  const { seed, maxProbe, table } = best!;
+
+  const L = layout();
+  const out = Buffer.alloc(L.fileSize);
+  roots.forEach((r, i) => {
+    out.writeUInt32LE(rootOffs[i], L.rootsOff + i * F.ROOT_SIZE + F.ROOT.pathOff);
+    out.writeUInt32LE(r.length, L.rootsOff + i * F.ROOT_SIZE + F.ROOT.pathLen);
+  });
+  for (let i = 0; i < bucketCount; i++) {
+    out.writeUInt32LE(table[i * 2], L.bucketsOff + i * F.BUCKET_SIZE + F.BUCKET.hash);
+    out.writeUInt32LE(table[i * 2 + 1], L.bucketsOff + i * F.BUCKET_SIZE + F.BUCKET.entry);
+  }
+  entries.forEach((e, i) => {
+    const o = L.entriesOff + i * F.ENTRY_SIZE;
+    const E = F.ENTRY;
+    out.writeUInt32LE(pathOffs[i], o + E.pathOff);
+    out.writeUInt32LE(e.path.length, o + E.pathLen);
+    out.writeUInt32LE(targetOffs[i], o + E.targetOff);
+    out.writeUInt32LE(e.target ? e.target.length : 0, o + E.targetLen);
+    out.writeUInt32LE(e.mode >>> 0, o + E.mode);
+    out.writeUInt32LE(e.uid >>> 0, o + E.uid);
+    out.writeUInt32LE(e.gid >>> 0, o + E.gid);
+    out.writeUInt32LE(e.nlink >>> 0, o + E.nlink);
+    out.writeBigUInt64LE(e.size, o + E.size);
+    out.writeBigUInt64LE(e.blocks, o + E.blocks);
+    out.writeBigUInt64LE(e.ino, o + E.ino);
+    out.writeBigUInt64LE(e.dev, o + E.dev);
+    out.writeBigUInt64LE(e.rdev, o + E.rdev);
+    out.writeBigInt64LE(e.atime.sec, o + E.atimeSec);
+    out.writeBigInt64LE(e.mtime.sec, o + E.mtimeSec);
+    out.writeBigInt64LE(e.ctime.sec, o + E.ctimeSec);
+    out.writeUInt32LE(e.atime.nsec, o + E.atimeNsec);
+    out.writeUInt32LE(e.mtime.nsec, o + E.mtimeNsec);
+    out.writeUInt32LE(e.ctime.nsec, o + E.ctimeNsec);
+    out.writeUInt32LE(e.blksize >>> 0, o + E.blksize);
+    out.writeUInt32LE(reachable.get(key(e.path)) ? F.E_REACHABLE : 0, o + E.flags);
+  });
+  Buffer.concat(strings, stringsSize).copy(out, L.stringsOff);
+
+  const H = F.HEADER;
+  F.MAGIC.copy(out, H.magic);
+  out.writeUInt32LE(F.VERSION, H.version);
+  out.writeUInt32LE(F.HEADER_SIZE, H.headerSize);
+  out.writeUInt32LE(flags, H.flags);
+  out.writeBigUInt64LE(BigInt(L.fileSize), H.fileSize);
+  out.writeUInt32LE(entries.length, H.entryCount);
+  out.writeUInt32LE(F.ENTRY_SIZE, H.entrySize);
+  out.writeBigUInt64LE(BigInt(L.entriesOff), H.entriesOff);
+  out.writeUInt32LE(bucketCount, H.bucketCount);
+  out.writeUInt32LE(maxProbe, H.maxProbe);
+  out.writeBigUInt64LE(BigInt(L.bucketsOff), H.bucketsOff);
+  out.writeBigUInt64LE(BigInt(L.stringsOff), H.stringsOff);
+  out.writeBigUInt64LE(BigInt(stringsSize), H.stringsSize);
+  out.writeUInt32LE(seed, H.hashSeed);
+  out.writeUInt32LE(roots.length, H.rootCount);
+  out.writeBigUInt64LE(BigInt(L.rootsOff), H.rootsOff);
+  out.writeUInt32LE(crc32(out.subarray(F.HEADER_SIZE)), H.bodyCrc32);
+  out.writeUInt32LE(F.CONTENT_VERSION_MAX, H.contentVersion);
+  out.writeUInt32LE(crc32(out.subarray(0, F.HEADER_SIZE)), H.headerCrc32);
+  return out;
+}
+
+/**
+ * Encode a blob and write it to `file` atomically (temp file in the same
+ * directory, fsync, rename), mode 0644.
+ *
+ * @returns blob size in bytes, entry count and its OCI-style digest ("sha256:<hex>")
+ * @throws VriftError from encodeBlob, or on I/O failure (the temp file is removed)
+ */
+export async function writeBlobFile(file: string, opts: BlobOptions): Promise<{ size: number; entryCount: number; digest: string }> {
+  const bytes = encodeBlob(opts);
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${Date.now()}`);
+  try {
+    const fh = await fsp.open(tmp, 'wx', 0o644);
+    try {
+      await fh.writeFile(bytes);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw new VriftError(`writing PSFS blob ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  return { size: bytes.length, entryCount: opts.entries.length, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
+}

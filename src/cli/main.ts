@@ -1,0 +1,39 @@
+import yargs from 'yargs';
+import { VriftError, EXIT } from '../errors';
+import { blobCommand } from './commands/blob';
+import { shimPathCommand } from './commands/shimPath';
+import { buildCommand } from './commands/build';
+
+/**
+ * Entry point of the `vrift` CLI.
+ *
+ * JSON results go to stdout, logs to stderr. Exit codes: see EXIT in
+ * src/errors.ts and README.md.
+ *
+ * @param argv arguments after the node binary and script (process.argv.slice(2))
+ */
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await yargs(argv)
+      .scriptName('vrift')
+      .strict()
+      .demandCommand(1, 'Say which command to run; see `vrift --help`.')
+      .parserConfiguration({ 'boolean-negation': false })
+      .command(buildCommand)
+      .command(blobCommand)
+      .command(shimPathCommand)
+      .fail((msg, err) => {
+        if (err) throw err;
+        throw new VriftError(msg, { exitCode: EXIT.usage });
+      })
+      .help()
+      .version()
+      .parseAsync();
+  } catch (err) {
+    const code = err instanceof VriftError ? err.exitCode : EXIT.failure;
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`vrift: ${message}\n`);
+    if (process.env.VRIFT_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = code;
+  }
+}
