@@ -1,11 +1,88 @@
-import type { CommandModule } from 'yargs';
+import * as path from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { VriftError, EXIT } from '../../errors';
+import * as F from '../../blob/format';
+import { scanHostTree } from '../../blob/hostTree';
+import { writeBlobFile } from '../../blob/writer';
 
-// Owned by the blob work (issue 2): `vrift blob <dir> -o <file>`.
-export const blobCommand: CommandModule = {
+/** Parsed arguments of `vrift blob`. */
+export interface BlobArgs {
+  dir: string;
+  output: string;
+  uid?: number;
+  gid?: number;
+  'dev-runtime': boolean;
+  'check-root-mtime': boolean;
+}
+
+/** JSON document `vrift blob` prints on stdout on success. */
+export interface BlobSummary {
+  outcome: 'written';
+  /** Absolute path of the blob file. */
+  file: string;
+  /** Number of entries (paths) in the blob, root included. */
+  entries: number;
+  /** Blob size in bytes. */
+  size: number;
+  /** "sha256:<hex>" of the blob bytes. */
+  digest: string;
+  /** The domain root recorded in the header (realpath of <dir>, latin1-decoded if not UTF-8). */
+  root: string;
+  /** Header flags set (PSFS_H_* names). */
+  flags: string[];
+}
+
+/**
+ * `vrift blob <dir> -o <file>`: write the PSFS blob of an existing host tree
+ * whose domain root is realpath(<dir>), recording real lstat(2) values.
+ * Nothing is written when scanning or encoding fails (temp file + rename).
+ */
+export const blobCommand: CommandModule<object, BlobArgs> = {
   command: 'blob <dir>',
   describe: 'Write the PSFS blob for an existing host tree whose domain root is <dir>',
-  builder: (y) => y,
-  handler: async () => {
-    throw new Error('not implemented yet');
+  builder: (y: Argv) =>
+    y
+      .positional('dir', { type: 'string', demandOption: true, describe: 'Directory that is the domain root (resolved with realpath)' })
+      .option('output', { alias: 'o', type: 'string', demandOption: true, requiresArg: true, describe: 'Blob file to write (atomically)' })
+      .option('uid', { type: 'number', requiresArg: true, describe: 'Record this st_uid on every entry instead of the real owner' })
+      .option('gid', { type: 'number', requiresArg: true, describe: 'Record this st_gid on every entry instead of the real group' })
+      .option('dev-runtime', {
+        type: 'boolean',
+        default: false,
+        describe: 'Set PSFS_H_DEV_RUNTIME: the shim takes st_dev from the real root at init',
+      })
+      .option('check-root-mtime', {
+        type: 'boolean',
+        default: false,
+        describe: "Set PSFS_H_CHECK_ROOT_MTIME: the shim rejects the blob when the root's real mtime differs",
+      })
+      .example('$0 blob ./tree -o tree.psfs', 'Blob for ./tree with the real lstat values')
+      .example('$0 blob /vrift -o /usr/lib/vrift/psfs.blob --uid 0 --gid 0', 'Record every path as owned by root')
+      .example('$0 blob /vrift -o psfs.blob --dev-runtime --check-root-mtime', 'Let the shim take st_dev from the real root and detect drift') as unknown as Argv<BlobArgs>,
+  handler: async (argv) => {
+    for (const k of ['uid', 'gid'] as const) {
+      const v = argv[k];
+      if (v !== undefined && (Number.isNaN(v) || !Number.isInteger(v))) {
+        throw new VriftError(`writing PSFS blob: --${k} must be an integer`, { exitCode: EXIT.usage });
+      }
+    }
+    const tree = await scanHostTree(argv.dir, { uid: argv.uid, gid: argv.gid });
+    const flags = (argv['dev-runtime'] ? F.H_DEV_RUNTIME : 0) | (argv['check-root-mtime'] ? F.H_CHECK_ROOT_MTIME : 0);
+    const file = path.resolve(argv.output);
+    const r = await writeBlobFile(file, { ...tree, flags });
+    const summary: BlobSummary = {
+      outcome: 'written',
+      file,
+      entries: r.entryCount,
+      size: r.size,
+      digest: r.digest,
+      root: tree.roots[0].toString(isUtf8(tree.roots[0]) ? 'utf8' : 'latin1'),
+      flags: [...(flags & F.H_DEV_RUNTIME ? ['PSFS_H_DEV_RUNTIME'] : []), ...(flags & F.H_CHECK_ROOT_MTIME ? ['PSFS_H_CHECK_ROOT_MTIME'] : [])],
+    };
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
   },
 };
+
+function isUtf8(b: Buffer): boolean {
+  return Buffer.from(b.toString('utf8'), 'utf8').equals(b);
+}
