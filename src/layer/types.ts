@@ -1,0 +1,184 @@
+/**
+ * Layer and /vrift tree API: the contract between the tree/layer builder
+ * (src/cas, src/tree, src/layer) and image assembly (src/image, the `build`
+ * command).
+ *
+ * Terms follow the OCI image spec (image-spec/layer.md, descriptor.md):
+ * a layer's `digest` is the sha256 of its compressed bytes (what a manifest
+ * descriptor carries), its `diffID` the sha256 of the uncompressed tar (what
+ * the config's `rootfs.diff_ids` carries).
+ */
+import type { BlobEntry, Timespec } from '../blob/writer';
+
+export type { BlobEntry, Timespec };
+
+/** OCI media type of a gzip-compressed tar layer. */
+export const MEDIA_TYPE_LAYER_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip' as const;
+
+/** A finished, compressed layer on disk. */
+export interface LayerFile {
+  /** Absolute path of the gzip file (the caller owns it: move or delete it). */
+  path: string;
+  mediaType: typeof MEDIA_TYPE_LAYER_GZIP;
+  /** "sha256:<64 hex>" of the compressed (gzip) bytes: the manifest descriptor digest. */
+  digest: string;
+  /** "sha256:<64 hex>" of the uncompressed tar: the config's rootfs.diff_ids entry. */
+  diffID: string;
+  /** Size of the compressed file in bytes: the manifest descriptor size. */
+  size: number;
+}
+
+/** Default /vrift domain root. */
+export const VRIFT_ROOT = '/vrift';
+/** Where the shim and the blob live inside the image. */
+export const SHIM_IMAGE_PATH = '/usr/lib/vrift/libvrift.so';
+export const BLOB_IMAGE_PATH = '/usr/lib/vrift/psfs.blob';
+
+/** Attributes every layer entry carries explicitly (never taken from tar-stream defaults). */
+export interface EntryAttrs {
+  /** Normalized absolute path bytes inside the image, e.g. "/vrift/python/a.py". Written to the tar without the leading "/". */
+  path: Buffer;
+  /** Full st_mode: file type bits (S_IFDIR/S_IFREG/S_IFLNK) | permission bits (07777). */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** mtime; the tar carries whole seconds, so `nsec` is always 0 in planned entries. */
+  mtime: Timespec;
+}
+
+export interface DirEntry extends EntryAttrs {
+  type: 'directory';
+}
+
+export interface SymlinkEntry extends EntryAttrs {
+  type: 'symlink';
+  /** readlink(2) bytes, unchanged from the source (relative, never leaving its source). */
+  target: Buffer;
+}
+
+/** A regular file with content in the layer (in a /vrift tree: a CAS object). */
+export interface FileEntry extends EntryAttrs {
+  type: 'file';
+  /** st_size in bytes. */
+  size: bigint;
+  /** Where the bytes come from: a host file (read when the layer is written) or memory. */
+  source: { file: Buffer | string } | { content: Buffer };
+  /** sha256 hex of the content, when known (CAS objects). */
+  sha256?: string;
+  /** st_nlink after extraction: 1 + number of hardlink entries to this file. */
+  nlink: number;
+}
+
+/**
+ * A hardlink to an earlier FileEntry (tar type 'link'). Its attributes equal
+ * the target's (a hardlink shares the inode; extractors such as moby's apply
+ * a link entry's mode/owner/mtime to the shared inode, so they must agree).
+ */
+export interface HardlinkEntry extends EntryAttrs {
+  type: 'hardlink';
+  /** Path of the FileEntry it links to (absolute, e.g. "/vrift/.cas/ab/cdef..."). */
+  linkTo: Buffer;
+  size: bigint;
+  sha256?: string;
+  nlink: number;
+}
+
+export type LayerEntry = DirEntry | SymlinkEntry | FileEntry | HardlinkEntry;
+
+/** One `--add <src>:<dest>`. */
+export interface TreeAdd {
+  /** Host directory (a file is not accepted). */
+  src: string;
+  /** Absolute destination strictly under /vrift, e.g. "/vrift/python". */
+  dest: string;
+}
+
+export interface PlanOptions {
+  /** Owner of every entry. Default { uid: 0, gid: 0 } (root:root). */
+  chown?: { uid: number; gid: number };
+  /** Clamp every mtime to this many seconds since the epoch (SOURCE_DATE_EPOCH, already parsed). Default: no clamp. */
+  sourceDateEpoch?: number;
+  /** Digest cache directory. Default $XDG_CACHE_HOME/vrift or ~/.cache/vrift. `false` disables the cache. */
+  cacheDir?: string | false;
+}
+
+export interface CasObject {
+  /** "/vrift/.cas/<2 hex>/<62 hex>" or, for a second mode of the same content, "...<62 hex>.<4 octal mode>" (see src/cas/README.md). */
+  path: Buffer;
+  sha256: string;
+  size: bigint;
+  /** Permission bits (07777) shared by every tree path linked to it. */
+  perm: number;
+  /** Host file the content is read from (the first tree path by sorted order). */
+  srcPath: Buffer;
+  /** Number of tree paths hardlinked to it (its nlink is links + 1). */
+  links: number;
+}
+
+/** Output of planTree. */
+export interface TreePlan {
+  /** "/vrift". */
+  root: Buffer;
+  /**
+   * Every path under /vrift, /vrift included, in layer order: /vrift, then the
+   * /vrift/.cas subtree (objects before any hardlink to them), then the rest
+   * by path bytes. Directories always precede their contents.
+   */
+  entries: LayerEntry[];
+  objects: CasObject[];
+  stats: TreeStats;
+}
+
+export interface TreeStats {
+  /** Tree paths that are regular files (hardlinks to CAS objects), CAS objects not counted. */
+  files: number;
+  /** Directories, /vrift and /vrift/.cas/** included. */
+  dirs: number;
+  symlinks: number;
+  /** Sum of st_size of tree files (logical bytes before dedup). */
+  bytes: bigint;
+  casObjects: number;
+  /** bytes / sum of object sizes (1 when nothing deduplicated; 1 for an empty tree). */
+  dedupRatio: number;
+  /** Digest cache hits and misses (files hashed). */
+  hashHits: number;
+  hashMisses: number;
+}
+
+export interface BuildVriftLayerOptions extends PlanOptions {
+  adds: TreeAdd[];
+  /** Directory for temp and output layer files. Default os.tmpdir(). */
+  tmpDir?: string;
+}
+
+export interface BuildVriftLayerResult {
+  layer: LayerFile;
+  /** The PSFS blob bytes written into the layer at /usr/lib/vrift/psfs.blob. */
+  blob: Buffer;
+  /** "sha256:<hex>" of the blob bytes. */
+  blobDigest: string;
+  stats: TreeStats;
+}
+
+/* Function signatures (implemented in the modules named):
+ *
+ * src/tree/plan.ts
+ *   planTree(adds: TreeAdd[], opts?: PlanOptions): Promise<TreePlan>
+ *     throws VriftError (source missing/unreadable, dest outside /vrift,
+ *     overlapping dests, socket/device/FIFO, symlink leaving its source).
+ *
+ * src/layer/tar.ts
+ *   writeLayer(entries: LayerEntry[], outFile: string): Promise<LayerFile>
+ *     entries written in the given order (callers pass planned order);
+ *     temp file + rename; throws VriftError, leaving no file.
+ *   writeFileLayer(files: { path: string; mode: number; content?: Buffer; srcPath?: string; mtime?: number }[],
+ *                  outFile: string): Promise<LayerFile>
+ *     adds all parent directories (0755, root, mtime 0), sorted.
+ *
+ * src/tree/blobEntries.ts
+ *   blobEntriesFromPlan(entries: LayerEntry[], root?: Buffer): BlobEntry[]
+ *   buildVriftLayer(opts: BuildVriftLayerOptions): Promise<BuildVriftLayerResult>
+ *     layer file written under opts.tmpDir as vrift-layer-<digest hex>.tar.gz.
+ *   buildShimLayer(shimPath: string, tmpDir?: string): Promise<LayerFile>
+ *     usr/, usr/lib/, usr/lib/vrift/ (0755) and usr/lib/vrift/libvrift.so (0755), root:root, mtime 0.
+ */
