@@ -8,6 +8,8 @@
 
 /** 8 magic bytes at offset 0 ("PSFS\0\r\n\x1a"). */
 export const MAGIC = Buffer.from([0x50, 0x53, 0x46, 0x53, 0x00, 0x0d, 0x0a, 0x1a]);
+/** Length of MAGIC in bytes (PSFS_MAGIC_LEN). */
+export const MAGIC_LEN = 8;
 /** Container version; readers reject any other. */
 export const VERSION = 1;
 /** Highest content version this code writes and reads. */
