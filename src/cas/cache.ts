@@ -1,0 +1,125 @@
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { VriftError } from '../errors';
+import { sha256File } from './hash';
+
+/** File name of the cache inside the cache directory (the version is part of the name). */
+export const CACHE_FILE = 'digests-v1.json';
+
+/** What identifies an unchanged file: lstat fields, as bigints (mtime in ns). */
+export interface FileKey {
+  size: bigint;
+  mtimeNs: bigint;
+  ino: bigint;
+}
+
+interface Record {
+  size: string;
+  mtimeNs: string;
+  ino: string;
+  sha256: string;
+}
+
+/**
+ * Default cache directory: `$XDG_CACHE_HOME/vrift`, else `~/.cache/vrift`.
+ * An empty or relative XDG_CACHE_HOME is ignored (XDG Base Directory spec).
+ */
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  const xdg = env.XDG_CACHE_HOME;
+  if (xdg && path.isAbsolute(xdg)) return path.join(xdg, 'vrift');
+  return path.join(os.homedir(), '.cache', 'vrift');
+}
+
+/**
+ * Local sha256 cache keyed by (absolute path bytes, st_size, st_mtim in ns,
+ * st_ino), persisted as one JSON file `<cacheDir>/digests-v1.json`:
+ * `{ "version": 1, "files": { "<base64 path>": { size, mtimeNs, ino, sha256 } } }`.
+ * A file whose key differs is re-hashed and its record replaced. A missing
+ * or corrupt cache file counts as empty (the cache is an optimisation, never
+ * a source of truth for anything but the hash of an unchanged file).
+ * Saving writes a temp file in the same directory and renames it over the
+ * old one, so readers never see a partial file.
+ */
+export class DigestCache {
+  hits = 0;
+  misses = 0;
+  private dirty = false;
+
+  private constructor(
+    readonly dir: string | undefined,
+    private readonly files: Map<string, Record>,
+  ) {}
+
+  /**
+   * Open the cache in `dir` (false: an in-memory cache that never persists).
+   * @throws never for a missing/corrupt file; VriftError only from save().
+   */
+  static async open(dir: string | false | undefined): Promise<DigestCache> {
+    if (dir === false) return new DigestCache(undefined, new Map());
+    const d = path.resolve(dir ?? defaultCacheDir());
+    const files = new Map<string, Record>();
+    try {
+      const parsed = JSON.parse(await fsp.readFile(path.join(d, CACHE_FILE), 'utf8')) as { version?: number; files?: { [k: string]: Record } };
+      if (parsed && parsed.version === 1 && parsed.files && typeof parsed.files === 'object') {
+        for (const [k, v] of Object.entries(parsed.files)) {
+          if (v && typeof v.sha256 === 'string' && /^[0-9a-f]{64}$/.test(v.sha256)) files.set(k, v);
+        }
+      }
+    } catch {
+      // Missing or unreadable cache: start empty.
+    }
+    return new DigestCache(d, files);
+  }
+
+  /**
+   * sha256 hex of the file at `absPath`, from the cache when `key` matches,
+   * else hashed (streamed) and recorded. Counts hits and misses.
+   *
+   * @param absPath absolute host path bytes
+   * @param key lstat values of the file taken before hashing
+   * @throws VriftError when hashing fails, or when the byte count read differs from key.size (file changed while building)
+   */
+  async sha256(absPath: Buffer, key: FileKey): Promise<string> {
+    const k = absPath.toString('base64');
+    const rec = this.files.get(k);
+    if (rec && rec.size === String(key.size) && rec.mtimeNs === String(key.mtimeNs) && rec.ino === String(key.ino)) {
+      this.hits++;
+      return rec.sha256;
+    }
+    this.misses++;
+    const { hex, size } = await sha256File(absPath);
+    if (size !== key.size) {
+      throw new VriftError(`hashing file ${JSON.stringify(absPath.toString())}: it changed while being read (${key.size} bytes at lstat, ${size} read); build again once the source is stable`);
+    }
+    this.files.set(k, { size: String(key.size), mtimeNs: String(key.mtimeNs), ino: String(key.ino), sha256: hex });
+    this.dirty = true;
+    return hex;
+  }
+
+  /** Number of records held. */
+  get size(): number {
+    return this.files.size;
+  }
+
+  /**
+   * Persist the cache atomically (temp file + rename) when it changed.
+   * @throws VriftError when the cache directory or file cannot be written
+   */
+  async save(): Promise<void> {
+    if (!this.dir || !this.dirty) return;
+    const file = path.join(this.dir, CACHE_FILE);
+    const tmp = path.join(this.dir, `.${CACHE_FILE}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+    try {
+      await fsp.mkdir(this.dir, { recursive: true });
+      const obj = { version: 1, files: Object.fromEntries([...this.files.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) };
+      await fsp.writeFile(tmp, JSON.stringify(obj), { mode: 0o644, flag: 'wx' });
+      await fsp.rename(tmp, file);
+      this.dirty = false;
+    } catch (err) {
+      await fsp.rm(tmp, { force: true });
+      throw new VriftError(`writing digest cache ${file}: ${(err as Error).message}; fix permissions or pass another cache directory`, { cause: err });
+    }
+  }
+}
