@@ -1,0 +1,397 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * psfs_core.c - freestanding PSFS blob reader (see psfs_core.h).
+ *
+ * Compiles both into libvrift.so and to wasm32 (-ffreestanding -nostdlib):
+ * no libc, no allocation, no syscalls, no global state.  Everything it
+ * reads from the blob body is bounds-checked, because only the header is
+ * validated (O(1)) when the blob is mapped.
+ *
+ * Byte loops are written by hand (no memcmp/memcpy) so the wasm build needs
+ * no libc.  Each copy loop also scans for '/' so compilers do not turn it
+ * back into a memcpy call.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include "psfs_core.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "PSFS blobs are little-endian; this reader reads fields natively"
+#endif
+
+#define T_FMT 0170000u
+#define T_DIR 0040000u
+#define T_LNK 0120000u
+#define SEARCH_ALL 0111u   /* x for user, group and other */
+#define MAX_HOPS 40u       /* Linux MAXSYMLINKS: the 41st hop is ELOOP */
+
+/* ---- tiny libc replacements -------------------------------------------- */
+
+/* a[0..n) == b[0..n).  Stops at the first difference, so it never reads
+ * past the NUL of a NUL-terminated `a` when `b` holds no NUL. */
+static inline int bytes_eq(const uint8_t *a, const uint8_t *b, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
+}
+
+static inline int is_dir(const struct psfs_entry *e)
+{
+	return (e->mode & T_FMT) == T_DIR;
+}
+
+static inline int is_lnk(const struct psfs_entry *e)
+{
+	return (e->mode & T_FMT) == T_LNK;
+}
+
+/* ---- CRC-32 (IEEE, reflected, as zlib) ----------------------------------
+ * Bitwise: only used on the 128 header bytes at init, a table is not worth
+ * 1 KiB of rodata in every process. */
+static uint32_t crc32_update(uint32_t c, const uint8_t *p, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		c ^= p[i];
+		for (int k = 0; k < 8; k++)
+			c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+	}
+	return c;
+}
+
+uint32_t psfs_crc32(const uint8_t *p, uint64_t n)
+{
+	return ~crc32_update(0xffffffffu, p, n);
+}
+
+/* ---- header validation -------------------------------------------------- */
+
+/* [off, off+len) lies after the header, inside the file, 8-aligned. */
+static int section_ok(uint64_t off, uint64_t len, uint64_t size)
+{
+	return off >= PSFS_HEADER_SIZE && off % PSFS_ALIGN == 0 && off <= size &&
+	       len <= size - off;
+}
+
+static int disjoint(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return alen == 0 || blen == 0 || a + alen <= b || b + blen <= a;
+}
+
+/* A root must be a normalized absolute path other than "/": what the shim
+ * compares raw path prefixes against, so it must not need normalizing. */
+static int root_normalized(const uint8_t *p, uint32_t n)
+{
+	if (n < 2 || n >= PSFS_PATH_MAX || p[0] != '/' || p[n - 1] == '/')
+		return 0;
+	uint32_t start = 1;
+	for (uint32_t i = 1; i <= n; i++) {
+		if (i < n && p[i] == 0)
+			return 0;
+		if (i < n && p[i] != '/')
+			continue;
+		uint32_t len = i - start;
+		if (len == 0 || len > PSFS_NAME_MAX)
+			return 0;
+		if (p[start] == '.' && (len == 1 || (len == 2 && p[start + 1] == '.')))
+			return 0;
+		start = i + 1;
+	}
+	return 1;
+}
+
+int psfs_view_init(struct psfs_view *v, const void *base, uint64_t size)
+{
+	const uint8_t *b = base;
+	/* Fields are read through struct pointers: the mapping must be aligned
+	 * (mmap gives page alignment; wasm callers must align to 8). */
+	if (!v || !b || ((uintptr_t)b & (PSFS_ALIGN - 1)) || size < PSFS_HEADER_SIZE)
+		return -PSFS_EINVAL;
+	const struct psfs_header *h = base;
+	if (!bytes_eq(h->magic, (const uint8_t *)PSFS_MAGIC, PSFS_MAGIC_LEN))
+		return -PSFS_EINVAL;
+	if (h->version != PSFS_VERSION)
+		return -PSFS_ENOTSUP;
+	if (h->header_size != PSFS_HEADER_SIZE || h->entry_size != PSFS_ENTRY_SIZE)
+		return -PSFS_EINVAL;
+
+	/* header_crc32 covers the 128 bytes with the crc field read as 0. */
+	static const uint8_t zero4[4];
+	uint32_t c = crc32_update(0xffffffffu, b, 16);
+	c = crc32_update(c, zero4, 4);
+	c = ~crc32_update(c, b + 20, PSFS_HEADER_SIZE - 20);
+	if (c != h->header_crc32)
+		return -PSFS_EINVAL;
+
+	if (h->flags & ~(uint32_t)PSFS_H_KNOWN_FLAGS)
+		return -PSFS_ENOTSUP;
+	if (h->content_version == 0)
+		return -PSFS_EINVAL;
+	if (h->content_version > PSFS_CONTENT_VERSION_MAX)
+		return -PSFS_ENOTSUP;
+	if (h->file_size != size)
+		return -PSFS_EINVAL;
+
+	/* Counts.  bucket_count >= entry_count and a power of two keeps the
+	 * table from being full (a probe always meets an empty slot or the
+	 * max_probe bound) and lets the slot be h & mask. */
+	uint32_t nb = h->bucket_count;
+	if (h->entry_count > PSFS_MAX_ENTRIES || nb == 0 || (nb & (nb - 1)) ||
+	    nb < h->entry_count || h->max_probe < 1 || h->max_probe > nb ||
+	    h->root_count < 1 || h->root_count > PSFS_MAX_ROOTS)
+		return -PSFS_EINVAL;
+
+	/* Sections: u32 counts times small sizes cannot overflow a u64. */
+	uint64_t roots_len = (uint64_t)h->root_count * PSFS_ROOT_SIZE;
+	uint64_t buckets_len = (uint64_t)nb * PSFS_BUCKET_SIZE;
+	uint64_t entries_len = (uint64_t)h->entry_count * PSFS_ENTRY_SIZE;
+	if (!section_ok(h->roots_off, roots_len, size) ||
+	    !section_ok(h->buckets_off, buckets_len, size) ||
+	    !section_ok(h->entries_off, entries_len, size) ||
+	    !section_ok(h->strings_off, h->strings_size, size))
+		return -PSFS_EINVAL;
+	const uint64_t off[4] = {h->roots_off, h->buckets_off, h->entries_off, h->strings_off};
+	const uint64_t len[4] = {roots_len, buckets_len, entries_len, h->strings_size};
+	for (int i = 0; i < 4; i++)
+		for (int j = i + 1; j < 4; j++)
+			if (!disjoint(off[i], len[i], off[j], len[j]))
+				return -PSFS_EINVAL;
+
+	const struct psfs_root *roots = (const void *)(b + h->roots_off);
+	const uint8_t *strings = b + h->strings_off;
+	for (uint32_t i = 0; i < h->root_count; i++) {
+		uint64_t o = roots[i].path_off, n = roots[i].path_len;
+		if (o > h->strings_size || n > h->strings_size - o ||
+		    !root_normalized(strings + o, (uint32_t)n))
+			return -PSFS_EINVAL;
+	}
+
+	v->base = b;
+	v->size = size;
+	v->h = h;
+	v->roots = roots;
+	v->buckets = (const void *)(b + h->buckets_off);
+	v->entries = (const void *)(b + h->entries_off);
+	v->strings = strings;
+	v->strings_size = h->strings_size;
+	v->entry_count = h->entry_count;
+	v->bucket_mask = nb - 1;
+	v->max_probe = h->max_probe;
+	v->seed = h->hash_seed;
+	v->root_count = h->root_count;
+	v->flags = h->flags;
+	return 0;
+}
+
+/* ---- lookup ------------------------------------------------------------- */
+
+const struct psfs_entry *psfs_lookup(const struct psfs_view *v,
+				     const uint8_t *path, uint32_t len)
+{
+	uint32_t h = psfs_hash(v->seed, path, len);
+	uint32_t slot = h & v->bucket_mask;
+	for (uint32_t i = 0; i < v->max_probe; i++, slot = (slot + 1) & v->bucket_mask) {
+		const struct psfs_bucket *b = &v->buckets[slot];
+		if (b->entry == 0)
+			return NULL;                    /* empty slot ends the chain */
+		if (b->hash != h || b->entry > v->entry_count)
+			continue;                       /* other key, or corrupt index */
+		const struct psfs_entry *e = &v->entries[b->entry - 1];
+		/* A hit needs the key bytes, in bounds; never the hash alone. */
+		if (e->path_len == len &&
+		    (uint64_t)e->path_off + len <= v->strings_size &&
+		    bytes_eq(v->strings + e->path_off, path, len))
+			return e;
+	}
+	return NULL;
+}
+
+/* ---- resolve -------------------------------------------------------------
+ *
+ * The path is rebuilt in scratch as "<root>/<c1>/<c2>...".  The root is
+ * taken verbatim from the blob (it is normalized), so the rebuilt path can
+ * never leave the domain: a ".." at the root returns PASS instead.
+ */
+struct walk {
+	const struct psfs_view *v;
+	uint8_t *buf;       /* caller's scratch: the normalized path so far */
+	uint32_t len;       /* bytes in buf */
+	uint32_t root;      /* length of the root prefix in buf */
+	int must_dir;       /* trailing "/", "/." or "/..": result must be a dir */
+};
+
+#define WALK_PASS (-1)
+
+/* Index of the root matching s[0..n) as a path prefix (followed by '/',
+ * NUL or the end), or -1.  Cheap rejection of non-domain paths is what
+ * keeps the cold path within noise of the kernel call. */
+static int match_root(const struct psfs_view *v, const uint8_t *s, uint64_t n)
+{
+	for (uint32_t i = 0; i < v->root_count; i++) {
+		uint32_t rl = v->roots[i].path_len;
+		if (rl > n || !bytes_eq(s, v->strings + v->roots[i].path_off, rl))
+			continue;
+		if (rl == n || s[rl] == '/' || s[rl] == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+static void walk_set_root(struct walk *w, uint32_t r)
+{
+	const uint8_t *s = w->v->strings + w->v->roots[r].path_off;
+	uint32_t n = w->v->roots[r].path_len;
+	for (uint32_t i = 0; i < n; i++)
+		w->buf[i] = s[i];
+	w->len = w->root = n;
+}
+
+/* "..": allowed only when the last component is a directory in the blob
+ * that any caller may search, because then the kernel's walk through it
+ * succeeds and lands on our parent.  Anything else (symlink, missing,
+ * no permission, the root itself) is PASS. */
+static int walk_pop(struct walk *w)
+{
+	if (w->len <= w->root)
+		return WALK_PASS;
+	const struct psfs_entry *e = psfs_lookup(w->v, w->buf, w->len);
+	if (!e || !(e->flags & PSFS_E_REACHABLE) || !is_dir(e) ||
+	    (e->mode & SEARCH_ALL) != SEARCH_ALL)
+		return WALK_PASS;
+	while (w->buf[--w->len] != '/')
+		;
+	return 0;
+}
+
+/* Append the components of s[i..n) (stopping early at a NUL) to buf.
+ * Returns the index where it stopped, or WALK_PASS. */
+static int64_t walk_append(struct walk *w, const uint8_t *s, uint64_t i, uint64_t n)
+{
+	int last_is_name = 1;   /* only a trailing ".", ".." or "/" sets must_dir */
+	int trailing_slash = 0;
+	while (i < n && s[i]) {
+		if (s[i] == '/') {
+			trailing_slash = 1;
+			i++;
+			continue;
+		}
+		trailing_slash = 0;
+		uint64_t start = i;
+		uint32_t at = w->len;
+		if (at + 1 >= PSFS_PATH_MAX)
+			return WALK_PASS;
+		w->buf[at++] = '/';
+		/* copy the component while scanning for its end */
+		while (i < n && s[i] && s[i] != '/') {
+			if (at >= PSFS_PATH_MAX - 1)
+				return WALK_PASS;  /* result would reach PATH_MAX */
+			w->buf[at++] = s[i++];
+		}
+		uint64_t clen = i - start;
+		if (clen > PSFS_NAME_MAX)
+			return WALK_PASS;          /* kernel: ENAMETOOLONG */
+		if (s[start] == '.' && clen <= 2 && (clen == 1 || s[start + 1] == '.')) {
+			last_is_name = 0;
+			if (clen == 2 && walk_pop(w) == WALK_PASS)
+				return WALK_PASS;
+			continue;                  /* "." : nothing appended */
+		}
+		last_is_name = 1;
+		w->len = at;
+	}
+	if (trailing_slash || !last_is_name)
+		w->must_dir = 1;
+	return (int64_t)i;
+}
+
+/* Parent of buf (drop the last component); PASS if that leaves the root. */
+static int walk_to_parent(struct walk *w)
+{
+	if (w->len <= w->root)
+		return WALK_PASS;
+	while (w->buf[--w->len] != '/')
+		;
+	return 0;
+}
+
+/* Replace buf (a symlink's path) with its target, normalized. */
+static int walk_follow(struct walk *w, const struct psfs_entry *link)
+{
+	const struct psfs_view *v = w->v;
+	uint64_t tl = link->target_len, to = link->target_off;
+	if (tl == 0 || to > v->strings_size || tl > v->strings_size - to)
+		return WALK_PASS;              /* empty or corrupt target */
+	const uint8_t *t = v->strings + to;
+	uint64_t i = 0;
+	if (t[0] == '/') {
+		/* Absolute: must name a path under a root, verbatim prefix. */
+		int r = match_root(v, t, tl);
+		if (r < 0)
+			return WALK_PASS;
+		walk_set_root(w, (uint32_t)r);
+		i = w->root;
+	} else if (walk_to_parent(w) == WALK_PASS) {
+		return WALK_PASS;              /* relative to the link's directory */
+	}
+	int64_t end = walk_append(w, t, i, tl);
+	if (end == WALK_PASS || (uint64_t)end != tl)
+		return WALK_PASS;              /* NUL inside a target: corrupt */
+	return 0;
+}
+
+/* The answer for a path not in the blob: look at its nearest present
+ * ancestor.  The domain is complete, so absence is a fact, not a miss. */
+static enum psfs_outcome missing(struct walk *w)
+{
+	const struct psfs_entry *a;
+	do {
+		if (walk_to_parent(w) == WALK_PASS)
+			return PSFS_PASS;      /* even the root is absent: corrupt */
+		a = psfs_lookup(w->v, w->buf, w->len);
+	} while (!a);
+	if (!(a->flags & PSFS_E_REACHABLE))
+		return PSFS_PASS;              /* the caller may get EACCES */
+	if (is_dir(a))
+		return (a->mode & SEARCH_ALL) == SEARCH_ALL ? PSFS_ENOENT : PSFS_PASS;
+	if (is_lnk(a))
+		return PSFS_PASS;              /* the kernel would follow it */
+	return PSFS_ENOTDIR;
+}
+
+enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
+			       unsigned flags, char scratch[PSFS_PATH_MAX],
+			       const struct psfs_entry **out)
+{
+	const uint8_t *p = (const uint8_t *)path;
+	/* Relative, NULL and "" are the kernel's business (cwd, EFAULT, ENOENT). */
+	if (!p || p[0] != '/')
+		return PSFS_PASS;
+	int r = match_root(v, p, PSFS_PATH_MAX);
+	if (r < 0)
+		return PSFS_PASS;              /* the common cold case: not ours */
+
+	struct walk w = {.v = v, .buf = (uint8_t *)scratch};
+	walk_set_root(&w, (uint32_t)r);
+	int64_t end = walk_append(&w, p, w.root, PSFS_PATH_MAX);
+	if (end == WALK_PASS || end >= PSFS_PATH_MAX)
+		return PSFS_PASS;              /* >= PATH_MAX bytes: ENAMETOOLONG */
+
+	/* A trailing slash follows a final symlink even for lstat. */
+	for (unsigned hops = 0;; hops++) {
+		const struct psfs_entry *e = psfs_lookup(v, w.buf, w.len);
+		if (!e)
+			return missing(&w);
+		if (!(e->flags & PSFS_E_REACHABLE))
+			return PSFS_PASS;      /* never widen access */
+		if (is_lnk(e) && ((flags & PSFS_FOLLOW) || w.must_dir)) {
+			if (hops >= MAX_HOPS || walk_follow(&w, e) == WALK_PASS)
+				return PSFS_PASS;  /* ELOOP, or target not ours */
+			continue;
+		}
+		if (w.must_dir && !is_dir(e))
+			return PSFS_ENOTDIR;
+		*out = e;
+		return PSFS_HIT;
+	}
+}
