@@ -85,6 +85,24 @@ function toEntry(p: Buffer, st: BigIntStats, opts: HostTreeOptions, target?: Buf
   };
 }
 
+function changed(p: Buffer, err: unknown): VriftError {
+  return new VriftError(`reading ${show(p)}: ${describe(err)}; the tree changed while it was scanned or is not readable, scan an immutable tree as its owner`, {
+    cause: err,
+  });
+}
+
+/** lstat(2) with bigint fields; when `type` is given the file must still have that S_IFMT type. */
+async function lstatOrThrow(p: Buffer, type?: number): Promise<BigIntStats> {
+  let st: BigIntStats;
+  try {
+    st = await fsp.lstat(p, { bigint: true });
+  } catch (err) {
+    throw changed(p, err);
+  }
+  if (type !== undefined && (Number(st.mode) & S_IFMT) !== type) throw changed(p, new Error('file type changed'));
+  return st;
+}
+
 function checkId(name: string, v: number | undefined): void {
   if (v !== undefined && !(Number.isInteger(v) && v >= 0 && v <= 0xfffffffe)) {
     throw new VriftError(`scanning host tree: --${name} ${v} is not a valid ${name} (an integer 0..4294967294)`);
@@ -103,6 +121,8 @@ function checkId(name: string, v: number | undefined): void {
  * (an explicit stack, no recursion), so depth is limited only by PATH_MAX;
  * paths of PATH_MAX bytes or more are left out (see HostTree.skippedTooLong).
  * Mount points inside the tree are descended like any directory.
+ * Directories and symlinks are lstat'ed after readdir/readlink, so the
+ * st_atim the scan itself causes (relatime) is what gets recorded.
  *
  * @param dir a directory path (relative paths resolve against the cwd)
  * @param opts uid/gid override (recorded instead of the real owner), lstat concurrency
@@ -136,9 +156,9 @@ export async function scanHostTree(dir: string, opts: HostTreeOptions = {}): Pro
 
   const entries: BlobEntry[] = [toEntry(root, rootStat, opts)];
   let skippedTooLong = 0;
-  const stack: Buffer[] = [root];
+  const stack: { p: Buffer; index: number }[] = [{ p: root, index: 0 }];
   while (stack.length > 0) {
-    const d = stack.pop()!;
+    const { p: d, index: dIndex } = stack.pop()!;
     let names: Buffer[];
     try {
       names = await fsp.readdir(d, { encoding: 'buffer' });
@@ -153,32 +173,39 @@ export async function scanHostTree(dir: string, opts: HostTreeOptions = {}): Pro
       throw new VriftError(`reading directory ${show(d)}: ${describe(err)}; ${todo}`, { cause: err });
     }
     names.sort(Buffer.compare);
+    // readdir(3) may have just updated the directory's st_atim (relatime does
+    // so once after a change): record the state after the read, which later
+    // reads leave alone, so the blob matches what lstat(2) reports afterwards.
+    entries[dIndex] = toEntry(d, await lstatOrThrow(d, S_IFDIR), opts);
     const paths: Buffer[] = [];
     for (const n of names) {
       const p = Buffer.concat([d, SLASH, n]);
       if (p.length >= F.PATH_MAX) skippedTooLong++;
       else paths.push(p);
     }
-    const subdirs: Buffer[] = [];
+    const subdirs: { p: Buffer; index: number }[] = [];
     for (let i = 0; i < paths.length; i += concurrency) {
       const batch = paths.slice(i, i + concurrency);
       const done = await Promise.all(
         batch.map(async (p) => {
-          try {
-            const st = await fsp.lstat(p, { bigint: true });
-            const type = Number(st.mode) & S_IFMT;
-            const target = type === S_IFLNK ? await fsp.readlink(p, { encoding: 'buffer' }) : undefined;
-            return { p, st, type, target };
-          } catch (err) {
-            throw new VriftError(`reading ${show(p)}: ${describe(err)}; the tree changed or is not readable, scan an immutable tree as its owner`, {
-              cause: err,
-            });
+          let st = await lstatOrThrow(p);
+          const type = Number(st.mode) & S_IFMT;
+          let target: Buffer | undefined;
+          if (type === S_IFLNK) {
+            try {
+              target = await fsp.readlink(p, { encoding: 'buffer' });
+            } catch (err) {
+              throw changed(p, err);
+            }
+            // readlink(2) updates the link's st_atim: record the state after it.
+            st = await lstatOrThrow(p, S_IFLNK);
           }
+          return { p, st, type, target };
         }),
       );
       for (const { p, st, type, target } of done) {
         entries.push(toEntry(p, st, opts, target));
-        if (type === S_IFDIR) subdirs.push(p);
+        if (type === S_IFDIR) subdirs.push({ p, index: entries.length - 1 });
       }
     }
     // Push in reverse so directories are visited in name order (keeps error

@@ -1,0 +1,106 @@
+/**
+ * Loader for test/wasm/build/psfs_core.wasm (shim/psfs_core.c + test/wasm/glue.c
+ * compiled by test/wasm/build-wasm.mjs): a typed handle on the C reader for jest.
+ *
+ * Every call copies its inputs into the module's linear memory (bump arena,
+ * reset by loadBlob) and returns plain JS values.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export const WASM_PATH = path.join(__dirname, 'build', 'psfs_core.wasm');
+
+type Fn = (...args: number[]) => number;
+
+/** Outcome names of enum psfs_outcome, by value. */
+export const OUTCOME = ['PASS', 'HIT', 'ENOENT', 'ENOTDIR'] as const;
+export type Outcome = (typeof OUTCOME)[number];
+
+/** The C reader instantiated once; methods mirror shim/psfs_core.h. */
+export class PsfsWasm {
+  readonly exports: Record<string, Fn>;
+  private readonly memory: WebAssembly.Memory;
+  private blobAddr = 0;
+
+  constructor(bytes: Buffer = PsfsWasm.readModule()) {
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
+    this.memory = instance.exports.memory as WebAssembly.Memory;
+    this.exports = instance.exports as unknown as Record<string, Fn>;
+  }
+
+  /** The compiled module bytes; throws with what to run when it was not built. */
+  static readModule(): Buffer {
+    if (!fs.existsSync(WASM_PATH)) throw new Error(`${WASM_PATH} is missing: run \`npm run build:wasm\` first`);
+    return fs.readFileSync(WASM_PATH);
+  }
+
+  /** Whether the module exports `name`. */
+  has(name: string): boolean {
+    return typeof this.exports[name] === 'function';
+  }
+
+  /** Call an exported uint32-returning function; the result as an unsigned number. */
+  u32(name: string, ...args: number[]): number {
+    const f = this.exports[name];
+    if (typeof f !== 'function') throw new Error(`wasm module has no export ${name}`);
+    return f(...args) >>> 0;
+  }
+
+  /** Current view of linear memory (re-read after every allocation: memory may grow). */
+  get mem(): Buffer {
+    return Buffer.from(this.memory.buffer);
+  }
+
+  private put(bytes: Uint8Array, nul = false): number {
+    const addr = this.u32('arena_alloc', bytes.length + (nul ? 1 : 0));
+    if (addr === 0) throw new Error('wasm arena exhausted');
+    const m = this.mem;
+    m.set(bytes, addr);
+    if (nul) m[addr + bytes.length] = 0;
+    return addr;
+  }
+
+  /** Read `len` bytes at `addr` of linear memory (a copy). */
+  read(addr: number, len: number): Buffer {
+    return Buffer.from(this.mem.subarray(addr, addr + len));
+  }
+
+  /** Copy `blob` into fresh memory and run psfs_view_init on it: 0, -22 or -95. */
+  loadBlob(blob: Uint8Array): number {
+    this.exports.arena_reset();
+    this.blobAddr = this.put(blob);
+    return this.exports.w_view_init(this.blobAddr, blob.length);
+  }
+
+  /** Address of the loaded blob in linear memory. */
+  get blobBase(): number {
+    return this.blobAddr;
+  }
+
+  /** psfs_lookup: index of the entry whose key equals `key`, or -1. */
+  lookup(key: Uint8Array): number {
+    return this.exports.w_lookup(this.put(key), key.length);
+  }
+
+  /**
+   * psfs_resolve on `p` (NUL appended; null passes a NULL pointer).
+   * @returns outcome name and the found entry's index (-1 when none)
+   */
+  resolve(p: Uint8Array | string | null, follow: boolean): { outcome: Outcome; index: number } {
+    const addr = p === null ? 0 : this.put(typeof p === 'string' ? Buffer.from(p, 'latin1') : p, true);
+    const r = this.exports.w_resolve(addr, follow ? this.u32('c_PSFS_FOLLOW') : 0);
+    const outcome = OUTCOME[r];
+    if (outcome === undefined) throw new Error(`psfs_resolve returned ${r}, not a psfs_outcome`);
+    return { outcome, index: this.exports.w_resolved_index() };
+  }
+
+  /** psfs_crc32 of `bytes`. */
+  crc32(bytes: Uint8Array): number {
+    return this.u32('w_crc32', this.put(bytes), bytes.length);
+  }
+
+  /** psfs_hash(seed, bytes). */
+  hash(seed: number, bytes: Uint8Array): number {
+    return this.u32('w_hash', seed >>> 0, this.put(bytes), bytes.length);
+  }
+}
