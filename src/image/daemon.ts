@@ -1,0 +1,131 @@
+/**
+ * The local Docker engine as an image source and sink, through dockerode.
+ *
+ * Source: `GET /images/{name}/get` streams a docker-archive; it is spooled to
+ * a temp file (never held in memory) and read with the docker-archive reader,
+ * so base layers are copied byte for byte.
+ * Sink: `POST /images/load` with a docker-archive, then the tag is inspected
+ * to confirm the engine has it.
+ */
+import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import Docker from 'dockerode';
+import { VriftError } from '../errors';
+import { readDockerArchive } from './dockerArchive';
+import { TarFileSource } from './files';
+import type { Disposable, Image } from './types';
+
+/** A dockerode client for DOCKER_HOST or the default socket. */
+export function dockerClient(): Docker {
+  return new Docker();
+}
+
+/** Turn a dockerode failure into a VriftError with what to do. */
+export function engineError(doing: string, err: unknown): VriftError {
+  const e = err as { statusCode?: number; code?: string; json?: { message?: string }; message?: string };
+  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED' || e.code === 'EACCES') {
+    return new VriftError(`${doing}: cannot reach the Docker engine (${e.code}); start dockerd or set DOCKER_HOST`, { cause: err });
+  }
+  const msg = e.json?.message ?? e.message ?? String(err);
+  return new VriftError(`${doing}: ${msg.trim()}`, { cause: err });
+}
+
+/** An image read from the engine, backed by a temp file until disposed. */
+export interface DaemonImage extends Disposable {
+  image: Image;
+  /** The engine's image ID (`sha256:...`). */
+  imageId: string;
+}
+
+/**
+ * Read image `ref` from the local engine.
+ *
+ * @param tmpRoot directory for the spooled archive (default os.tmpdir())
+ * @throws VriftError when the engine is unreachable or has no such image
+ */
+export async function readDaemonImage(docker: Docker, ref: string, tmpRoot = os.tmpdir()): Promise<DaemonImage> {
+  const where = `docker-daemon:${ref}`;
+  let imageId: string;
+  try {
+    imageId = (await docker.getImage(ref).inspect()).Id;
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode === 404) {
+      throw new VriftError(`reading base image ${where}: the local engine has no such image; build or \`docker load\` it first (\`docker images\` lists what is there)`, { cause: err });
+    }
+    throw engineError(`reading base image ${where}`, err);
+  }
+  const dir = await fsp.mkdtemp(path.join(tmpRoot, 'vrift-base-'));
+  const dispose = () => fsp.rm(dir, { recursive: true, force: true });
+  try {
+    const file = path.join(dir, 'base.tar');
+    let stream: NodeJS.ReadableStream;
+    try {
+      stream = await docker.getImage(ref).get();
+    } catch (err) {
+      throw engineError(`exporting base image ${where}`, err);
+    }
+    await pipeline(stream, createWriteStream(file));
+    const files = await TarFileSource.index(file, where);
+    const { image } = await readDockerArchive(files, ref.startsWith('sha256:') ? undefined : ref);
+    return { image, imageId, dispose };
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+}
+
+/**
+ * Load a docker-archive into the engine and confirm `tag` now names the image.
+ *
+ * @param archive path of a docker-archive whose manifest.json tags the image `tag`
+ * @param expectedIds IDs the engine may report for the tag: the config digest
+ *   (classic image store) or the manifest digest (containerd image store)
+ * @returns the engine's image ID for `tag`
+ * @throws VriftError when the load fails or the tag is missing or names another image
+ */
+export async function loadIntoDaemon(docker: Docker, archive: string, tag: string, expectedIds: string[]): Promise<string> {
+  let res: NodeJS.ReadableStream;
+  try {
+    res = await docker.loadImage(createReadStream(archive), { quiet: true });
+  } catch (err) {
+    throw engineError(`loading image ${tag} into the engine`, err);
+  }
+  let text = '';
+  for await (const chunk of res) text += chunk.toString();
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    let msg: { error?: string; errorDetail?: { message?: string } };
+    try {
+      msg = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    if (msg.error || msg.errorDetail) {
+      throw new VriftError(`loading image ${tag} into the engine: ${msg.errorDetail?.message ?? msg.error}`);
+    }
+  }
+  let id: string;
+  try {
+    id = (await docker.getImage(tag).inspect()).Id;
+  } catch (err) {
+    throw engineError(`checking loaded image ${tag}`, err);
+  }
+  if (!expectedIds.includes(id)) {
+    throw new VriftError(`checking loaded image ${tag}: the engine reports ${id}, expected ${expectedIds.join(' or ')}; another load may have raced this one`);
+  }
+  return id;
+}
+
+/**
+ * Remove image `tag` from the engine, ignoring "no such image".
+ * Used to leave nothing behind when a build fails after loading.
+ */
+export async function removeFromDaemon(docker: Docker, tag: string): Promise<void> {
+  try {
+    await docker.getImage(tag).remove({ noprune: false });
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode !== 404) throw engineError(`removing image ${tag}`, err);
+  }
+}
