@@ -88,6 +88,31 @@ function show(p: Buffer): string {
   return JSON.stringify(p.toString('latin1'));
 }
 
+const U32_MAX = 0xffffffff;
+const U64_MAX = (1n << 64n) - 1n;
+const I64_MIN = -(1n << 63n);
+const I64_MAX = (1n << 63n) - 1n;
+
+/** Every numeric field must fit its on-disk width (nothing is silently truncated). */
+function checkFields(e: BlobEntry): void {
+  const bad = (field: string, v: unknown, range: string): never => {
+    throw new VriftError(`encoding PSFS blob: ${show(e.path)}: ${field} ${String(v)} is outside ${range}`);
+  };
+  for (const f of ['mode', 'uid', 'gid', 'nlink', 'blksize'] as const) {
+    const v = e[f];
+    if (!Number.isInteger(v) || v < 0 || v > U32_MAX) bad(f, v, '0..2^32-1');
+  }
+  for (const f of ['size', 'blocks', 'ino', 'dev', 'rdev'] as const) {
+    const v = e[f];
+    if (typeof v !== 'bigint' || v < 0n || v > U64_MAX) bad(f, v, '0..2^64-1');
+  }
+  for (const f of ['atime', 'mtime', 'ctime'] as const) {
+    const t = e[f];
+    if (typeof t.sec !== 'bigint' || t.sec < I64_MIN || t.sec > I64_MAX) bad(`${f} seconds`, t.sec, 'int64');
+    if (!Number.isInteger(t.nsec) || t.nsec < 0 || t.nsec > 999_999_999) bad(`${f} nanoseconds`, t.nsec, '0..999999999');
+  }
+}
+
 /**
  * Encode a PSFS v1 blob (layout: shim/psfs_format.h).
  *
@@ -100,7 +125,9 @@ function show(p: Buffer): string {
  * @throws VriftError when a root or entry path is not normalized or outside
  *   every root, a path appears twice, a root has no directory entry, an
  *   entry's parent is missing or not a directory (the domain must be
- *   complete), a symlink has no target, or counts exceed the format limits.
+ *   complete), a symlink has no target, a numeric field does not fit its
+ *   on-disk width (u32 / u64 / int64 seconds, nanoseconds 0..999999999), or
+ *   counts exceed the format limits.
  */
 export function encodeBlob(opts: BlobOptions): Buffer {
   const flags = opts.flags ?? 0;
@@ -114,11 +141,13 @@ export function encodeBlob(opts: BlobOptions): Buffer {
       throw new VriftError(`encoding PSFS blob: domain root ${show(r)} must be a normalized absolute path other than "/"`);
     }
   }
-  for (const a of roots) for (const b of roots) {
-    if (a !== b && (a.equals(b) || (b.length > a.length && b[a.length] === SLASH && b.subarray(0, a.length).equals(a)))) {
-      throw new VriftError(`encoding PSFS blob: domain roots ${show(a)} and ${show(b)} overlap`);
-    }
-  }
+  roots.forEach((a, i) =>
+    roots.forEach((b, j) => {
+      if (i !== j && (a.equals(b) || (b.length > a.length && b[a.length] === SLASH && b.subarray(0, a.length).equals(a)))) {
+        throw new VriftError(`encoding PSFS blob: domain roots ${show(a)} and ${show(b)} overlap`);
+      }
+    }),
+  );
   if (opts.entries.length > F.MAX_ENTRIES) throw new VriftError('encoding PSFS blob: too many entries');
 
   const entries = [...opts.entries].sort((a, b) => Buffer.compare(a.path, b.path));
@@ -130,6 +159,7 @@ export function encodeBlob(opts: BlobOptions): Buffer {
     if (!isNormalizedPath(e.path)) throw new VriftError(`encoding PSFS blob: path ${show(e.path)} is not a normalized absolute path`);
     if (!rootOf(e.path)) throw new VriftError(`encoding PSFS blob: path ${show(e.path)} is outside every domain root`);
     if (byPath.has(key(e.path))) throw new VriftError(`encoding PSFS blob: path ${show(e.path)} appears twice`);
+    checkFields(e);
     const isLink = (e.mode & S_IFMT) === S_IFLNK;
     if (isLink !== (e.target !== undefined)) {
       throw new VriftError(`encoding PSFS blob: ${show(e.path)}: a symlink needs a target and only a symlink may have one`);
@@ -280,6 +310,9 @@ export async function writeBlobFile(file: string, opts: BlobOptions): Promise<{ 
     const fh = await fsp.open(tmp, 'wx', 0o644);
     try {
       await fh.writeFile(bytes);
+      // World-readable whatever the umask: every process that preloads the
+      // shim, whatever its uid, must be able to map the blob.
+      await fh.chmod(0o644);
       await fh.sync();
     } finally {
       await fh.close();
