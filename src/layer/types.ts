@@ -158,11 +158,18 @@ export interface BuildVriftLayerResult {
   /** "sha256:<hex>" of the blob bytes. */
   blobDigest: string;
   stats: TreeStats;
+  /**
+   * Paths whose st_size/st_blocks in the blob are estimates the builder cannot
+   * know (directories larger than one ext4 block, files > 512 MiB): see
+   * src/tree/README.md. Empty for most trees.
+   */
+  uncertain: Buffer[];
 }
 
 /* Function signatures (implemented in the modules named):
  *
  * src/tree/plan.ts
+ *   parseSourceDateEpoch(value: string | undefined): number | undefined   (strict; for the CLI)
  *   planTree(adds: TreeAdd[], opts?: PlanOptions): Promise<TreePlan>
  *     throws VriftError (source missing/unreadable, dest outside /vrift,
  *     overlapping dests, socket/device/FIFO, symlink leaving its source).
@@ -176,7 +183,7 @@ export interface BuildVriftLayerResult {
  *     adds all parent directories (0755, root, mtime 0), sorted.
  *
  * src/tree/blobEntries.ts
- *   blobEntriesFromPlan(entries: LayerEntry[], root?: Buffer): BlobEntry[]
+ *   blobEntriesFromPlan(plan: TreePlan | LayerEntry[], root?: Buffer): { entries: BlobEntry[]; uncertain: Buffer[] }
  *   buildVriftLayer(opts: BuildVriftLayerOptions): Promise<BuildVriftLayerResult>
  *     layer file written under opts.tmpDir as vrift-layer-<digest hex>.tar.gz.
  *   buildShimLayer(shimPath: string, tmpDir?: string): Promise<LayerFile>

@@ -1,0 +1,231 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { encodeBlob, type BlobEntry } from '../blob/writer';
+import { H_CHECK_ROOT_MTIME, H_DEV_RUNTIME } from '../blob/format';
+import { VriftError } from '../errors';
+import { writeLayer, writeFileLayer } from '../layer/tar';
+import {
+  BLOB_IMAGE_PATH, SHIM_IMAGE_PATH,
+  type BuildVriftLayerOptions, type BuildVriftLayerResult, type LayerEntry, type LayerFile, type TreePlan,
+} from '../layer/types';
+import { planTree } from './plan';
+
+/**
+ * Filesystem model used for the fields tar does not carry (st_size of
+ * directories, st_blocks, st_blksize, st_nlink of directories).
+ *
+ * Measured on this machine with `docker run` of an image whose layer was
+ * extracted by the engine (overlay2 on ext4, 4 KiB blocks, dir_index) and
+ * with GNU `tar -x` onto the same ext4 (identical results): see
+ * src/tree/README.md for the table. Rules:
+ * - st_blksize = 4096 for every type;
+ * - regular file: st_blocks = ceil(size / 4096) * 8 (0 for an empty file),
+ *   plus 8 per extent-tree leaf block when the file needs more than the 4
+ *   extents an inode holds (> 512 MiB: one extent maps at most 128 MiB);
+ * - symlink: st_size = target length; st_blocks = 0 when the target is
+ *   shorter than 60 bytes (a "fast" symlink stored in the inode), else 8;
+ * - directory: st_nlink = 2 + number of subdirectories; st_size = 4096 and
+ *   st_blocks = 8 while its entries fit one 4 KiB block
+ *   (24 + sum(align4(8 + name length)) <= 4096); beyond that ext4 turns it
+ *   into an htree whose block count depends on the per-filesystem hash seed
+ *   and cannot be known at build time: the value recorded is an estimate
+ *   (see `uncertain`).
+ */
+export const FS_MODEL = {
+  blksize: 4096,
+  dirBlock: 4096,
+  fastSymlinkMax: 59,
+  maxExtentBlocks: 32768,
+  inodeExtents: 4,
+  extentsPerLeaf: 340,
+  /** Mean fill of htree leaf blocks measured here (used only for the estimate). */
+  htreeLeafFill: 0.69,
+} as const;
+
+/** First synthetic st_ino ("VR" in the top 16 bits). Inode n (1-based, layer order) gets BASE + n. */
+export const SYNTHETIC_INO_BASE = 0x5652_0000_0000_0000n;
+
+const SLASH = 0x2f;
+const align4 = (n: number): number => (n + 3) & ~3;
+
+function isUnder(p: Buffer, dir: Buffer): boolean {
+  return p.length > dir.length && p[dir.length] === SLASH && p.subarray(0, dir.length).equals(dir);
+}
+
+function parentKey(p: Buffer): string {
+  return p.subarray(0, p.lastIndexOf(SLASH)).toString('latin1');
+}
+
+/** ext4 st_size of a directory holding entries with these name lengths; exact only when `exact`. */
+export function ext4DirSize(nameLengths: number[]): { size: bigint; exact: boolean } {
+  const need = 24 + nameLengths.reduce((s, n) => s + align4(8 + n), 0);
+  const B = FS_MODEL.dirBlock;
+  if (need <= B) return { size: BigInt(B), exact: true };
+  const leaves = Math.max(2, Math.ceil(need / (B * FS_MODEL.htreeLeafFill)));
+  return { size: BigInt(B * (1 + leaves)), exact: false };
+}
+
+/** ext4 st_blocks (512-byte units) of a regular file of `size` bytes written contiguously. */
+export function ext4FileBlocks(size: bigint): bigint {
+  const data = (size + 4095n) / 4096n;
+  const extents = (data + BigInt(FS_MODEL.maxExtentBlocks) - 1n) / BigInt(FS_MODEL.maxExtentBlocks);
+  const leaves = extents > BigInt(FS_MODEL.inodeExtents) ? (extents + BigInt(FS_MODEL.extentsPerLeaf) - 1n) / BigInt(FS_MODEL.extentsPerLeaf) : 0n;
+  return (data + leaves) * 8n;
+}
+
+/** Output of blobEntriesFromPlan. */
+export interface PlanBlobEntries {
+  entries: BlobEntry[];
+  /** Paths whose st_size/st_blocks are estimates (large directories, files > 512 MiB). */
+  uncertain: Buffer[];
+}
+
+/**
+ * PSFS blob entries for the domain `root`, generated from the very entries
+ * written into the layer: same st_mode, uid, gid, st_size, mtime; st_nlink
+ * from hardlink counts (files) and subdirectory counts (directories).
+ *
+ * Identity (BRIEF "Identity policy"): st_ino is synthetic,
+ * SYNTHETIC_INO_BASE + n with n counting inodes in layer order from 1
+ * (hardlinks share their object's number); st_dev = 0 (the shim takes it at
+ * run time, PSFS_H_DEV_RUNTIME); st_rdev = 0; atime = ctime = mtime.
+ * st_blocks, st_blksize and directory st_size follow FS_MODEL.
+ *
+ * @param plan a TreePlan, or its entries (other paths than root's tree are ignored)
+ * @param root domain root, default the plan's root or "/vrift"
+ * @returns entries (order = layer order) and the paths whose sizes are estimates
+ * @throws VriftError when a hardlink's target is missing from the entries
+ */
+export function blobEntriesFromPlan(plan: TreePlan | LayerEntry[], root?: Buffer): PlanBlobEntries {
+  const all = Array.isArray(plan) ? plan : plan.entries;
+  const r = root ?? (Array.isArray(plan) ? Buffer.from('/vrift') : plan.root);
+  const entries = all.filter((e) => e.path.equals(r) || isUnder(e.path, r));
+
+  const childNames = new Map<string, number[]>();
+  const subdirs = new Map<string, number>();
+  for (const e of entries) {
+    if (e.path.equals(r)) continue;
+    const pk = parentKey(e.path);
+    const nameLen = e.path.length - e.path.lastIndexOf(SLASH) - 1;
+    (childNames.get(pk) ?? childNames.set(pk, []).get(pk)!).push(nameLen);
+    if (e.type === 'directory') subdirs.set(pk, (subdirs.get(pk) ?? 0) + 1);
+  }
+
+  const inoOf = new Map<string, bigint>();
+  let n = 0n;
+  const uncertain: Buffer[] = [];
+  const out: BlobEntry[] = [];
+  for (const e of entries) {
+    const k = e.path.toString('latin1');
+    let ino: bigint;
+    if (e.type === 'hardlink') {
+      const t = inoOf.get(e.linkTo.toString('latin1'));
+      if (t === undefined) throw new VriftError(`generating blob entries: hardlink ${e.path.toString()} precedes its target ${e.linkTo.toString()}`);
+      ino = t;
+    } else {
+      ino = SYNTHETIC_INO_BASE + ++n;
+    }
+    inoOf.set(k, ino);
+    const t = { sec: e.mtime.sec, nsec: e.mtime.nsec };
+    let size: bigint;
+    let blocks: bigint;
+    let nlink: number;
+    let target: Buffer | undefined;
+    switch (e.type) {
+      case 'directory': {
+        const ds = ext4DirSize(childNames.get(k) ?? []);
+        size = ds.size;
+        blocks = ds.size / 512n;
+        nlink = 2 + (subdirs.get(k) ?? 0);
+        if (!ds.exact) uncertain.push(e.path);
+        break;
+      }
+      case 'symlink':
+        size = BigInt(e.target.length);
+        blocks = e.target.length > FS_MODEL.fastSymlinkMax ? 8n : 0n;
+        nlink = 1;
+        target = e.target;
+        break;
+      case 'file':
+      case 'hardlink':
+        size = e.size;
+        blocks = ext4FileBlocks(e.size);
+        nlink = e.nlink;
+        if (e.size > BigInt(FS_MODEL.inodeExtents * FS_MODEL.maxExtentBlocks * 4096)) uncertain.push(e.path);
+        break;
+    }
+    out.push({
+      path: e.path, mode: e.mode, uid: e.uid, gid: e.gid, nlink, size, blocks, blksize: FS_MODEL.blksize,
+      ino, dev: 0n, rdev: 0n, atime: t, mtime: { ...t }, ctime: { ...t }, ...(target ? { target } : {}),
+    });
+  }
+  return { entries: out, uncertain };
+}
+
+const usrDirs = (): LayerEntry[] =>
+  ['/usr', '/usr/lib', '/usr/lib/vrift'].map((p) => ({
+    type: 'directory' as const, path: Buffer.from(p), mode: 0o040755, uid: 0, gid: 0, mtime: { sec: 0n, nsec: 0 },
+  }));
+
+async function renameToDigest(layer: LayerFile, dir: string, prefix: string): Promise<LayerFile> {
+  const final = path.join(dir, `${prefix}-${layer.digest.slice('sha256:'.length)}.tar.gz`);
+  try {
+    await fsp.rename(layer.path, final);
+  } catch (err) {
+    await fsp.rm(layer.path, { force: true });
+    throw new VriftError(`writing layer ${final}: ${(err as Error).message}`, { cause: err });
+  }
+  return { ...layer, path: final };
+}
+
+/**
+ * Build the /vrift layer: plan the tree (planTree), generate the PSFS blob
+ * from the planned entries (roots ["/vrift"], flags PSFS_H_DEV_RUNTIME |
+ * PSFS_H_CHECK_ROOT_MTIME), and write one layer holding usr/, usr/lib/,
+ * usr/lib/vrift/ (0755, root, mtime 0), usr/lib/vrift/psfs.blob (0644, root,
+ * mtime 0) and the /vrift tree.
+ *
+ * @returns the layer (file `<tmpDir>/vrift-layer-<digest hex>.tar.gz`), the blob bytes and digest, and statistics
+ * @throws VriftError from planTree, encodeBlob or writeLayer; no layer file is left behind on error
+ */
+export async function buildVriftLayer(opts: BuildVriftLayerOptions): Promise<BuildVriftLayerResult> {
+  const plan = await planTree(opts.adds, opts);
+  const { entries, uncertain } = blobEntriesFromPlan(plan);
+  const blob = encodeBlob({ roots: [plan.root], entries, flags: H_DEV_RUNTIME | H_CHECK_ROOT_MTIME });
+  const layerEntries: LayerEntry[] = [
+    ...usrDirs(),
+    { type: 'file', path: Buffer.from(BLOB_IMAGE_PATH), mode: 0o100644, uid: 0, gid: 0, mtime: { sec: 0n, nsec: 0 }, size: BigInt(blob.length), source: { content: blob }, nlink: 1 },
+    ...plan.entries,
+  ];
+  const dir = path.resolve(opts.tmpDir ?? os.tmpdir());
+  await fsp.mkdir(dir, { recursive: true });
+  const layer = await writeLayer(layerEntries, path.join(dir, `vrift-layer-${process.pid}-${randomBytes(4).toString('hex')}.tar.gz`));
+  return {
+    layer: await renameToDigest(layer, dir, 'vrift-layer'),
+    blob,
+    blobDigest: `sha256:${createHash('sha256').update(blob).digest('hex')}`,
+    stats: plan.stats,
+    uncertain,
+  };
+}
+
+/**
+ * Build the shim layer: usr/, usr/lib/, usr/lib/vrift/ (0755) and
+ * usr/lib/vrift/libvrift.so (0755), all root:root with mtime 0, so the layer
+ * is byte-identical for the same shim in every image (images share it).
+ *
+ * @param shimPath host path of the built libvrift.so
+ * @param tmpDir output directory, default os.tmpdir(); file `vrift-shim-<digest hex>.tar.gz`
+ * @throws VriftError when shimPath is not a readable regular file, or on I/O failure
+ */
+export async function buildShimLayer(shimPath: string, tmpDir?: string): Promise<LayerFile> {
+  const dir = path.resolve(tmpDir ?? os.tmpdir());
+  await fsp.mkdir(dir, { recursive: true });
+  const layer = await writeFileLayer(
+    [{ path: SHIM_IMAGE_PATH, mode: 0o755, srcPath: shimPath, mtime: 0 }],
+    path.join(dir, `vrift-shim-${process.pid}-${randomBytes(4).toString('hex')}.tar.gz`),
+  );
+  return renameToDigest(layer, dir, 'vrift-shim');
+}

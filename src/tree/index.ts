@@ -1,0 +1,2 @@
+export { planTree, parseSourceDateEpoch } from './plan';
+export { blobEntriesFromPlan, buildVriftLayer, buildShimLayer, ext4DirSize, ext4FileBlocks, FS_MODEL, SYNTHETIC_INO_BASE } from './blobEntries';

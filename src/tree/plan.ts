@@ -1,0 +1,385 @@
+import { promises as fsp, constants as fsc, type BigIntStats } from 'node:fs';
+import * as path from 'node:path';
+import { VriftError } from '../errors';
+import { DigestCache } from '../cas/cache';
+import { showPath } from '../cas/hash';
+import { casObjectPath, CAS_DIR } from '../cas/path';
+import { PATH_MAX } from '../blob/format';
+import {
+  VRIFT_ROOT,
+  type CasObject, type DirEntry, type HardlinkEntry, type FileEntry, type LayerEntry,
+  type PlanOptions, type SymlinkEntry, type Timespec, type TreeAdd, type TreePlan,
+} from '../layer/types';
+
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+const SLASH = 0x2f;
+/** Files hashed concurrently (I/O overlaps hashing; 2 cores here). */
+const HASH_CONCURRENCY = 4;
+/** Linux SYMLOOP_MAX-like bound when resolving symlinks inside a source. */
+const MAX_SYMLINK_HOPS = 40;
+
+/**
+ * Parse SOURCE_DATE_EPOCH strictly (reproducible-builds.org spec: a decimal
+ * integer number of seconds since the epoch).
+ *
+ * @param value the environment value; undefined or "" means "not set"
+ * @returns seconds, or undefined when not set
+ * @throws VriftError when the value is not a non-negative decimal integer (no sign, spaces, exponent or fraction)
+ */
+export function parseSourceDateEpoch(value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (!/^[0-9]{1,15}$/.test(value)) {
+    throw new VriftError(`reading SOURCE_DATE_EPOCH: ${JSON.stringify(value)} is not a decimal number of seconds since 1970-01-01; set it to e.g. $(git log -1 --format=%ct) or unset it`);
+  }
+  return Number(value);
+}
+
+interface Item {
+  dest: Buffer;
+  host: Buffer;
+  st: BigIntStats;
+  kind: 'dir' | 'file' | 'symlink';
+  target?: Buffer;
+  sha256?: string;
+}
+
+const join = (a: Buffer, name: Buffer): Buffer => Buffer.concat([a, Buffer.from('/'), name]);
+const key = (b: Buffer): string => b.toString('latin1');
+
+function isUnder(p: Buffer, dir: Buffer): boolean {
+  return p.length > dir.length && p[dir.length] === SLASH && p.subarray(0, dir.length).equals(dir);
+}
+
+/** mtime as whole seconds (floor), clamped to `epoch` when given; the tar carries whole seconds. */
+function clampMtime(st: BigIntStats, epoch: number | undefined): bigint {
+  let sec = st.mtimeNs / 1_000_000_000n;
+  if (st.mtimeNs < 0n && st.mtimeNs % 1_000_000_000n !== 0n) sec -= 1n;
+  if (epoch !== undefined && sec > BigInt(epoch)) sec = BigInt(epoch);
+  return sec;
+}
+
+function typeName(st: BigIntStats): string {
+  if (st.isSocket()) return 'a socket';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  return 'of an unsupported file type';
+}
+
+function splitComponents(b: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let start = 0;
+  for (let i = 0; i <= b.length; i++) {
+    if (i === b.length || b[i] === SLASH) {
+      if (i > start) out.push(b.subarray(start, i));
+      start = i + 1;
+    }
+  }
+  return out;
+}
+
+/**
+ * Whether a symlink's target, resolved the way the kernel would (through
+ * other symlinks of the source, ".." popping a component), leaves the source
+ * directory. A component that does not exist ends physical resolution; the
+ * rest is applied lexically (a dangling link inside the source is allowed).
+ */
+async function symlinkEscapes(srcRoot: Buffer, linkDir: Buffer[], target: Buffer): Promise<'absolute' | 'dotdot' | false> {
+  if (target.length > 0 && target[0] === SLASH) return 'absolute';
+  const stack = [...linkDir];
+  let queue = splitComponents(target);
+  let hops = 0;
+  let physical = true;
+  while (queue.length) {
+    const c = queue.shift()!;
+    if (c.length === 1 && c[0] === 0x2e) continue;
+    if (c.length === 2 && c[0] === 0x2e && c[1] === 0x2e) {
+      if (stack.length === 0) return 'dotdot';
+      stack.pop();
+      continue;
+    }
+    stack.push(c);
+    if (!physical) continue;
+    const p = Buffer.concat([srcRoot, ...stack.flatMap((s) => [Buffer.from('/'), s])]);
+    let st: BigIntStats;
+    try {
+      st = await fsp.lstat(p, { bigint: true });
+    } catch {
+      physical = false;
+      continue;
+    }
+    if (st.isSymbolicLink()) {
+      if (++hops > MAX_SYMLINK_HOPS) return false; // a loop: ELOOP at run time, never an escape
+      const t = await fsp.readlink(p, { encoding: 'buffer' });
+      if (t.length > 0 && t[0] === SLASH) return 'absolute';
+      stack.pop();
+      queue = [...splitComponents(t), ...queue];
+    }
+  }
+  return false;
+}
+
+async function mapLimit<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/** Validate and normalize one destination; returns it as bytes. */
+function checkDest(add: TreeAdd, root: string): Buffer {
+  const dest = add.dest;
+  const where = `--add ${add.src}:${dest}`;
+  if (typeof dest !== 'string' || !dest.startsWith('/')) {
+    throw new VriftError(`checking destination ${JSON.stringify(dest)} (${where}): it must be an absolute path under ${root}, e.g. ${root}/python`);
+  }
+  if (dest.split('/').some((c) => c === '..' || c === '.')) {
+    throw new VriftError(`checking destination ${JSON.stringify(dest)} (${where}): "." and ".." components are not allowed (they could escape ${root}); write the path out, e.g. ${root}/python`);
+  }
+  const norm = path.posix.normalize(dest).replace(/\/+$/, '');
+  if (!norm.startsWith(root + '/')) {
+    throw new VriftError(`checking destination ${JSON.stringify(dest)} (${where}): it is not under ${root}; vrift trees live under ${root}, e.g. ${root}/python`);
+  }
+  const cas = `${root}/${CAS_DIR}`;
+  if (norm === cas || norm.startsWith(cas + '/')) {
+    throw new VriftError(`checking destination ${JSON.stringify(dest)} (${where}): ${cas} is reserved for content-addressed objects; choose another path under ${root}`);
+  }
+  if (Buffer.byteLength(norm) >= PATH_MAX) throw new VriftError(`checking destination ${JSON.stringify(dest)}: longer than PATH_MAX`);
+  return Buffer.from(norm);
+}
+
+/** Resolve, check and open a source directory; returns its real path as bytes. */
+async function checkSource(add: TreeAdd): Promise<Buffer> {
+  const src = path.resolve(add.src);
+  const where = `--add ${add.src}:${add.dest}`;
+  let st;
+  try {
+    st = await fsp.stat(src);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'no such file or directory' : e.code === 'EACCES' ? 'permission denied' : e.message;
+    throw new VriftError(`reading source ${JSON.stringify(src)} (${where}): ${why}; check the source path of --add`, { cause: err });
+  }
+  if (!st.isDirectory()) {
+    throw new VriftError(`reading source ${JSON.stringify(src)} (${where}): not a directory; --add takes a directory (put a single file in a directory)`);
+  }
+  try {
+    await fsp.access(src, fsc.R_OK | fsc.X_OK);
+  } catch (err) {
+    throw new VriftError(`reading source ${JSON.stringify(src)} (${where}): permission denied; make it readable (r-x) for the user running vrift`, { cause: err });
+  }
+  return Buffer.from(await fsp.realpath(src));
+}
+
+/**
+ * Plan a /vrift tree from host directories: walk every source (iteratively,
+ * names as raw bytes, lstat), validate it, hash every regular file (streamed,
+ * through the digest cache) and lay out the content-addressed tree.
+ *
+ * Output (see TreePlan): every path under /vrift with its final attributes:
+ * - directories: st_mode from the source (kept as is, even without search
+ *   bits); /vrift itself and directories created above a destination, and
+ *   /vrift/.cas/**, are 0755; their mtime is the newest (clamped) mtime of
+ *   the whole tree, or sourceDateEpoch ?? 0 when the tree is empty;
+ * - symlinks: target bytes unchanged;
+ * - regular files: a hardlink to a CAS object keyed by (sha256, permission
+ *   bits) (scheme and mtime rule: src/cas/README.md);
+ * - owner: chown ?? 0:0 on every entry; mtimes: whole seconds (floor),
+ *   clamped to sourceDateEpoch when given.
+ *
+ * @param adds sources and destinations (absolute, strictly under /vrift, not /vrift/.cas)
+ * @param opts owner, SOURCE_DATE_EPOCH (seconds), digest cache directory
+ * @throws VriftError naming the path and what to do when: a source is
+ *   missing, not a directory or unreadable; a destination is not under
+ *   /vrift, contains "." or "..", or is under /vrift/.cas; two destinations
+ *   are equal or nested; a source holds a socket, FIFO or device; a symlink
+ *   is absolute or resolves outside its source; a path exceeds PATH_MAX;
+ *   a file cannot be read. Nothing is written except the digest cache.
+ */
+export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise<TreePlan> {
+  const rootStr = VRIFT_ROOT;
+  const root = Buffer.from(rootStr);
+  const uid = opts.chown?.uid ?? 0;
+  const gid = opts.chown?.gid ?? 0;
+  for (const [n, v] of [['uid', uid], ['gid', gid]] as const) {
+    if (!Number.isInteger(v) || v < 0 || v > 0xfffffffe) throw new VriftError(`checking --chown: ${n} ${v} is not an integer in 0..4294967294`);
+  }
+  const epoch = opts.sourceDateEpoch;
+  if (epoch !== undefined && (!Number.isSafeInteger(epoch) || epoch < 0)) {
+    throw new VriftError(`checking SOURCE_DATE_EPOCH: ${epoch} is not a non-negative integer number of seconds`);
+  }
+  if (adds.length === 0) throw new VriftError('planning /vrift tree: no --add given; pass at least one --add <host-dir>:/vrift/<path>');
+
+  // Destinations: normalized, under /vrift, pairwise disjoint.
+  const dests = adds.map((a) => checkDest(a, rootStr));
+  for (let i = 0; i < dests.length; i++) {
+    for (let j = i + 1; j < dests.length; j++) {
+      const [a, b] = [dests[i], dests[j]];
+      if (a.equals(b) || isUnder(a, b) || isUnder(b, a)) {
+        const how = a.equals(b) ? 'the same destination' : 'nested destinations';
+        throw new VriftError(
+          `checking destinations: --add ${adds[i].src}:${adds[i].dest} and --add ${adds[j].src}:${adds[j].dest} have ${how}; give each --add its own, non-overlapping path under ${rootStr}`,
+        );
+      }
+    }
+  }
+  const srcRoots: Buffer[] = [];
+  for (const a of adds) srcRoots.push(await checkSource(a));
+
+  // Walk.
+  const items: Item[] = [];
+  for (let i = 0; i < adds.length; i++) {
+    const srcRoot = srcRoots[i];
+    const rootSt = await fsp.lstat(srcRoot, { bigint: true });
+    items.push({ dest: dests[i], host: srcRoot, st: rootSt, kind: 'dir' });
+    const stack: { host: Buffer; dest: Buffer; rel: Buffer[] }[] = [{ host: srcRoot, dest: dests[i], rel: [] }];
+    while (stack.length) {
+      const dir = stack.pop()!;
+      let names: Buffer[];
+      try {
+        names = await fsp.readdir(dir.host, { encoding: 'buffer' });
+      } catch (err) {
+        throw new VriftError(`reading directory ${showPath(dir.host)}: ${(err as Error).message}; make it readable or remove it from the source`, { cause: err });
+      }
+      const stats = await Promise.all(names.map(async (n) => {
+        const host = join(dir.host, n);
+        try {
+          return await fsp.lstat(host, { bigint: true });
+        } catch (err) {
+          throw new VriftError(`reading ${showPath(host)}: ${(err as Error).message}; make it readable or remove it from the source`, { cause: err });
+        }
+      }));
+      for (let k = 0; k < names.length; k++) {
+        const n = names[k];
+        const st = stats[k];
+        const host = join(dir.host, n);
+        const dest = join(dir.dest, n);
+        if (dest.length >= PATH_MAX) {
+          throw new VriftError(`planning ${showPath(dest)} (from ${showPath(host)}): the path is ${dest.length} bytes, longer than PATH_MAX; shorten it or choose a shorter destination`);
+        }
+        if (st.isDirectory()) {
+          items.push({ dest, host, st, kind: 'dir' });
+          stack.push({ host, dest, rel: [...dir.rel, n] });
+        } else if (st.isFile()) {
+          items.push({ dest, host, st, kind: 'file' });
+        } else if (st.isSymbolicLink()) {
+          const target = await fsp.readlink(host, { encoding: 'buffer' });
+          const esc = await symlinkEscapes(srcRoot, dir.rel, target);
+          if (esc) {
+            const how = esc === 'absolute' ? 'an absolute target (it would resolve against the image root, not the source)' : 'a target that leaves the source through ".."';
+            throw new VriftError(
+              `checking symlink ${showPath(host)} -> ${showPath(target)}: it has ${how}; make it a relative link to a path inside ${showPath(srcRoot)}, or replace it with what it points to`,
+            );
+          }
+          items.push({ dest, host, st, kind: 'symlink', target });
+        } else {
+          throw new VriftError(
+            `checking ${showPath(host)}: it is ${typeName(st)}; a vrift tree holds only regular files, directories and symlinks: remove it from the source (or add a directory without it)`,
+          );
+        }
+      }
+    }
+  }
+
+  // Hash (through the digest cache).
+  const cache = await DigestCache.open(opts.cacheDir);
+  const files = items.filter((it) => it.kind === 'file');
+  await mapLimit(files, HASH_CONCURRENCY, async (it) => {
+    it.sha256 = await cache.sha256(it.host, { size: it.st.size, mtimeNs: it.st.mtimeNs, ino: it.st.ino });
+  });
+
+  const sec = (st: BigIntStats): Timespec => ({ sec: clampMtime(st, epoch), nsec: 0 });
+  let newest: bigint | undefined;
+  for (const it of items) {
+    const s = clampMtime(it.st, epoch);
+    if (newest === undefined || s > newest) newest = s;
+  }
+  const treeTime: Timespec = { sec: newest ?? BigInt(epoch ?? 0), nsec: 0 };
+  const owner = { uid, gid };
+  const entries = new Map<string, LayerEntry>();
+  const addDir = (p: Buffer, mode: number, mtime: Timespec): void => {
+    if (!entries.has(key(p))) entries.set(key(p), { type: 'directory', path: p, mode: S_IFDIR | mode, ...owner, mtime } satisfies DirEntry);
+  };
+
+  // /vrift and the directories created above each destination.
+  addDir(root, 0o755, treeTime);
+  for (const d of dests) {
+    const comps = splitComponents(d.subarray(root.length));
+    for (let c = 1; c < comps.length; c++) {
+      addDir(Buffer.concat([root, ...comps.slice(0, c).flatMap((x) => [Buffer.from('/'), x])]), 0o755, treeTime);
+    }
+  }
+
+  // CAS objects: group tree files (in path order) by (sha256, permission bits).
+  files.sort((a, b) => Buffer.compare(a.dest, b.dest));
+  const primaryPerm = new Map<string, number>();
+  const objects = new Map<string, CasObject & { mtime: Timespec }>();
+  for (const f of files) {
+    const perm = Number(f.st.mode) & 0o7777;
+    const hex = f.sha256!;
+    if (!primaryPerm.has(hex)) primaryPerm.set(hex, perm);
+    const ok = `${hex}:${perm}`;
+    let obj = objects.get(ok);
+    if (!obj) {
+      const objPath = casObjectPath(root, hex, primaryPerm.get(hex) === perm ? undefined : perm);
+      obj = { path: objPath, sha256: hex, size: f.st.size, perm, srcPath: f.host, links: 0, mtime: sec(f.st) };
+      objects.set(ok, obj);
+    }
+    obj.links++;
+  }
+  const objList = [...objects.values()].sort((a, b) => Buffer.compare(a.path, b.path));
+  if (objList.length) {
+    addDir(Buffer.concat([root, Buffer.from(`/${CAS_DIR}`)]), 0o755, treeTime);
+    for (const o of objList) addDir(o.path.subarray(0, root.length + CAS_DIR.length + 4), 0o755, treeTime);
+    for (const o of objList) {
+      entries.set(key(o.path), {
+        type: 'file', path: o.path, mode: S_IFREG | o.perm, ...owner, mtime: o.mtime,
+        size: o.size, source: { file: o.srcPath }, sha256: o.sha256, nlink: o.links + 1,
+      } satisfies FileEntry);
+    }
+  }
+
+  for (const it of items) {
+    if (entries.has(key(it.dest))) {
+      // Only a destination's own directory can collide with a created parent: impossible, dests are disjoint.
+      throw new VriftError(`planning ${showPath(it.dest)}: path planned twice (internal error)`);
+    }
+    if (it.kind === 'dir') {
+      entries.set(key(it.dest), { type: 'directory', path: it.dest, mode: S_IFDIR | (Number(it.st.mode) & 0o7777), ...owner, mtime: sec(it.st) } satisfies DirEntry);
+    } else if (it.kind === 'symlink') {
+      entries.set(key(it.dest), { type: 'symlink', path: it.dest, mode: S_IFLNK | 0o777, ...owner, mtime: sec(it.st), target: it.target! } satisfies SymlinkEntry);
+    } else {
+      const obj = objects.get(`${it.sha256}:${Number(it.st.mode) & 0o7777}`)!;
+      entries.set(key(it.dest), {
+        type: 'hardlink', path: it.dest, linkTo: obj.path, mode: S_IFREG | obj.perm, ...owner, mtime: obj.mtime,
+        size: obj.size, sha256: obj.sha256, nlink: obj.links + 1,
+      } satisfies HardlinkEntry);
+    }
+  }
+
+  const casDir = Buffer.concat([root, Buffer.from(`/${CAS_DIR}`)]);
+  const rank = (p: Buffer): number => (p.equals(root) ? 0 : p.equals(casDir) || isUnder(p, casDir) ? 1 : 2);
+  const ordered = [...entries.values()].sort((a, b) => rank(a.path) - rank(b.path) || Buffer.compare(a.path, b.path));
+
+  await cache.save();
+  const bytes = files.reduce((s, f) => s + f.st.size, 0n);
+  const objBytes = objList.reduce((s, o) => s + o.size, 0n);
+  return {
+    root,
+    entries: ordered,
+    objects: objList.map(({ mtime: _mtime, ...o }) => o),
+    stats: {
+      files: files.length,
+      dirs: ordered.filter((e) => e.type === 'directory').length,
+      symlinks: ordered.filter((e) => e.type === 'symlink').length,
+      bytes,
+      casObjects: objList.length,
+      dedupRatio: objBytes === 0n ? 1 : Number(bytes) / Number(objBytes),
+      hashHits: cache.hits,
+      hashMisses: cache.misses,
+    },
+  };
+}
