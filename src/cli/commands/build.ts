@@ -1,11 +1,153 @@
-import type { CommandModule } from 'yargs';
+import { promises as fsp, constants as fsc, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { VriftError, EXIT } from '../../errors';
+import { buildImage, type BuildResult, type LayerBuilders } from '../../image/build';
+import { dockerClient } from '../../image/daemon';
+import { parseSourceRef } from '../../image/source';
+import { VRIFT_ROOT, type TreeAdd } from '../../layer/types';
+import { PACKAGE_ROOT, shimPath } from './shimPath';
 
 // Owned by the image builder work (issue 3).
-export const buildCommand: CommandModule = {
+
+/** Options of `vrift build` (kebab-case on the command line). */
+export function buildOptions(y: Argv) {
+  return y
+    .options({
+      base: { type: 'string', demandOption: true, description: 'Base image: docker-archive:<file>[:<name:tag>], oci:<dir-or-tar>[:<ref>], docker-daemon:<ref>, or a bare <ref> (= local engine; registries are not supported yet)' },
+      add: { type: 'string', array: true, demandOption: true, description: 'Add <host-dir>:<path under /vrift> (repeatable); files are stored content-addressed under /vrift/.cas' },
+      tag: { type: 'string', demandOption: true, description: 'Name of the built image, name[:tag] (tag defaults to latest)' },
+      load: { type: 'boolean', default: false, description: 'Load the image into the local Docker engine' },
+      output: { type: 'string', description: 'Write the image as a docker-archive tar to this file' },
+      chown: { type: 'string', description: 'Owner uid:gid of every /vrift entry (default 0:0)' },
+      'cache-dir': { type: 'string', description: 'Digest cache directory (default $XDG_CACHE_HOME/vrift or ~/.cache/vrift)' },
+      json: { type: 'boolean', default: false, description: 'Print a JSON summary on stdout' },
+      quiet: { type: 'boolean', default: false, description: 'No progress lines on stderr' },
+    })
+    .check((a) => {
+      if (!a.load && a.output === undefined) throw new VriftError('Say where the image goes: --load, --output <file.tar>, or both.', { exitCode: EXIT.usage });
+      return true;
+    })
+    .example('$0 build --base vrift-test/bookworm-python:latest --add ./site-packages:/vrift/python --tag app:1 --load', 'Add a Python tree to a local image and load the result')
+    .example('SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) $0 build --base docker-archive:base.tar --add deps:/vrift/deps --tag app:1 --output app.tar', 'Reproducible build to a docker-archive file')
+    .epilogue('Environment: SOURCE_DATE_EPOCH (whole seconds) clamps file mtimes and sets the image and history times; unset means 1970-01-01T00:00:00Z.');
+}
+
+type BuildArgs = Awaited<ReturnType<ReturnType<typeof buildOptions>['parseAsync']>>;
+
+/**
+ * Parse SOURCE_DATE_EPOCH strictly (reproducible-builds.org spec): unset or
+ * empty -> undefined; otherwise whole decimal seconds, no sign, no fraction.
+ * @throws VriftError naming the variable when malformed
+ */
+export function parseSourceDateEpoch(v: string | undefined): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (!/^[0-9]{1,12}$/.test(v) || Number(v) > 253402300799) {
+    throw new VriftError(`reading SOURCE_DATE_EPOCH: ${JSON.stringify(v)} is not a whole number of seconds since 1970-01-01 UTC; unset it or set e.g. SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)`);
+  }
+  return Number(v);
+}
+
+/** Parse `--chown uid:gid`. @throws VriftError when malformed */
+export function parseChown(v: string | undefined): { uid: number; gid: number } | undefined {
+  if (v === undefined) return undefined;
+  const m = /^([0-9]{1,10}):([0-9]{1,10})$/.exec(v);
+  if (!m || Number(m[1]) > 0xfffffffe || Number(m[2]) > 0xfffffffe) throw new VriftError(`parsing --chown ${v}: use numeric uid:gid, e.g. --chown 1000:1000`, { exitCode: EXIT.usage });
+  return { uid: Number(m[1]), gid: Number(m[2]) };
+}
+
+/**
+ * Parse and check the `--add` values: `<host-dir>:<dest>`, dest a normalized
+ * path strictly under /vrift (not /vrift/.cas), no two onto the same or
+ * nested destinations, each source an existing readable directory.
+ * @throws VriftError naming the offending value and what to do
+ */
+export async function parseAdds(values: string[]): Promise<TreeAdd[]> {
+  const adds: TreeAdd[] = [];
+  for (const v of values) {
+    const i = v.lastIndexOf(':/');
+    if (i <= 0) throw new VriftError(`parsing --add ${v}: use <host-dir>:${VRIFT_ROOT}/<path>, e.g. --add ./site-packages:${VRIFT_ROOT}/python`, { exitCode: EXIT.usage });
+    const src = v.slice(0, i);
+    const rawDest = v.slice(i + 1);
+    const dest = path.posix.normalize(rawDest).replace(/\/+$/, '');
+    if (!dest.startsWith(`${VRIFT_ROOT}/`) || rawDest.split('/').includes('..')) {
+      throw new VriftError(`adding ${src}: destination ${rawDest} is outside ${VRIFT_ROOT}; use a path under ${VRIFT_ROOT}/, e.g. ${VRIFT_ROOT}/python`);
+    }
+    if (dest === `${VRIFT_ROOT}/.cas` || dest.startsWith(`${VRIFT_ROOT}/.cas/`)) {
+      throw new VriftError(`adding ${src}: destination ${dest} is inside ${VRIFT_ROOT}/.cas, which vrift reserves for content objects; choose another path under ${VRIFT_ROOT}/`);
+    }
+    for (const a of adds) {
+      if (a.dest === dest) throw new VriftError(`adding ${src}: destination ${dest} is already used by --add ${a.src}:${a.dest}; give each --add its own destination`);
+      if (dest.startsWith(`${a.dest}/`) || a.dest.startsWith(`${dest}/`)) {
+        throw new VriftError(`adding ${src}: destination ${dest} overlaps ${a.dest} (from --add ${a.src}); use destinations that do not contain each other`);
+      }
+    }
+    const st = await fsp.stat(src).catch((err: NodeJS.ErrnoException) => err);
+    if (st instanceof Error) {
+      throw new VriftError(`adding ${src}: ${st.code === 'ENOENT' ? 'no such directory' : st.message}; check the path before :${rawDest}`);
+    }
+    if (!st.isDirectory()) throw new VriftError(`adding ${src}: not a directory; --add takes a directory (put a single file in one)`);
+    try {
+      await fsp.access(src, fsc.R_OK | fsc.X_OK);
+    } catch {
+      throw new VriftError(`adding ${src}: directory is not readable by this user; fix its permissions or run as its owner`);
+    }
+    adds.push({ src: path.resolve(src), dest });
+  }
+  return adds;
+}
+
+function vriftVersion(): string {
+  return (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+function layerBuilders(): LayerBuilders {
+  // src/tree/blobEntries.ts (the tree/layer work) provides both builders.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('../../tree/blobEntries') as LayerBuilders;
+}
+
+/** Run `vrift build` with parsed arguments; returns the summary. */
+export async function runBuild(a: BuildArgs, log: (line: string) => void): Promise<BuildResult> {
+  const sourceDateEpoch = parseSourceDateEpoch(process.env.SOURCE_DATE_EPOCH);
+  const chown = parseChown(a.chown);
+  const adds = await parseAdds(a.add as string[]);
+  const base = await parseSourceRef(a.base);
+  let shim: string;
+  try {
+    shim = shimPath();
+  } catch (err) {
+    throw new VriftError(`${(err as Error).message} (it builds the shim with \`make -C shim\`)`, { cause: err });
+  }
+  return buildImage({
+    base,
+    adds,
+    tag: a.tag,
+    load: a.load,
+    output: a.output,
+    chown,
+    cacheDir: a['cache-dir'],
+    sourceDateEpoch,
+    shimPath: shim,
+    vriftVersion: vriftVersion(),
+    builders: layerBuilders(),
+    docker: dockerClient,
+    log,
+  });
+}
+
+export const buildCommand: CommandModule<object, BuildArgs> = {
   command: 'build',
   describe: 'Build an image whose /vrift tree, shim and PSFS blob are layered onto a base image',
-  builder: (y) => y,
-  handler: async () => {
-    throw new Error('not implemented yet');
+  builder: (y) => buildOptions(y) as unknown as Argv<BuildArgs>,
+  handler: async (a) => {
+    const log = a.quiet ? () => undefined : (line: string) => process.stderr.write(`vrift: ${line}\n`);
+    try {
+      const result = await runBuild(a, log);
+      process.stdout.write(a.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.tag} ${result.imageId}\n`);
+    } catch (err) {
+      if (a.json) process.stdout.write(`${JSON.stringify({ outcome: 'error', message: err instanceof Error ? err.message : String(err) })}\n`);
+      throw err;
+    }
   },
 };

@@ -1,0 +1,206 @@
+/**
+ * The `vrift build` pipeline: base image + shim layer + /vrift tree layer
+ * (with its PSFS blob) -> a docker-archive and/or an image in the engine.
+ *
+ * Layer order on top of the base: the shim layer (/usr/lib/vrift/libvrift.so,
+ * identical for every image built with the same shim, so images share it),
+ * then the tree layer (/vrift/** and /usr/lib/vrift/psfs.blob).
+ *
+ * Nothing partial is left behind: the archive is written to a temp path and
+ * renamed; the engine load is the last step, and a loaded image is removed
+ * again if anything after it fails.
+ */
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type Docker from 'dockerode';
+import { VriftError } from '../errors';
+import type { BuildVriftLayerOptions, BuildVriftLayerResult, LayerFile, TreeAdd, TreeStats } from '../layer/types';
+import { SHIM_IMAGE_PATH } from '../layer/types';
+import { loadIntoDaemon, removeFromDaemon } from './daemon';
+import { writeDockerArchive } from './dockerArchiveWrite';
+import { layerFromFile } from './layer';
+import { appendLayers, rfc3339, withLdPreload } from './mutate';
+import { openSource, type SourceRef } from './source';
+import { inspectShim, type ShimInfo } from './shimInfo';
+import { parseReference } from './reference';
+
+/** Label keys vrift sets on every image it builds. */
+export const LABEL_VERSION = 'dev.vrift.version';
+export const LABEL_BLOB_DIGEST = 'dev.vrift.blob.digest';
+
+/** The layer builders (src/tree, src/layer), injected so tests and callers can wire them. */
+export interface LayerBuilders {
+  buildVriftLayer(opts: BuildVriftLayerOptions): Promise<BuildVriftLayerResult>;
+  buildShimLayer(shimPath: string, tmpDir?: string): Promise<LayerFile>;
+}
+
+/** Inputs of buildImage. Paths are host paths. */
+export interface BuildImageOptions {
+  base: SourceRef;
+  adds: TreeAdd[];
+  /** Tag for the image (`name[:tag]`). */
+  tag: string;
+  load: boolean;
+  /** docker-archive to write. */
+  output?: string;
+  chown?: { uid: number; gid: number };
+  cacheDir?: string | false;
+  /** Parsed SOURCE_DATE_EPOCH (seconds), or undefined when unset. */
+  sourceDateEpoch?: number;
+  shimPath: string;
+  vriftVersion: string;
+  builders: LayerBuilders;
+  docker: () => Docker;
+  /** Progress lines (stderr in the CLI). */
+  log: (line: string) => void;
+}
+
+/** One layer of the result, base first. Sizes in bytes. */
+export interface BuiltLayer {
+  role: 'base' | 'shim' | 'vrift';
+  digest: string;
+  diffID: string;
+  size: number;
+  mediaType: string;
+}
+
+/** The JSON summary `vrift build --json` prints. */
+export interface BuildResult {
+  outcome: 'success';
+  tag: string;
+  /** Config digest: the image ID in the engine's classic image store. */
+  imageId: string;
+  configDigest: string;
+  manifestDigest: string;
+  output?: string;
+  loaded: boolean;
+  blobDigest: string;
+  shim: { path: string; variant: string };
+  created: string;
+  layers: BuiltLayer[];
+  stats: Omit<TreeStats, 'bytes'> & { bytes: number; blobBytes: number; seconds: number };
+}
+
+/**
+ * The history `created_by` of the tree layer. Host source paths are left out
+ * on purpose: building the same tree from another checkout must give the same
+ * config digest (issue 5, reproducible builds).
+ */
+export function treeCreatedBy(adds: TreeAdd[], chown?: { uid: number; gid: number }): string {
+  const parts = ['vrift build', ...adds.map((a) => `--add ${a.dest}`)];
+  if (chown) parts.push(`--chown ${chown.uid}:${chown.gid}`);
+  return parts.join(' ');
+}
+
+/**
+ * Run the build.
+ * @throws VriftError for bad input (base, sources, tag, output) and failures;
+ *   no output file or engine image is left behind then
+ */
+export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
+  const t0 = process.hrtime.bigint();
+  const tag = parseReference(o.tag, '--tag');
+  if (tag.digest) throw new VriftError(`parsing --tag ${o.tag}: a tag cannot carry a digest; use name:tag`);
+  const tagName = `${tag.name}:${tag.tag ?? 'latest'}`;
+  if (o.output !== undefined) {
+    const dir = path.dirname(path.resolve(o.output));
+    const st = await fsp.stat(dir).catch(() => undefined);
+    if (!st?.isDirectory()) throw new VriftError(`writing ${o.output}: directory ${dir} does not exist; create it first`);
+    const out = await fsp.stat(o.output).catch(() => undefined);
+    if (out?.isDirectory()) throw new VriftError(`writing ${o.output}: it is a directory; give a file name such as ${path.join(o.output, 'image.tar')}`);
+  }
+  const shim: ShimInfo = await inspectShim(o.shimPath);
+  o.log(`shim: ${shim.path} (${shim.variant})`);
+
+  const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'vrift-build-'));
+  let source: Awaited<ReturnType<typeof openSource>> | undefined;
+  let wroteOutput = false;
+  let loaded = false;
+  try {
+    o.log(`reading base ${o.base.raw}`);
+    source = await openSource(o.base, o.docker, work);
+    const baseConfig = await source.image.config();
+    const baseArch = baseConfig.architecture;
+    if (baseArch && baseArch !== shim.arch) {
+      throw new VriftError(`building on ${o.base.raw}: the base image is ${baseConfig.os ?? 'linux'}/${baseArch} but the shim is built for ${shim.arch}; use a ${shim.arch} base or build the shim for ${baseArch}`);
+    }
+
+    o.log(`building /vrift tree layer from ${o.adds.map((a) => `${a.src} -> ${a.dest}`).join(', ')}`);
+    const tree = await o.builders.buildVriftLayer({
+      adds: o.adds,
+      chown: o.chown,
+      sourceDateEpoch: o.sourceDateEpoch,
+      cacheDir: o.cacheDir,
+      tmpDir: work,
+    });
+    const shimLayerFile = await o.builders.buildShimLayer(o.shimPath, work);
+    const s = tree.stats;
+    o.log(`tree: ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks, ${s.bytes} bytes, ${s.casObjects} CAS objects (dedup ${s.dedupRatio.toFixed(3)}x), hashed ${s.hashMisses}, cached ${s.hashHits}`);
+    o.log(`blob: ${tree.blob.length} bytes, ${tree.blobDigest}`);
+
+    const created = rfc3339(o.sourceDateEpoch ?? 0);
+    const shimLayer = layerFromFile(shimLayerFile);
+    const treeLayer = layerFromFile(tree.layer);
+    const image = appendLayers(
+      source.image,
+      [
+        { layer: shimLayer, history: { created_by: `vrift build: shim ${SHIM_IMAGE_PATH}`, comment: `libvrift ${shim.arch} ${shim.libc}` } },
+        { layer: treeLayer, history: { created_by: treeCreatedBy(o.adds, o.chown), comment: `vrift tree, PSFS blob ${tree.blobDigest}` } },
+      ],
+      {
+        created,
+        env: (env) => withLdPreload(env, SHIM_IMAGE_PATH),
+        labels: { [LABEL_VERSION]: o.vriftVersion, [LABEL_BLOB_DIGEST]: tree.blobDigest },
+      },
+    );
+
+    const archive = o.output ?? path.join(work, 'image.tar');
+    o.log(`writing docker-archive ${o.output ?? '(temporary, for --load)'}`);
+    const written = await writeDockerArchive(image, archive, { tags: [tagName], mtime: o.sourceDateEpoch ?? 0 });
+    wroteOutput = o.output !== undefined;
+
+    if (o.load) {
+      o.log(`loading ${tagName} into the engine`);
+      await loadIntoDaemon(o.docker(), archive, tagName, [written.configDigest, written.manifestDigest]);
+      loaded = true;
+    }
+
+    const manifest = await image.manifest();
+    const layers = await image.layers();
+    const baseCount = layers.length - 2;
+    const built: BuiltLayer[] = [];
+    for (let i = 0; i < layers.length; i++) {
+      built.push({
+        role: i < baseCount ? 'base' : i === baseCount ? 'shim' : 'vrift',
+        digest: manifest.layers[i].digest,
+        diffID: await layers[i].diffID(),
+        size: manifest.layers[i].size,
+        mediaType: manifest.layers[i].mediaType,
+      });
+    }
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    o.log(`built ${tagName} ${written.configDigest} in ${seconds.toFixed(2)} s`);
+    return {
+      outcome: 'success',
+      tag: tagName,
+      imageId: written.configDigest,
+      configDigest: written.configDigest,
+      manifestDigest: written.manifestDigest,
+      output: o.output,
+      loaded,
+      blobDigest: tree.blobDigest,
+      shim: { path: shim.path, variant: shim.variant },
+      created,
+      layers: built,
+      stats: { ...s, bytes: Number(s.bytes), blobBytes: tree.blob.length, seconds },
+    };
+  } catch (err) {
+    if (loaded) await removeFromDaemon(o.docker(), tagName).catch(() => undefined);
+    if (wroteOutput && o.output) await fsp.rm(o.output, { force: true });
+    throw err;
+  } finally {
+    await source?.dispose().catch(() => undefined);
+    await fsp.rm(work, { recursive: true, force: true });
+  }
+}

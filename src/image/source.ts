@@ -1,0 +1,108 @@
+/**
+ * Image sources named the way skopeo names transports:
+ *   docker-archive:<file>[:<name:tag>]   a `docker save` tar
+ *   oci:<dir-or-tar>[:<ref name>]        an OCI image layout
+ *   docker-daemon:<ref>                  the local engine (dockerode)
+ *   <ref>                                a bare reference: the local engine for
+ *                                        now; registries come later (issue 5)
+ */
+import { promises as fsp } from 'node:fs';
+import type Docker from 'dockerode';
+import { VriftError } from '../errors';
+import { readDaemonImage } from './daemon';
+import { readDockerArchiveFile } from './dockerArchive';
+import { readOciLayoutPath } from './ociLayout';
+import { parseReference } from './reference';
+import type { Image } from './types';
+
+/** A parsed `--base` value. */
+export type SourceRef =
+  | { transport: 'docker-archive'; path: string; ref?: string; raw: string }
+  | { transport: 'oci'; path: string; ref?: string; raw: string }
+  | { transport: 'docker-daemon'; ref: string; bare: boolean; raw: string };
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await fsp.stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Split `path[:ref]`: the longest prefix that exists on disk is the path. */
+async function splitPathRef(s: string): Promise<{ path: string; ref?: string }> {
+  if (await exists(s)) return { path: s };
+  for (let i = s.lastIndexOf(':'); i > 0; i = s.lastIndexOf(':', i - 1)) {
+    if (await exists(s.slice(0, i))) return { path: s.slice(0, i), ref: s.slice(i + 1) || undefined };
+  }
+  return { path: s };
+}
+
+/**
+ * Parse a `--base` value.
+ * @throws VriftError for an unknown or unsupported transport or a bad reference
+ */
+export async function parseSourceRef(raw: string): Promise<SourceRef> {
+  const m = /^([a-z][a-z0-9-]*):(.*)$/.exec(raw);
+  const transport = m?.[1];
+  if (transport === 'docker-archive' || transport === 'oci') {
+    if (!m![2]) throw new VriftError(`parsing --base ${raw}: give a path after ${transport}:`);
+    const { path, ref } = await splitPathRef(m![2]);
+    return { transport, path, ref, raw };
+  }
+  if (transport === 'docker-daemon') {
+    parseReference(m![2], '--base reference');
+    return { transport, ref: m![2], bare: false, raw };
+  }
+  if (transport === 'docker' || transport === 'oci-archive' || transport === 'containers-storage' || transport === 'dir') {
+    throw new VriftError(`parsing --base ${raw}: the ${transport}: transport is not supported yet (registries come later); use docker-archive:<file>, oci:<dir> or docker-daemon:<ref>`);
+  }
+  // A bare reference ("name:tag" also matches the transport pattern, so parse it as a reference).
+  parseReference(raw, '--base');
+  return { transport: 'docker-daemon', ref: raw, bare: true, raw };
+}
+
+/** An opened source image and how to release what it holds. */
+export interface OpenedSource {
+  image: Image;
+  /** Human-readable origin, e.g. `docker-daemon:debian:12`. */
+  where: string;
+  dispose(): Promise<void>;
+}
+
+/**
+ * Open a source image.
+ * @param docker engine client, used for docker-daemon sources
+ * @param tmpRoot where the daemon source spools its archive
+ * @throws VriftError when the source is missing or unreadable
+ */
+export async function openSource(src: SourceRef, docker: () => Docker, tmpRoot?: string): Promise<OpenedSource> {
+  const none = async () => undefined;
+  switch (src.transport) {
+    case 'docker-archive': {
+      const st = await fsp.stat(src.path).catch((err: NodeJS.ErrnoException) => err);
+      if (st instanceof Error) {
+        throw new VriftError(`reading base image ${src.raw}: ${src.path}: ${st.code === 'ENOENT' ? 'no such file' : st.message}; check the path (make an archive with \`docker save -o <file> <image>\`)`);
+      }
+      if (!st.isFile()) throw new VriftError(`reading base image ${src.raw}: ${src.path} is not a file; docker-archive: needs a tar made by \`docker save\``);
+      const { image } = await readDockerArchiveFile(src.path, src.ref);
+      return { image, where: src.raw, dispose: none };
+    }
+    case 'oci': {
+      const image = await readOciLayoutPath(src.path, { ref: src.ref });
+      return { image, where: src.raw, dispose: none };
+    }
+    case 'docker-daemon': {
+      try {
+        const d = await readDaemonImage(docker(), src.ref, tmpRoot);
+        return { image: d.image, where: `docker-daemon:${src.ref}`, dispose: d.dispose };
+      } catch (err) {
+        if (src.bare && err instanceof VriftError && /has no such image/.test(err.message)) {
+          throw new VriftError(`${err.message}. A bare --base reference means the local engine for now; pulling from registries is not supported yet`, { cause: err });
+        }
+        throw err;
+      }
+    }
+  }
+}
