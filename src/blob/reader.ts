@@ -88,9 +88,11 @@ const ENOTSUP = (reason: string): HeaderCheck => ({ code: -PSFS_ENOTSUP, reason 
 
 /**
  * Validate a blob's header with exactly the rules of psfs_view_init
- * (shim/psfs_core.h, shim/psfs_core.c), in O(1): the result code equals what
- * the C reader returns for the same bytes (test/blob/crossLanguage.test.ts
- * checks this on mutated headers). The body is not checked here.
+ * (shim/psfs_core.h, shim/psfs_core.c), in the same order, in O(1): the
+ * result code equals what the C reader returns for the same bytes
+ * (test/blob/crossLanguage.test.ts checks this on mutated headers). The body
+ * is not checked here. (The C reader also needs an 8-aligned base address;
+ * a Buffer has no such requirement.)
  *
  * @param buf the whole blob
  * @returns code 0 / -PSFS_EINVAL / -PSFS_ENOTSUP and a human reason
@@ -102,13 +104,12 @@ export function checkHeader(buf: Buffer): HeaderCheck {
   const h = readHeader(buf);
   if (h.version !== F.VERSION) return ENOTSUP(`container version ${h.version} is not supported (this reader knows ${F.VERSION})`);
   if (h.headerSize !== F.HEADER_SIZE) return EINVAL(`header_size ${h.headerSize} is not ${F.HEADER_SIZE}`);
-  if (headerCrc32(buf) !== h.headerCrc32) return EINVAL('header checksum mismatch (header_crc32)');
-  if (h.contentVersion < 1 || h.contentVersion > F.CONTENT_VERSION_MAX) {
-    return ENOTSUP(`content version ${h.contentVersion} is not supported (1..${F.CONTENT_VERSION_MAX})`);
-  }
-  if ((h.flags & ~F.H_KNOWN_FLAGS) !== 0) return ENOTSUP(`unknown header flags 0x${(h.flags >>> 0).toString(16)}`);
-  if (h.fileSize !== size) return EINVAL(`file_size ${h.fileSize} differs from the blob's ${size} bytes`);
   if (h.entrySize !== F.ENTRY_SIZE) return EINVAL(`entry_size ${h.entrySize} is not ${F.ENTRY_SIZE}`);
+  if (headerCrc32(buf) !== h.headerCrc32) return EINVAL('header checksum mismatch (header_crc32)');
+  if ((h.flags & ~F.H_KNOWN_FLAGS) !== 0) return ENOTSUP(`unknown header flags 0x${(h.flags >>> 0).toString(16)}`);
+  if (h.contentVersion === 0) return EINVAL('content version 0 is invalid');
+  if (h.contentVersion > F.CONTENT_VERSION_MAX) return ENOTSUP(`content version ${h.contentVersion} is not supported (1..${F.CONTENT_VERSION_MAX})`);
+  if (h.fileSize !== size) return EINVAL(`file_size ${h.fileSize} differs from the blob's ${size} bytes`);
   if (h.entryCount > F.MAX_ENTRIES) return EINVAL(`entry_count ${h.entryCount} exceeds ${F.MAX_ENTRIES}`);
   if (h.bucketCount === 0 || (h.bucketCount & (h.bucketCount - 1)) !== 0) return EINVAL(`bucket_count ${h.bucketCount} is not a power of two`);
   if (h.bucketCount < h.entryCount) return EINVAL(`bucket_count ${h.bucketCount} is below entry_count ${h.entryCount}`);

@@ -39,7 +39,7 @@ function parseStructs(src: string): Map<string, { field: string; type: string; c
 function parseConstants(src: string): string[] {
   const s = stripComments(src);
   const names = new Set<string>();
-  for (const m of s.matchAll(/^#define\s+(PSFS_\w+)\s+\S/gm)) names.add(m[1]);
+  for (const m of s.matchAll(/^#define[ \t]+(PSFS_\w+)[ \t]+\S/gm)) names.add(m[1]);
   for (const e of s.matchAll(/enum\s*\w*\s*\{([^}]*)\}/g)) for (const m of e[1].matchAll(/(PSFS_\w+)\s*=/g)) names.add(m[1]);
   return [...names];
 }

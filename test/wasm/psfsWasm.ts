@@ -12,6 +12,17 @@ export const WASM_PATH = path.join(__dirname, 'build', 'psfs_core.wasm');
 
 type Fn = (...args: number[]) => number;
 
+// tsconfig's lib is ES2022 without DOM, which is where TypeScript declares the
+// WebAssembly namespace; the runtime (Node) has it. Just what is used here:
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
+}
+const WebAssembly = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
 /** Outcome names of enum psfs_outcome, by value. */
 export const OUTCOME = ['PASS', 'HIT', 'ENOENT', 'ENOTDIR'] as const;
 export type Outcome = (typeof OUTCOME)[number];
@@ -19,12 +30,12 @@ export type Outcome = (typeof OUTCOME)[number];
 /** The C reader instantiated once; methods mirror shim/psfs_core.h. */
 export class PsfsWasm {
   readonly exports: Record<string, Fn>;
-  private readonly memory: WebAssembly.Memory;
+  private readonly memory: WasmMemory;
   private blobAddr = 0;
 
   constructor(bytes: Buffer = PsfsWasm.readModule()) {
     const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
-    this.memory = instance.exports.memory as WebAssembly.Memory;
+    this.memory = instance.exports.memory as WasmMemory;
     this.exports = instance.exports as unknown as Record<string, Fn>;
   }
 
