@@ -69,6 +69,40 @@ function paxRecord(key: string, value: Buffer): Buffer {
   return Buffer.concat([Buffer.from(String(len)), body]);
 }
 
+/** Octal field of `width` bytes: digits, NUL-terminated. */
+function octal(buf: Buffer, off: number, width: number, value: number): void {
+  buf.write(value.toString(8).padStart(width - 1, '0') + '\0', off, width, 'latin1');
+}
+
+/**
+ * Emit a PAX extended header (typeflag 'x') whose records apply to the next
+ * entry. tar-stream cannot do this for us: its headers take JS strings,
+ * encoded as UTF-8, so a name that is not valid UTF-8 cannot pass through it,
+ * and its own PAX entries cannot carry a body we choose. We push the 512-byte
+ * ustar header, the records and the padding straight into the pack stream
+ * (a streamx Readable) between two entries, when no entry is open. The
+ * header's fields are fixed (name "PaxHeader", mode 0644, root, mtime 0).
+ */
+function pushPaxHeader(pack: tar.Pack, records: Buffer): void {
+  const h = Buffer.alloc(512);
+  h.write('PaxHeader', 0, 'latin1');
+  octal(h, 100, 8, 0o644);
+  octal(h, 108, 8, 0);
+  octal(h, 116, 8, 0);
+  octal(h, 124, 12, records.length);
+  octal(h, 136, 12, 0);
+  h.write('x', 156, 'latin1');
+  h.write('ustar\x0000', 257, 'latin1');
+  octal(h, 329, 8, 0);
+  octal(h, 337, 8, 0);
+  h.fill(0x20, 148, 156); // checksum computed with its own field as spaces
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
+  const pad = (512 - (records.length % 512)) % 512;
+  pack.push(Buffer.concat([h, records, Buffer.alloc(pad)]));
+}
+
 /** A deterministic ASCII stand-in for the ustar name field when PAX carries the real one. */
 function fallbackName(name: Buffer): string {
   let s = '';
@@ -137,13 +171,7 @@ async function packEntries(pack: tar.Pack, entries: LayerEntry[], aborted: Promi
 
     const uname = e.uid === 0 ? 'root' : '';
     const gname = e.gid === 0 ? 'root' : '';
-    if (pax.length) {
-      const body = Buffer.concat(pax);
-      await addEntry(pack, {
-        name: 'PaxHeader', type: 'pax-header' as unknown as Hdr['type'], mode: 0o100644, uid: 0, gid: 0, uname: '', gname: '',
-        mtime: new Date(0), size: body.length,
-      }, body);
-    }
+    if (pax.length) pushPaxHeader(pack, Buffer.concat(pax));
     const header: Hdr = {
       name: hdrName,
       type: typeName[e.type],
@@ -168,7 +196,7 @@ function addEntry(pack: tar.Pack, header: Hdr, body?: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
     const cb = (err?: Error | null): void => (err ? reject(err) : resolve());
     if (body) pack.entry(header, body, cb);
-    else pack.entry(header, cb).end(undefined);
+    else pack.entry(header, cb);
   });
 }
 
@@ -186,6 +214,9 @@ async function addFile(pack: tar.Pack, header: Hdr, e: FileEntry, aborted: Promi
   const done = new Promise<void>((res, rej) => {
     sink = pack.entry(header, (err) => (err ? rej(err) : res()));
   });
+  // On failure we destroy the sink and throw our own error; its echoes are expected.
+  done.catch(() => undefined);
+  sink.on('error', () => undefined);
   try {
     for await (const chunk of createReadStream(src, { highWaterMark: 1 << 20 })) {
       const b = chunk as Buffer;
