@@ -1,4 +1,4 @@
-import { promises as fsp, constants as fsc, type BigIntStats } from 'node:fs';
+import { promises as fsp, type BigIntStats } from 'node:fs';
 import * as path from 'node:path';
 import { VriftError } from '../errors';
 import { DigestCache } from '../cas/cache';
@@ -160,16 +160,18 @@ async function checkSource(add: TreeAdd): Promise<Buffer> {
     st = await fsp.stat(src);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
+    const fix = e.code === 'EACCES' ? 'make it and its parent directories readable by the user running vrift' : 'check the source path of --add';
     const why = e.code === 'ENOENT' ? 'no such file or directory' : e.code === 'EACCES' ? 'permission denied' : e.message;
-    throw new VriftError(`reading source ${JSON.stringify(src)} (${where}): ${why}; check the source path of --add`, { cause: err });
+    throw new VriftError(`reading source ${JSON.stringify(src)} (${where}): ${why}; ${fix}`, { cause: err });
   }
   if (!st.isDirectory()) {
     throw new VriftError(`reading source ${JSON.stringify(src)} (${where}): not a directory; --add takes a directory (put a single file in a directory)`);
   }
   try {
-    await fsp.access(src, fsc.R_OK | fsc.X_OK);
+    // opendir, not access(2): access checks the real uid, the walk runs with the effective one.
+    await (await fsp.opendir(src)).close();
   } catch (err) {
-    throw new VriftError(`reading source ${JSON.stringify(src)} (${where}): permission denied; make it readable (r-x) for the user running vrift`, { cause: err });
+    throw new VriftError(`reading source ${JSON.stringify(src)} (${where}): ${(err as Error).message}; make it readable (r-x) for the user running vrift`, { cause: err });
   }
   return Buffer.from(await fsp.realpath(src));
 }

@@ -1,0 +1,189 @@
+import { execFileSync } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { planTree, parseSourceDateEpoch, buildVriftLayer } from '../../src/tree';
+import { VriftError } from '../../src/errors';
+import type { LayerEntry } from '../../src/layer/types';
+
+let dir: string;
+let src: string;
+let out: string;
+let cacheDir: string;
+beforeEach(async () => {
+  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vrift-plan-'));
+  src = path.join(dir, 'src');
+  out = path.join(dir, 'out');
+  cacheDir = path.join(dir, 'cache');
+  await fsp.mkdir(src);
+  await fsp.mkdir(out);
+});
+afterEach(async () => {
+  await fsp.rm(dir, { recursive: true, force: true });
+});
+
+const byPath = (es: LayerEntry[]) => new Map(es.map((e) => [e.path.toString('latin1'), e]));
+
+test('parseSourceDateEpoch is strict', () => {
+  expect(parseSourceDateEpoch(undefined)).toBeUndefined();
+  expect(parseSourceDateEpoch('')).toBeUndefined();
+  expect(parseSourceDateEpoch('1700000000')).toBe(1700000000);
+  expect(parseSourceDateEpoch('0')).toBe(0);
+  for (const bad of ['-1', '1e9', '12.5', ' 12', '0x10', 'now', '1700000000 ']) {
+    expect(() => parseSourceDateEpoch(bad)).toThrow(/SOURCE_DATE_EPOCH/);
+  }
+});
+
+test('dedup: identical files share one CAS object by hardlinks; another mode gets its own object', async () => {
+  await fsp.mkdir(path.join(src, 'a'));
+  await fsp.mkdir(path.join(src, 'b'));
+  for (const p of ['a/x', 'b/x', 'b/y']) await fsp.writeFile(path.join(src, p), 'same content\n');
+  await fsp.writeFile(path.join(src, 'exe'), 'same content\n', { mode: 0o755 });
+  await fsp.chmod(path.join(src, 'exe'), 0o755);
+  await fsp.writeFile(path.join(src, 'other'), 'different\n');
+  const plan = await planTree([{ src, dest: '/vrift/app' }], { cacheDir });
+  expect(plan.stats).toMatchObject({ files: 5, casObjects: 3, symlinks: 0, bytes: 4n * 13n + 10n });
+  expect(plan.stats.dedupRatio).toBeCloseTo(62 / (13 + 13 + 10));
+  const m = byPath(plan.entries);
+  const ax = m.get('/vrift/app/a/x')!;
+  const exe = m.get('/vrift/app/exe')!;
+  if (ax.type !== 'hardlink' || exe.type !== 'hardlink') throw new Error('expected hardlinks');
+  expect(m.get('/vrift/app/b/x')).toMatchObject({ type: 'hardlink', linkTo: ax.linkTo, nlink: 4 });
+  // The primary object takes the mode of the first path in byte order ("a/x": 0644); "exe" (0755) gets a suffixed object.
+  expect(ax.linkTo.toString()).toMatch(/^\/vrift\/\.cas\/[0-9a-f]{2}\/[0-9a-f]{62}$/);
+  expect(exe.linkTo.toString()).toBe(`${ax.linkTo.toString()}.0755`);
+  expect(m.get(ax.linkTo.toString())).toMatchObject({ type: 'file', mode: 0o100644, nlink: 4, size: 13n });
+  expect(m.get(exe.linkTo.toString())).toMatchObject({ type: 'file', mode: 0o100755, nlink: 2 });
+  // Order: /vrift, the .cas subtree, then the rest by bytes; directories before contents.
+  const order = plan.entries.map((e) => e.path.toString());
+  expect(order[0]).toBe('/vrift');
+  expect(order[1]).toBe('/vrift/.cas');
+  const firstTree = order.findIndex((p, i) => i > 0 && !p.startsWith('/vrift/.cas'));
+  expect(order.slice(firstTree + 1).every((p) => !p.startsWith('/vrift/.cas'))).toBe(true);
+  const rest = order.slice(firstTree);
+  expect(rest).toEqual([...rest].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
+});
+
+test('modes, owner, mtimes: source modes kept, created parents 0755, chown applied, mtimes clamped to SOURCE_DATE_EPOCH', async () => {
+  await fsp.mkdir(path.join(src, 'private'), { mode: 0o700 });
+  await fsp.writeFile(path.join(src, 'private', 'f'), 'x');
+  await fsp.chmod(path.join(src, 'private'), 0o700);
+  await fsp.utimes(path.join(src, 'private', 'f'), 1000, 1000.75);
+  await fsp.utimes(path.join(src, 'private'), 2000, 2000);
+  await fsp.symlink('private/f', path.join(src, 'ln'));
+  const plan = await planTree([{ src, dest: '/vrift/deep/er/app' }], { cacheDir, chown: { uid: 1000, gid: 100 }, sourceDateEpoch: 1500 });
+  const m = byPath(plan.entries);
+  expect(m.get('/vrift/deep')).toMatchObject({ mode: 0o040755, uid: 1000, gid: 100 });
+  expect(m.get('/vrift/deep/er')).toMatchObject({ mode: 0o040755 });
+  expect(m.get('/vrift/deep/er/app/private')).toMatchObject({ mode: 0o040700, mtime: { sec: 1500n, nsec: 0 } });
+  expect(m.get('/vrift/deep/er/app/private/f')).toMatchObject({ mtime: { sec: 1000n, nsec: 0 }, uid: 1000, gid: 100 });
+  expect(m.get('/vrift/deep/er/app/ln')).toMatchObject({ type: 'symlink', mode: 0o120777, target: Buffer.from('private/f') });
+  // Created directories carry the newest (clamped) mtime of the tree.
+  expect(m.get('/vrift')!.mtime.sec).toBe(1500n);
+  for (const e of plan.entries) expect(e.mtime.sec <= 1500n).toBe(true);
+});
+
+test('a symlink may go up with ".." as long as it stays inside its source', async () => {
+  await fsp.mkdir(path.join(src, 'a'));
+  await fsp.mkdir(path.join(src, 'b'));
+  await fsp.writeFile(path.join(src, 'b', 't'), 't');
+  await fsp.symlink('../b/t', path.join(src, 'a', 'ok'));
+  await fsp.symlink('missing/../../b', path.join(src, 'a', 'dangling-inside'));
+  const plan = await planTree([{ src, dest: '/vrift/x' }], { cacheDir });
+  expect(plan.stats.symlinks).toBe(2);
+});
+
+test('non-UTF-8 names are kept as bytes', async () => {
+  const name = Buffer.from([0x66, 0xe9, 0xfe]); // "f\xe9\xfe"
+  await fsp.writeFile(Buffer.concat([Buffer.from(src + '/'), name]), 'bytes');
+  const plan = await planTree([{ src, dest: '/vrift/n' }], { cacheDir });
+  const want = Buffer.concat([Buffer.from('/vrift/n/'), name]);
+  expect(plan.entries.some((e) => e.path.equals(want))).toBe(true);
+});
+
+describe('bad input: VriftError naming the path and the fix, and no layer file left', () => {
+  const expectBad = async (adds: { src: string; dest: string }[], re: RegExp) => {
+    const err = await buildVriftLayer({ adds, cacheDir, tmpDir: out }).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(VriftError);
+    expect((err as Error).message).toMatch(re);
+    expect((err as Error).message.split('\n')).toHaveLength(1);
+    expect(await fsp.readdir(out)).toEqual([]);
+  };
+
+  test('missing source', async () => {
+    await expectBad([{ src: path.join(dir, 'nope'), dest: '/vrift/a' }], /reading source ".*nope".*no such file or directory; check the source path/);
+  });
+  test('source is a file', async () => {
+    await fsp.writeFile(path.join(dir, 'file'), '');
+    await expectBad([{ src: path.join(dir, 'file'), dest: '/vrift/a' }], /not a directory; --add takes a directory/);
+  });
+  test('unreadable source (as an unprivileged user)', async () => {
+    // Root reads everything: drop the effective uid to nobody for the build.
+    await fsp.chmod(dir, 0o755);
+    await fsp.chmod(src, 0o700);
+    process.setegid!(65534);
+    process.seteuid!(65534);
+    let err: unknown;
+    try {
+      err = await buildVriftLayer({ adds: [{ src, dest: '/vrift/a' }], cacheDir, tmpDir: out }).then(() => undefined, (e: unknown) => e);
+    } finally {
+      process.seteuid!(0);
+      process.setegid!(0);
+    }
+    expect(err).toBeInstanceOf(VriftError);
+    expect((err as Error).message).toMatch(/reading source ".*src".*EACCES.*make it readable/);
+    expect(await fsp.readdir(out)).toEqual([]);
+  });
+  test('destination outside /vrift', async () => {
+    await expectBad([{ src, dest: '/opt/app' }], /destination "\/opt\/app".*not under \/vrift/);
+    await expectBad([{ src, dest: '/vrift' }], /not under \/vrift/);
+    await expectBad([{ src, dest: 'vrift/app' }], /must be an absolute path under \/vrift/);
+  });
+  test('destination escaping /vrift with ..', async () => {
+    await expectBad([{ src, dest: '/vrift/../etc' }], /"\.\." components are not allowed/);
+  });
+  test('destination under the reserved /vrift/.cas', async () => {
+    await expectBad([{ src, dest: '/vrift/.cas/x' }], /reserved for content-addressed objects/);
+  });
+  test('two adds onto the same destination', async () => {
+    await expectBad([{ src, dest: '/vrift/a' }, { src, dest: '/vrift/a/' }], /have the same destination; give each --add its own/);
+  });
+  test('overlapping destinations', async () => {
+    await expectBad([{ src, dest: '/vrift/a' }, { src, dest: '/vrift/a/b' }], /nested destinations/);
+  });
+  test('a socket in the source', async () => {
+    await fsp.mkdir(path.join(src, 'run'));
+    const sock = path.join(src, 'run', 's.sock');
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(sock, r));
+    try {
+      await expectBad([{ src, dest: '/vrift/a' }], /checking ".*run\/s\.sock": it is a socket;.*remove it from the source/);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+  test('a FIFO in the source', async () => {
+    execFileSync('mkfifo', [path.join(src, 'fifo')]);
+    await expectBad([{ src, dest: '/vrift/a' }], /".*fifo": it is a FIFO/);
+  });
+  test('a device in the source', async () => {
+    execFileSync('mknod', [path.join(src, 'null'), 'c', '1', '3']);
+    await expectBad([{ src, dest: '/vrift/a' }], /".*null": it is a character device/);
+  });
+  test('an absolute symlink', async () => {
+    await fsp.symlink('/etc/passwd', path.join(src, 'abs'));
+    await expectBad([{ src, dest: '/vrift/a' }], /checking symlink ".*abs" -> "\/etc\/passwd": it has an absolute target.*make it a relative link/);
+  });
+  test('a symlink leaving the source through ..', async () => {
+    await fsp.mkdir(path.join(src, 'd'));
+    await fsp.symlink('../../outside', path.join(src, 'd', 'up'));
+    await expectBad([{ src, dest: '/vrift/a' }], /symlink ".*d\/up" -> "\.\.\/\.\.\/outside".*leaves the source through/);
+  });
+  test('a symlink leaving the source only through another symlink (physical resolution)', async () => {
+    await fsp.mkdir(path.join(src, 'd'));
+    await fsp.symlink('.', path.join(src, 'here')); // lexically one level deep, physically the source root
+    await fsp.symlink('../here/..', path.join(src, 'd', 'sneaky'));
+    await expectBad([{ src, dest: '/vrift/a' }], /symlink ".*d\/sneaky".*leaves the source/);
+  });
+});
