@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * oracle.c - differential oracle for libvrift.so.
+ *
+ * Reads paths from stdin, one per line, raw bytes (no escaping; a line
+ * "<NULL>" means a NULL pointer and "<EMPTY>" the empty string).  For each
+ * path it calls EVERY stat entry point the shim exports, by symbol, and
+ * prints one line per call: the call, its return value, errno's name and
+ * every field of the result.  Run once plainly and once under
+ * LD_PRELOAD=libvrift.so: the outputs must be identical except for the
+ * statx fields the shim documents as not provided (test/shim/differential).
+ *
+ * Output line:  <call> rc=<n> [err=<ENAME>] [fields...]
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#if defined(__x86_64__)
+#define STAT_VER 1
+#elif defined(__aarch64__)
+#define STAT_VER 0
+#endif
+
+/* Pre-2.33 glibc ABI, no longer declared by the headers. */
+#ifdef __GLIBC__
+extern int __xstat(int, const char *, struct stat *);
+extern int __xstat64(int, const char *, struct stat64 *);
+extern int __lxstat(int, const char *, struct stat *);
+extern int __lxstat64(int, const char *, struct stat64 *);
+extern int __fxstat(int, int, struct stat *);
+extern int __fxstat64(int, int, struct stat64 *);
+extern int __fxstatat(int, int, const char *, struct stat *, int);
+extern int __fxstatat64(int, int, const char *, struct stat64 *, int);
+#endif
+
+static const char *ename(int e)
+{
+	switch (e) {
+#define E(x) case x: return #x;
+	E(ENOENT) E(ENOTDIR) E(ENAMETOOLONG) E(ELOOP) E(EACCES) E(EFAULT)
+	E(EINVAL) E(EBADF) E(ENOSYS) E(EPERM) E(EOVERFLOW) E(ENOMEM)
+#undef E
+	}
+	static char buf[32];
+	snprintf(buf, sizeof buf, "E%d", e);
+	return buf;
+}
+
+static void head(const char *call, long rc, int err)
+{
+	printf("%s rc=%ld", call, rc);
+	if (rc != 0)
+		printf(" err=%s", ename(err));
+}
+
+static void pstat(const char *call, long rc, int err, const struct stat *st)
+{
+	head(call, rc, err);
+	if (rc == 0)
+		printf(" dev=%llu ino=%llu mode=0%o nlink=%llu uid=%u gid=%u rdev=%llu size=%lld"
+		       " blksize=%lld blocks=%lld atime=%lld.%09ld mtime=%lld.%09ld ctime=%lld.%09ld",
+		       (unsigned long long)st->st_dev, (unsigned long long)st->st_ino,
+		       (unsigned)st->st_mode, (unsigned long long)st->st_nlink, st->st_uid, st->st_gid,
+		       (unsigned long long)st->st_rdev, (long long)st->st_size,
+		       (long long)st->st_blksize, (long long)st->st_blocks,
+		       (long long)st->st_atim.tv_sec, st->st_atim.tv_nsec,
+		       (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
+		       (long long)st->st_ctim.tv_sec, st->st_ctim.tv_nsec);
+	putchar('\n');
+}
+
+static void pstatx(const char *call, long rc, int err, const struct statx *x)
+{
+	head(call, rc, err);
+	if (rc == 0)
+		printf(" mask=0x%x blksize=%u attributes=0x%llx nlink=%u uid=%u gid=%u mode=0%o"
+		       " ino=%llu size=%llu blocks=%llu attributes_mask=0x%llx"
+		       " atime=%lld.%09u btime=%lld.%09u ctime=%lld.%09u mtime=%lld.%09u"
+		       " rdev=%u:%u dev=%u:%u mnt_id=%llu",
+		       x->stx_mask, x->stx_blksize, (unsigned long long)x->stx_attributes,
+		       x->stx_nlink, x->stx_uid, x->stx_gid, x->stx_mode,
+		       (unsigned long long)x->stx_ino, (unsigned long long)x->stx_size,
+		       (unsigned long long)x->stx_blocks, (unsigned long long)x->stx_attributes_mask,
+		       (long long)x->stx_atime.tv_sec, x->stx_atime.tv_nsec,
+		       (long long)x->stx_btime.tv_sec, x->stx_btime.tv_nsec,
+		       (long long)x->stx_ctime.tv_sec, x->stx_ctime.tv_nsec,
+		       (long long)x->stx_mtime.tv_sec, x->stx_mtime.tv_nsec,
+		       x->stx_rdev_major, x->stx_rdev_minor, x->stx_dev_major, x->stx_dev_minor,
+		       (unsigned long long)x->stx_mnt_id);
+	putchar('\n');
+}
+
+/* Every call starts from a poisoned buffer and errno, so a call that
+ * "succeeds" without filling a field, or leaves errno alone, shows. */
+#define POISON(b) (memset(&(b), 0xa5, sizeof(b)), errno = 0)
+#define ST(call, expr)                                                     \
+	do {                                                               \
+		struct stat st;                                            \
+		POISON(st);                                                \
+		long rc = (expr);                                          \
+		pstat(call, rc, errno, &st);                               \
+	} while (0)
+#define ST64(call, expr)                                                   \
+	do {                                                               \
+		struct stat64 st;                                          \
+		POISON(st);                                                \
+		long rc = (expr);                                          \
+		pstat(call, rc, errno, (struct stat *)&st);                \
+	} while (0)
+#define STX(call, expr)                                                    \
+	do {                                                               \
+		struct statx stx;                                          \
+		POISON(stx);                                               \
+		long rc = (expr);                                          \
+		pstatx(call, rc, errno, &stx);                             \
+	} while (0)
+
+#define NF AT_SYMLINK_NOFOLLOW
+#define XMASK (STATX_BASIC_STATS | STATX_BTIME)
+
+static void probe(const char *p)
+{
+	ST("stat", stat(p, &st));
+	ST64("stat64", stat64(p, &st));
+	ST("lstat", lstat(p, &st));
+	ST64("lstat64", lstat64(p, &st));
+	ST("fstatat", fstatat(AT_FDCWD, p, &st, 0));
+	ST("fstatat:NOFOLLOW", fstatat(AT_FDCWD, p, &st, NF));
+	ST("fstatat:NO_AUTOMOUNT", fstatat(AT_FDCWD, p, &st, AT_NO_AUTOMOUNT));
+	ST("fstatat:EMPTY_PATH", fstatat(AT_FDCWD, p, &st, AT_EMPTY_PATH));
+	ST("fstatat:badflag", fstatat(AT_FDCWD, p, &st, 0x40000000));
+	ST64("fstatat64", fstatat64(AT_FDCWD, p, &st, 0));
+	ST64("fstatat64:NOFOLLOW", fstatat64(AT_FDCWD, p, &st, NF));
+	ST("fstatat:badfd", fstatat(-5, p, &st, 0));
+	STX("statx", statx(AT_FDCWD, p, 0, XMASK, &stx));
+	STX("statx:NOFOLLOW", statx(AT_FDCWD, p, NF, XMASK, &stx));
+	STX("statx:DONT_SYNC", statx(AT_FDCWD, p, AT_STATX_DONT_SYNC, STATX_BASIC_STATS, &stx));
+	STX("statx:FORCE_SYNC", statx(AT_FDCWD, p, AT_STATX_FORCE_SYNC, STATX_BASIC_STATS, &stx));
+	STX("statx:mask0", statx(AT_FDCWD, p, 0, 0, &stx));
+#ifdef __GLIBC__
+	ST("__xstat", __xstat(STAT_VER, p, &st));
+	ST64("__xstat64", __xstat64(STAT_VER, p, &st));
+	ST("__lxstat", __lxstat(STAT_VER, p, &st));
+	ST64("__lxstat64", __lxstat64(STAT_VER, p, &st));
+	ST("__xstat:ver99", __xstat(99, p, &st));
+	ST("__fxstatat", __fxstatat(STAT_VER, AT_FDCWD, p, &st, 0));
+	ST("__fxstatat:NOFOLLOW", __fxstatat(STAT_VER, AT_FDCWD, p, &st, NF));
+	ST64("__fxstatat64", __fxstatat64(STAT_VER, AT_FDCWD, p, &st, 0));
+	ST64("__fxstatat64:NOFOLLOW", __fxstatat64(STAT_VER, AT_FDCWD, p, &st, NF));
+#endif
+	STX("syscall(statx)", syscall(SYS_statx, AT_FDCWD, p, 0, XMASK, &stx));
+	STX("syscall(statx):NOFOLLOW", syscall(SYS_statx, AT_FDCWD, p, NF, XMASK, &stx));
+	ST("syscall(newfstatat)", syscall(SYS_newfstatat, AT_FDCWD, p, &st, 0));
+	ST("syscall(newfstatat):NOFOLLOW", syscall(SYS_newfstatat, AT_FDCWD, p, &st, NF));
+#ifdef SYS_stat
+	ST("syscall(stat)", syscall(SYS_stat, p, &st));
+	ST("syscall(lstat)", syscall(SYS_lstat, p, &st));
+#endif
+	/* The fd entry points are pure passthrough; exercise them anyway. */
+	int fd = p ? open(p, O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1;
+	if (fd >= 0) {
+		ST("fstat", fstat(fd, &st));
+		ST64("fstat64", fstat64(fd, &st));
+#ifdef __GLIBC__
+		ST("__fxstat", __fxstat(STAT_VER, fd, &st));
+		ST64("__fxstat64", __fxstat64(STAT_VER, fd, &st));
+#endif
+		close(fd);
+	}
+	/* A forwarded non-stat number keeps its value and errno semantics. */
+	long r = syscall(SYS_getppid);
+	printf("syscall(getppid) ok=%d\n", r == (long)getppid());
+	errno = 0;
+	r = syscall(SYS_close, -1);
+	printf("syscall(close,-1) rc=%ld err=%s\n", r, ename(errno));
+}
+
+int main(void)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+	while ((n = getline(&line, &cap, stdin)) > 0) {
+		if (line[n - 1] == '\n')
+			line[--n] = 0;
+		const char *p = line;
+		if (strcmp(line, "<NULL>") == 0)
+			p = NULL;
+		else if (strcmp(line, "<EMPTY>") == 0)
+			p = "";
+		printf("## %zd\n", n);   /* path index marker: length only */
+		probe(p);
+	}
+	free(line);
+	return 0;
+}

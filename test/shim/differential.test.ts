@@ -1,0 +1,219 @@
+/**
+ * Differential oracle test of libvrift.so on the host (issue 2, issue 7 item 4).
+ *
+ * A temp host tree is scanned into a PSFS blob; shim/build/oracle calls every
+ * exported stat entry point (by symbol, incl. the __xstat ABI and
+ * syscall(SYS_statx/SYS_newfstatat/SYS_stat)) for every path in the tree and
+ * for >= 200 adversarial spellings, once plainly (the kernel is the oracle)
+ * and once under LD_PRELOAD. Outputs must be identical, except for the
+ * statx fields the shim documents as not provided (helpers.normalizeLine).
+ *
+ * That the shim really answered (rather than passing everything through) is
+ * proven by shimAnswers.test.ts (strace) and by the canary cases below.
+ */
+import * as fs from 'node:fs';
+import * as F from '../../src/blob/format';
+import {
+  blobFor,
+  buildShim,
+  countCalls,
+  diffOutputs,
+  entryOffset,
+  fixHeaderCrc,
+  makeHostTree,
+  oracleInput,
+  runOracle,
+  writeBlob,
+  type HostFixture,
+} from './helpers';
+
+let fx: HostFixture;
+let paths: (Buffer | null)[];
+let input: Buffer;
+let kernel: string[];
+
+const B = (s: string): Buffer => Buffer.from(s, 'latin1');
+
+/** >= 200 adversarial spellings of domain (and near-domain) paths. */
+function adversarial(fx: HostFixture): (Buffer | null)[] {
+  const root = fx.root.toString('latin1');
+  const parent = root.slice(0, root.lastIndexOf('/'));
+  const base = root.slice(root.lastIndexOf('/') + 1);
+  const out: string[] = [];
+  const rels = [
+    'small', 'empty', 'big', 'setuid', 'noperm', 'fifo', 'd', 'd/f', 'd/sub', 'emptydir', 'deep/a/b/c/d/e/f/g/h/leaf',
+    'l-rel-file', 'l-abs-file', 'l-rel-dir', 'l-abs-dir', 'l-dir-slash', 'l-file-slash', 'l-outside', 'l-dangling',
+    'l-loop-a', 'l-chain-1', 'd/sub/l-up', 'd/l-above-root', 'l-dot', 'd/l-dotdot', 'private', 'private/secret',
+    'locked', 'locked/x', 'noexec', 'noexec/y', 'hop0', 'hop1', 'hop2', 'sticky', 'l-through-link', 'l-into-noexec',
+  ];
+  for (const rel of rels) {
+    const p = `${root}/${rel}`;
+    out.push(
+      `${p}/`, `${p}//`, `${p}/.`, `${p}/./`, `${p}/..`, `${p}/../`, `${p}/x`, `${p}/x/y`, `${p}/./x`,
+      `${root}//${rel}`, `${root}/./${rel}`, `/${p}`, `${root}/d/../${rel}`,
+    );
+  }
+  out.push(
+    root, `${root}/`, `${root}/.`, `${root}/..`, `${root}/../${base}`, `${root}/../${base}/small`,
+    `${root}/../../../../../../../../..${root}/small`, `${parent}/./${base}/small`, `${parent}//${base}//small`,
+    `${root}/missing`, `${root}/missing/`, `${root}/missing/x`, `${root}/d/missing`, `${root}/d/missing/..`,
+    `${root}/deep/a/b/missing/c`, `${root}/deep/a/b/c/d/e/f/g/h/leaf/..`, `${root}/deep/a/b/c/../../b/c/d`,
+    `${root}/deep/./a/./b/../b/c`, `${root}/d/sub/../../small`, `${root}/d/sub/../../../${base}/small`,
+    `${root}/small/..`, `${root}/l-rel-dir/..`, `${root}/l-rel-dir/../small`, `${root}/l-rel-dir/f`,
+    `${root}/l-abs-dir/sub`, `${root}/l-abs-dir/missing`, `${root}/private/missing`, `${root}/locked/missing`,
+    `${root}/noexec/missing`, `${root}/noexec/../small`, `${root}/private/../small`,
+    `${root}/${'a'.repeat(256)}`, `${root}/${'a'.repeat(255)}`, `${root}/${'n'.repeat(255)}`, `${root}/${'n'.repeat(256)}`,
+    `${root}/${'a'.repeat(300)}/..`, `${root}/missing/${'a'.repeat(256)}`, `${root}/${'L'.repeat(255)}/${'M'.repeat(255)}`,
+    `${root}/${'L'.repeat(255)}/${'M'.repeat(255)}/`, `${root}/${'L'.repeat(255)}/../small`,
+    `${root}/${'a'.repeat(5000)}`, `${root}/${'./'.repeat(2100)}small`, `${root}${'/'.repeat(4100)}small`,
+    `${root}/...`, `${root}/.hidden`, `${root}/sp ace`, `${root}/sp`, `${root}/.../`, `${root}/..../`,
+    `${root}x`, `${root}x/small`, `${root.slice(0, -1)}`, `${parent}`, `${parent}/`, `/`, `//`, `/.`, `/..`,
+    `${fx.outside.toString('latin1')}/file`, `${root}/../outside/file`, `.`, `..`, `dom/small`, `./small`, `small`,
+    `/nonexistent/path`, `/etc/hostname`, `/dev/null`,
+  );
+  // PATH_MAX boundary: the longest accepted path, then one byte more.
+  const longest = fx.paths.reduce((a, p) => (p.length > a.length ? p : a), Buffer.alloc(0)).toString('latin1');
+  const dirOfLongest = longest.slice(0, longest.lastIndexOf('/'));
+  out.push(longest, `${longest}/`, `${dirOfLongest}//${longest.slice(dirOfLongest.length + 1)}`, `${dirOfLongest}/./missing`);
+  out.push(`${dirOfLongest}/${'q'.repeat(F.PATH_MAX - 1 - dirOfLongest.length - 1)}`);
+  out.push(`${dirOfLongest}/${'q'.repeat(F.PATH_MAX - dirOfLongest.length - 1)}`);
+  // A spelling of a short path with exactly PATH_MAX-1 bytes (accepted), then PATH_MAX and PATH_MAX+1.
+  for (const n of [F.PATH_MAX - 1, F.PATH_MAX, F.PATH_MAX + 1]) out.push(`${root}/${'/'.repeat(n - root.length - 1 - 5)}small`);
+  const res: (Buffer | null)[] = out.map(B);
+  // non-UTF-8 spellings
+  res.push(Buffer.concat([fx.root, B('/'), Buffer.from([0xff, 0xfe, 0x41]), B('/')]));
+  res.push(Buffer.concat([fx.root, B('/'), Buffer.from([0xe9, 0x74, 0xe9]), B('/./'), Buffer.from([0x80, 0x2e, 0x2e])]));
+  res.push(Buffer.concat([fx.root, B('/'), Buffer.from([0xe9, 0x74, 0xe9]), B('/'), Buffer.from([0x80, 0x2e, 0x2e]), B('/..')]));
+  res.push(Buffer.concat([fx.root, B('/'), Buffer.from([0xff])]));
+  res.push(null, Buffer.alloc(0));
+  return res;
+}
+
+beforeAll(async () => {
+  buildShim();
+  fx = await makeHostTree();
+  paths = [...fx.paths, ...adversarial(fx)];
+  input = oracleInput(paths);
+  kernel = runOracle(input);
+});
+
+afterAll(() => {
+  if (fx) {
+    fs.chmodSync(`${fx.tmp}/dom/locked`, 0o755);
+    fs.rmSync(fx.tmp, { recursive: true, force: true });
+  }
+});
+
+test('the fixture covers every kind of path and >= 200 adversarial spellings', () => {
+  expect(fx.paths.length).toBeGreaterThan(80);
+  expect(paths.length - fx.paths.length).toBeGreaterThanOrEqual(200);
+  const lines = kernel.filter((l) => l.length > 0);
+  // The kernel answers include hits, ENOENT, ENOTDIR, ELOOP, ENAMETOOLONG, EFAULT.
+  for (const e of ['err=ENOENT', 'err=ENOTDIR', 'err=ELOOP', 'err=ENAMETOOLONG', 'err=EFAULT', 'mode=04']) {
+    expect(lines.some((l) => l.includes(e))).toBe(true);
+  }
+});
+
+test('host blob: every entry point, every field and errno equal the kernel (except documented statx fields)', () => {
+  const blob = writeBlob(fx, 'host.blob', blobFor(fx));
+  const shim = runOracle(input, blob);
+  const d = diffOutputs(paths, kernel, shim, false);
+  expect(d).toEqual([]);
+  // eslint-disable-next-line no-console
+  console.log(`differential: ${paths.length} paths (${fx.paths.length} in tree), ${countCalls(kernel)} calls compared`);
+});
+
+test('PSFS_H_DEV_RUNTIME blob (entry st_dev zeroed): st_dev, stx_dev_*, stx_mnt_id from roots[0] at init', () => {
+  const blob = writeBlob(fx, 'devrt.blob', blobFor(fx, { flags: F.H_DEV_RUNTIME, devZero: true }));
+  const shim = runOracle(input, blob);
+  expect(diffOutputs(paths, kernel, shim, true)).toEqual([]);
+});
+
+describe('canary: a blob answer is visible, a rejected blob is not', () => {
+  // The canary is a wrong st_size on one file entry. When the shim uses the
+  // blob, the oracle sees it; when the blob is rejected, the kernel's value.
+  const canaryInput = (): { input: Buffer; paths: Buffer[] } => {
+    const p = [Buffer.concat([fx.root, B('/small')]), Buffer.concat([fx.root, B('/missing')]), Buffer.concat([fx.root, B('/d/f')])];
+    return { input: oracleInput(p), paths: p };
+  };
+  const canary = (flags = 0): Buffer => {
+    const blob = blobFor(fx, { flags });
+    blob.writeBigUInt64LE(999_999n, entryOffset(blob, Buffer.concat([fx.root, B('/small')])) + F.ENTRY.size);
+    return blob;
+  };
+
+  test('control: the valid canary blob is used (the differential test can fail)', () => {
+    const { input: inp, paths: p } = canaryInput();
+    const k = runOracle(inp);
+    const s = runOracle(inp, writeBlob(fx, 'canary.blob', canary()));
+    const d = diffOutputs(p, k, s, false, 1000);
+    expect(d.length).toBeGreaterThan(10);
+    expect(d.every((l) => l.includes('/small') && l.includes('size=999999'))).toBe(true);
+  });
+
+  const faults: [string, (b: Buffer) => Buffer][] = [
+    ['bad magic', (b) => (b[0] ^= 1, b)],
+    ['version 2', (b) => fixHeaderCrc((b.writeUInt32LE(2, F.HEADER.version), b))],
+    ['header crc flipped', (b) => (b[F.HEADER.headerCrc32] ^= 0x40, b)],
+    ['unknown header flag', (b) => fixHeaderCrc((b.writeUInt32LE(1 << 7, F.HEADER.flags), b))],
+    ['content version 99', (b) => fixHeaderCrc((b.writeUInt32LE(99, F.HEADER.contentVersion), b))],
+    ['file_size + 8', (b) => fixHeaderCrc((b.writeBigUInt64LE(BigInt(b.length + 8), F.HEADER.fileSize), b))],
+    ['truncated file', (b) => b.subarray(0, b.length - 8)],
+    ['bucket_count not a power of two', (b) => fixHeaderCrc((b.writeUInt32LE(b.readUInt32LE(F.HEADER.bucketCount) - 1, F.HEADER.bucketCount), b))],
+    ['max_probe 0', (b) => fixHeaderCrc((b.writeUInt32LE(0, F.HEADER.maxProbe), b))],
+    ['entries_off misaligned', (b) => fixHeaderCrc((b.writeBigUInt64LE(b.readBigUInt64LE(F.HEADER.entriesOff) + 4n, F.HEADER.entriesOff), b))],
+    ['sections overlap', (b) => fixHeaderCrc((b.writeBigUInt64LE(b.readBigUInt64LE(F.HEADER.bucketsOff), F.HEADER.entriesOff), b))],
+    ['root_count 0', (b) => fixHeaderCrc((b.writeUInt32LE(0, F.HEADER.rootCount), b))],
+    ['root path with trailing slash', (b) => {
+      const ro = Number(b.readBigUInt64LE(F.HEADER.rootsOff));
+      b.writeUInt32LE(b.readUInt32LE(ro + F.ROOT.pathLen) + 1, ro + F.ROOT.pathLen); // next string byte is "/"
+      return b;
+    }],
+    ['entry_count * 128 past the end', (b) => fixHeaderCrc((b.writeUInt32LE(0x7fffffff, F.HEADER.entryCount), b))],
+  ];
+  test.each(faults)('header fault "%s" -> silent passthrough', (_name, fault) => {
+    const { input: inp, paths: p } = canaryInput();
+    const k = runOracle(inp);
+    const s = runOracle(inp, writeBlob(fx, 'fault.blob', fault(canary())));
+    expect(diffOutputs(p, k, s, false)).toEqual([]);
+  });
+
+  test('PSFS_H_CHECK_ROOT_MTIME: matching root mtime -> used; different -> rejected', () => {
+    const { input: inp, paths: p } = canaryInput();
+    const k = runOracle(inp);
+    const good = canary(F.H_CHECK_ROOT_MTIME);
+    expect(diffOutputs(p, k, runOracle(inp, writeBlob(fx, 'mt1.blob', good)), false).length).toBeGreaterThan(0);
+    const bad = canary(F.H_CHECK_ROOT_MTIME);
+    const ro = entryOffset(bad, fx.root);
+    bad.writeUInt32LE((bad.readUInt32LE(ro + F.ENTRY.mtimeNsec) + 1) % 1_000_000_000, ro + F.ENTRY.mtimeNsec);
+    expect(diffOutputs(p, k, runOracle(inp, writeBlob(fx, 'mt2.blob', bad)), false)).toEqual([]);
+  });
+
+  test('blob writable by group/other, or owned by another user -> rejected', () => {
+    const { input: inp, paths: p } = canaryInput();
+    const k = runOracle(inp);
+    expect(diffOutputs(p, k, runOracle(inp, writeBlob(fx, 'w.blob', canary(), 0o664)), false)).toEqual([]);
+    const f = writeBlob(fx, 'o.blob', canary());
+    fs.chownSync(f, 4321, 4321);
+    expect(diffOutputs(p, k, runOracle(inp, f), false)).toEqual([]);
+    expect(diffOutputs(p, k, runOracle(inp, `${fx.tmp}/blobs/no-such.blob`), false)).toEqual([]);
+  });
+
+  test('random body corruption never crashes and never changes an answer outside the domain', () => {
+    const outsidePaths = [Buffer.concat([fx.outside, B('/file')]), B('/etc/hostname'), B('/'), Buffer.concat([fx.root, B('/../outside/file')])];
+    const inp = oracleInput(outsidePaths);
+    const k = runOracle(inp);
+    const clean = blobFor(fx);
+    const bodyStart = F.HEADER_SIZE;
+    let seed = 12345;
+    const rnd = (n: number): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff), seed % n);
+    for (let round = 0; round < 40; round++) {
+      const blob = Buffer.from(clean);
+      for (let i = 0; i < 1 + rnd(50); i++) blob[bodyStart + rnd(blob.length - bodyStart)] = rnd(256);
+      const f = writeBlob(fx, 'fuzz.blob', blob);
+      expect(diffOutputs(outsidePaths, k, runOracle(inp, f), false)).toEqual([]);
+      // In-domain paths under a corrupt body: any answer, but no crash.
+      runOracle(input, f); // throws on a crash (non-zero exit or signal)
+    }
+  });
+});
