@@ -6,10 +6,11 @@
  *
  * One warm-up pass, then N passes; each pass calls stat, lstat, fstatat,
  * statx, __xstat64 and syscall(SYS_statx) on every path.  Prints
- *   calls=<n> mallocs=<m> changed=<k>
+ *   calls=<n> mallocs=<m> changed=<k> selftest=<s>
  * where mallocs is the malloc count during the N passes when
  * malloccount.so is preloaded (else -1), and changed counts calls whose
- * return value differs from the warm-up pass (must be 0).
+ * return value differs from the warm-up pass (must be 0); selftest is the
+ * count seen for one deliberate malloc (1 proves the counter works).
  * Used by test/shim with strace (syscall counts) and malloccount.so.
  */
 #define _GNU_SOURCE
@@ -66,6 +67,11 @@ int main(int argc, char **argv)
 	int *now = calloc((size_t)n * NCALLS, sizeof(int));
 	unsigned long (*count)(void) = (unsigned long (*)(void))dlsym(RTLD_DEFAULT, "malloccount_get");
 	pass(paths, n, first);
+	/* Self-test of the counter: one known malloc must be seen. */
+	unsigned long s0 = count ? count() : 0;
+	void *volatile probe = malloc(16); /* volatile: GCC elides malloc+free */
+	free(probe);
+	long selftest = count ? (long)(count() - s0) : -1L;
 	unsigned long before = count ? count() : 0;
 	long changed = 0;
 	for (long it = 0; it < iters; it++) {
@@ -74,7 +80,7 @@ int main(int argc, char **argv)
 			changed += now[i] != first[i];
 	}
 	unsigned long after = count ? count() : 0;
-	printf("calls=%ld mallocs=%ld changed=%ld\n", iters * n * NCALLS,
-	       count ? (long)(after - before) : -1L, changed);
+	printf("calls=%ld mallocs=%ld changed=%ld selftest=%ld\n", iters * n * NCALLS,
+	       count ? (long)(after - before) : -1L, changed, selftest);
 	return 0;
 }
