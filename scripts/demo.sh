@@ -38,6 +38,7 @@ demo_die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
 
 # 1. machine
 vrift_setup_main all
+VRIFT_LOG_PREFIX=demo
 
 # 2. build vrift
 if [ "${VRIFT_DEMO_SKIP_NPM:-0}" != 1 ]; then

@@ -48,15 +48,17 @@ VRIFT_APT_PACKAGES=(
 )
 
 _VRIFT_APT_UPDATED=0
+# Prefix of progress and error lines; scripts that source this file may change it.
+VRIFT_LOG_PREFIX="${VRIFT_LOG_PREFIX:-setup-machine}"
 
 # --- helpers ---------------------------------------------------------------------------
 
 # Print one progress line.
-vrift_log() { printf 'setup-machine: %s\n' "$*"; }
+vrift_log() { printf '%s: %s\n' "$VRIFT_LOG_PREFIX" "$*"; }
 
 # Print one error line to stderr and exit 1.
 vrift_die() {
-  printf 'setup-machine: error: %s\n' "$*" >&2
+  printf '%s: error: %s\n' "$VRIFT_LOG_PREFIX" "$*" >&2
   exit 1
 }
 
