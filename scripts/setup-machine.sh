@@ -62,9 +62,11 @@ vrift_die() {
   exit 1
 }
 
-# Fail unless running as root (apt, debootstrap and dockerd all need it).
+# Fail unless running as root. Called only before work that needs root (apt-get,
+# debootstrap, starting dockerd), so a user in the docker group can rerun this script on a
+# machine that is already set up. $1: what needs it.
 vrift_require_root() {
-  [ "$(id -u)" = 0 ] || vrift_die "checking user: must run as root (apt-get, debootstrap and dockerd need it); rerun with sudo"
+  [ "$(id -u)" = 0 ] || vrift_die "$1: needs root; rerun as root (sudo bash scripts/setup-machine.sh)"
 }
 
 # Run a command with its output sent to a log file; on failure print the log's tail and die.
@@ -95,6 +97,7 @@ vrift_debian_mirror() {
 # apt-get update, at most once per run of this script.
 vrift_apt_update_once() {
   [ "$_VRIFT_APT_UPDATED" = 1 ] && return 0
+  vrift_require_root "updating apt's package lists"
   vrift_run_logged apt-update env DEBIAN_FRONTEND=noninteractive apt-get update
   _VRIFT_APT_UPDATED=1
 }
@@ -119,6 +122,7 @@ vrift_ensure_packages() {
     vrift_log "packages: all ${#want[@]} installed"
     return 0
   fi
+  vrift_require_root "installing ${missing[*]}"
   vrift_apt_update_once
   local policy=/usr/sbin/policy-rc.d made_policy=0
   if [ ! -e "$policy" ]; then
@@ -146,6 +150,7 @@ vrift_ensure_dockerd() {
     vrift_log "dockerd: already answering"
     return 0
   fi
+  vrift_require_root "starting dockerd (docker info does not answer)"
   mkdir -p "$(dirname "$VRIFT_DOCKERD_LOG")"
   # shellcheck disable=SC2086 # VRIFT_DOCKERD_EXTRA is a word list on purpose
   nohup setsid dockerd --iptables=false --ip6tables=false --bridge=none ${VRIFT_DOCKERD_EXTRA:-} \
@@ -178,6 +183,7 @@ vrift_ensure_rootfs() {
     vrift_log "rootfs $name: cached in $dir"
     return 0
   fi
+  vrift_require_root "debootstrapping $suite into $dir"
   local mirror; mirror=$(vrift_debian_mirror)
   mkdir -p "$VRIFT_CACHE"
   rm -rf "$dir.partial"
@@ -238,7 +244,6 @@ vrift_ensure_base_images() {
 vrift_setup_main() {
   local steps=("$@") t0=$SECONDS
   [ ${#steps[@]} -gt 0 ] || steps=(all)
-  vrift_require_root
   local s
   for s in "${steps[@]}"; do
     case "$s" in
