@@ -21,7 +21,7 @@ import { loadIntoDaemon, removeFromDaemon } from './daemon';
 import { writeDockerArchive } from './dockerArchiveWrite';
 import { layerFromFile } from './layer';
 import { appendLayers, rfc3339, withLdPreload } from './mutate';
-import { openSource, type SourceRef } from './source';
+import { checkSource, openSource, type SourceRef } from './source';
 import { inspectShim, type ShimInfo } from './shimInfo';
 import { parseReference } from './reference';
 
@@ -118,14 +118,8 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
   let wroteOutput = false;
   let loaded = false;
   try {
-    o.log(`reading base ${o.base.raw}`);
-    source = await openSource(o.base, o.docker, work);
-    const baseConfig = await source.image.config();
-    const baseArch = baseConfig.architecture;
-    if (baseArch && baseArch !== shim.arch) {
-      throw new VriftError(`building on ${o.base.raw}: the base image is ${baseConfig.os ?? 'linux'}/${baseArch} but the shim is built for ${shim.arch}; use a ${shim.arch} base or build the shim for ${baseArch}`);
-    }
-
+    // Cheap checks first, the tree next (bad sources fail fast), the base export last.
+    await checkSource(o.base, o.docker);
     o.log(`building /vrift tree layer from ${o.adds.map((a) => `${a.src} -> ${a.dest}`).join(', ')}`);
     const tree = await o.builders.buildVriftLayer({
       adds: o.adds,
@@ -138,6 +132,14 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
     const s = tree.stats;
     o.log(`tree: ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks, ${s.bytes} bytes, ${s.casObjects} CAS objects (dedup ${s.dedupRatio.toFixed(3)}x), hashed ${s.hashMisses}, cached ${s.hashHits}`);
     o.log(`blob: ${tree.blob.length} bytes, ${tree.blobDigest}`);
+
+    o.log(`reading base ${o.base.raw}`);
+    source = await openSource(o.base, o.docker, work);
+    const baseConfig = await source.image.config();
+    const baseArch = baseConfig.architecture;
+    if (baseArch && baseArch !== shim.arch) {
+      throw new VriftError(`building on ${o.base.raw}: the base image is ${baseConfig.os ?? 'linux'}/${baseArch} but the shim is built for ${shim.arch}; use a ${shim.arch} base or build the shim for ${baseArch}`);
+    }
 
     const created = rfc3339(o.sourceDateEpoch ?? 0);
     const shimLayer = layerFromFile(shimLayerFile);

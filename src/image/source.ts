@@ -9,7 +9,7 @@
 import { promises as fsp } from 'node:fs';
 import type Docker from 'dockerode';
 import { VriftError } from '../errors';
-import { readDaemonImage } from './daemon';
+import { engineError, readDaemonImage } from './daemon';
 import { readDockerArchiveFile } from './dockerArchive';
 import { readOciLayoutPath } from './ociLayout';
 import { parseReference } from './reference';
@@ -63,6 +63,34 @@ export async function parseSourceRef(raw: string): Promise<SourceRef> {
   return { transport: 'docker-daemon', ref: raw, bare: true, raw };
 }
 
+/**
+ * Check cheaply that a source exists (engine inspect, file or directory
+ * stat) so that a missing base is reported before any expensive work.
+ * @throws VriftError naming the source and what to do
+ */
+export async function checkSource(src: SourceRef, docker: () => Docker): Promise<void> {
+  if (src.transport === 'docker-daemon') {
+    try {
+      await docker().getImage(src.ref).inspect();
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) {
+        const more = src.bare ? '. A bare --base reference means the local engine for now; pulling from registries is not supported yet' : '';
+        throw new VriftError(`reading base image ${src.raw}: the local engine has no such image; build or \`docker load\` it first (\`docker images\` lists what is there)${more}`, { cause: err });
+      }
+      throw engineError(`reading base image ${src.raw}`, err);
+    }
+    return;
+  }
+  const st = await fsp.stat(src.path).catch((err: NodeJS.ErrnoException) => err);
+  if (st instanceof Error) {
+    const make = src.transport === 'oci' ? '`skopeo copy docker-daemon:<image> oci:<dir>`' : '`docker save -o <file> <image>`';
+    throw new VriftError(`reading base image ${src.raw}: ${src.path}: ${st.code === 'ENOENT' ? 'no such file or directory' : st.message}; check the path (make one with ${make})`, { cause: st });
+  }
+  if (src.transport === 'docker-archive' && !st.isFile()) {
+    throw new VriftError(`reading base image ${src.raw}: ${src.path} is not a file; docker-archive: needs a tar made by \`docker save\``);
+  }
+}
+
 /** An opened source image and how to release what it holds. */
 export interface OpenedSource {
   image: Image;
@@ -81,28 +109,19 @@ export async function openSource(src: SourceRef, docker: () => Docker, tmpRoot?:
   const none = async () => undefined;
   switch (src.transport) {
     case 'docker-archive': {
-      const st = await fsp.stat(src.path).catch((err: NodeJS.ErrnoException) => err);
-      if (st instanceof Error) {
-        throw new VriftError(`reading base image ${src.raw}: ${src.path}: ${st.code === 'ENOENT' ? 'no such file' : st.message}; check the path (make an archive with \`docker save -o <file> <image>\`)`);
-      }
-      if (!st.isFile()) throw new VriftError(`reading base image ${src.raw}: ${src.path} is not a file; docker-archive: needs a tar made by \`docker save\``);
+      await checkSource(src, docker);
       const { image } = await readDockerArchiveFile(src.path, src.ref);
       return { image, where: src.raw, dispose: none };
     }
     case 'oci': {
+      await checkSource(src, docker);
       const image = await readOciLayoutPath(src.path, { ref: src.ref });
       return { image, where: src.raw, dispose: none };
     }
     case 'docker-daemon': {
-      try {
-        const d = await readDaemonImage(docker(), src.ref, tmpRoot);
-        return { image: d.image, where: `docker-daemon:${src.ref}`, dispose: d.dispose };
-      } catch (err) {
-        if (src.bare && err instanceof VriftError && /has no such image/.test(err.message)) {
-          throw new VriftError(`${err.message}. A bare --base reference means the local engine for now; pulling from registries is not supported yet`, { cause: err });
-        }
-        throw err;
-      }
+      await checkSource(src, docker);
+      const d = await readDaemonImage(docker(), src.ref, tmpRoot);
+      return { image: d.image, where: `docker-daemon:${src.ref}`, dispose: d.dispose };
     }
   }
 }

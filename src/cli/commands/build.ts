@@ -2,10 +2,11 @@ import { promises as fsp, constants as fsc, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { VriftError, EXIT } from '../../errors';
-import { buildImage, type BuildResult, type LayerBuilders } from '../../image/build';
+import { buildImage, type BuildResult } from '../../image/build';
 import { dockerClient } from '../../image/daemon';
 import { parseSourceRef } from '../../image/source';
 import { VRIFT_ROOT, type TreeAdd } from '../../layer/types';
+import { buildShimLayer, buildVriftLayer, parseSourceDateEpoch } from '../../tree';
 import { PACKAGE_ROOT, shimPath } from './shimPath';
 
 // Owned by the image builder work (issue 3).
@@ -36,16 +37,16 @@ export function buildOptions(y: Argv) {
 type BuildArgs = Awaited<ReturnType<ReturnType<typeof buildOptions>['parseAsync']>>;
 
 /**
- * Parse SOURCE_DATE_EPOCH strictly (reproducible-builds.org spec): unset or
- * empty -> undefined; otherwise whole decimal seconds, no sign, no fraction.
- * @throws VriftError naming the variable when malformed
+ * SOURCE_DATE_EPOCH, parsed strictly by src/tree's parser (unset or empty ->
+ * undefined), and limited to times an RFC 3339 `created` can carry (<= year 9999).
+ * @throws VriftError naming the variable when malformed or out of range
  */
-export function parseSourceDateEpoch(v: string | undefined): number | undefined {
-  if (v === undefined || v === '') return undefined;
-  if (!/^[0-9]{1,12}$/.test(v) || Number(v) > 253402300799) {
-    throw new VriftError(`reading SOURCE_DATE_EPOCH: ${JSON.stringify(v)} is not a whole number of seconds since 1970-01-01 UTC; unset it or set e.g. SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)`);
+export function sourceDateEpochFromEnv(v: string | undefined): number | undefined {
+  const sec = parseSourceDateEpoch(v);
+  if (sec !== undefined && sec > 253402300799) {
+    throw new VriftError(`reading SOURCE_DATE_EPOCH: ${v} is after 9999-12-31T23:59:59Z; set it to e.g. $(git log -1 --format=%ct) or unset it`);
   }
-  return Number(v);
+  return sec;
 }
 
 /** Parse `--chown uid:gid`. @throws VriftError when malformed */
@@ -101,15 +102,10 @@ function vriftVersion(): string {
   return (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 }
 
-function layerBuilders(): LayerBuilders {
-  // src/tree/blobEntries.ts (the tree/layer work) provides both builders.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require('../../tree/blobEntries') as LayerBuilders;
-}
 
 /** Run `vrift build` with parsed arguments; returns the summary. */
 export async function runBuild(a: BuildArgs, log: (line: string) => void): Promise<BuildResult> {
-  const sourceDateEpoch = parseSourceDateEpoch(process.env.SOURCE_DATE_EPOCH);
+  const sourceDateEpoch = sourceDateEpochFromEnv(process.env.SOURCE_DATE_EPOCH);
   const chown = parseChown(a.chown);
   const adds = await parseAdds(a.add as string[]);
   const base = await parseSourceRef(a.base);
@@ -130,7 +126,7 @@ export async function runBuild(a: BuildArgs, log: (line: string) => void): Promi
     sourceDateEpoch,
     shimPath: shim,
     vriftVersion: vriftVersion(),
-    builders: layerBuilders(),
+    builders: { buildVriftLayer, buildShimLayer },
     docker: dockerClient,
     log,
   });
