@@ -37,6 +37,42 @@ static inline int bytes_eq(const uint8_t *a, const uint8_t *b, uint64_t n)
 	return 1;
 }
 
+/* Same result as bytes_eq for buffers known to hold n bytes each (blob
+ * key vs. a path whose length is already known): 8 bytes per step. */
+static inline int keys_eq(const uint8_t *a, const uint8_t *b, uint32_t n)
+{
+	uint32_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, y;
+		__builtin_memcpy(&x, a + i, 8);   /* an unaligned load, no call */
+		__builtin_memcpy(&y, b + i, 8);
+		if (x != y)
+			return 0;
+	}
+	return bytes_eq(a + i, b + i, n - i);
+}
+
+/* psfs_hash (psfs_format.h) split in two, so the hot path can hash the
+ * path while it scans it: FNV-1a steps, then the fmix32 finalizer. */
+#define FNV_PRIME 16777619u
+static inline uint32_t fnv_init(uint32_t seed)
+{
+	return 2166136261u ^ seed;
+}
+static inline uint32_t fnv_step(uint32_t h, uint8_t c)
+{
+	return (h ^ c) * FNV_PRIME;
+}
+static inline uint32_t fmix32(uint32_t h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
 static inline int is_dir(const struct psfs_entry *e)
 {
 	return (e->mode & T_FMT) == T_DIR;
@@ -186,10 +222,10 @@ int psfs_view_init(struct psfs_view *v, const void *base, uint64_t size)
 
 /* ---- lookup ------------------------------------------------------------- */
 
-const struct psfs_entry *psfs_lookup(const struct psfs_view *v,
-				     const uint8_t *path, uint32_t len)
+/* Probe for key[0..len) whose psfs_hash is h. */
+static const struct psfs_entry *lookup_h(const struct psfs_view *v,
+					 const uint8_t *key, uint32_t len, uint32_t h)
 {
-	uint32_t h = psfs_hash(v->seed, path, len);
 	uint32_t slot = h & v->bucket_mask;
 	for (uint32_t i = 0; i < v->max_probe; i++, slot = (slot + 1) & v->bucket_mask) {
 		const struct psfs_bucket *b = &v->buckets[slot];
@@ -201,10 +237,16 @@ const struct psfs_entry *psfs_lookup(const struct psfs_view *v,
 		/* A hit needs the key bytes, in bounds; never the hash alone. */
 		if (e->path_len == len &&
 		    (uint64_t)e->path_off + len <= v->strings_size &&
-		    bytes_eq(v->strings + e->path_off, path, len))
+		    keys_eq(v->strings + e->path_off, key, len))
 			return e;
 	}
 	return NULL;
+}
+
+const struct psfs_entry *psfs_lookup(const struct psfs_view *v,
+				     const uint8_t *path, uint32_t len)
+{
+	return lookup_h(v, path, len, psfs_hash(v->seed, path, len));
 }
 
 /* ---- resolve -------------------------------------------------------------
@@ -340,6 +382,18 @@ static int walk_follow(struct walk *w, const struct psfs_entry *link)
 	return 0;
 }
 
+/* What a present ancestor `a` of a missing path says about it. */
+static enum psfs_outcome ancestor_says(const struct psfs_entry *a)
+{
+	if (!(a->flags & PSFS_E_REACHABLE))
+		return PSFS_PASS;              /* the caller may get EACCES */
+	if (is_dir(a))
+		return (a->mode & SEARCH_ALL) == SEARCH_ALL ? PSFS_ENOENT : PSFS_PASS;
+	if (is_lnk(a))
+		return PSFS_PASS;              /* the kernel would follow it */
+	return PSFS_ENOTDIR;                   /* a file used as a directory */
+}
+
 /* The answer for a path not in the blob: look at its nearest present
  * ancestor.  The domain is complete, so absence is a fact, not a miss. */
 static enum psfs_outcome missing(struct walk *w)
@@ -350,13 +404,58 @@ static enum psfs_outcome missing(struct walk *w)
 			return PSFS_PASS;      /* even the root is absent: corrupt */
 		a = psfs_lookup(w->v, w->buf, w->len);
 	} while (!a);
-	if (!(a->flags & PSFS_E_REACHABLE))
-		return PSFS_PASS;              /* the caller may get EACCES */
-	if (is_dir(a))
-		return (a->mode & SEARCH_ALL) == SEARCH_ALL ? PSFS_ENOENT : PSFS_PASS;
-	if (is_lnk(a))
-		return PSFS_PASS;              /* the kernel would follow it */
-	return PSFS_ENOTDIR;
+	return ancestor_says(a);
+}
+
+/* Result of scanning a path that is already in normalized form. */
+struct clean {
+	uint32_t len;       /* bytes */
+	uint32_t h;         /* psfs_hash of p[0..len) */
+	uint32_t parent;    /* length of the parent prefix (last '/') */
+	uint32_t hparent;   /* psfs_hash of p[0..parent) */
+};
+
+/* If p (starting with root r) is already normalized - no "//", no "." or
+ * ".." component, no trailing "/", components <= NAME_MAX, < PATH_MAX -
+ * it is its own key: fill *c (hashing while scanning, one pass) and
+ * return 1.  Otherwise return 0 and let the slow path rebuild it. */
+static int scan_clean(const struct psfs_view *v, const uint8_t *p, int r,
+		      struct clean *c)
+{
+	uint32_t rl = v->roots[r].path_len;
+	uint32_t h = fnv_init(v->seed);
+	for (uint32_t i = 0; i < rl; i++)
+		h = fnv_step(h, p[i]);
+	uint32_t i = rl, slash = rl, hslash = h;
+	for (;; i++) {
+		uint8_t ch = p[i];
+		if (ch == 0)
+			break;
+		if (i >= PSFS_PATH_MAX - 1)
+			return 0;
+		if (ch == '/') {
+			/* p[i+1..] are read only while the previous byte was
+			 * not NUL: never past the end of the string. */
+			uint8_t d = p[i + 1];
+			if (d == '/' || d == 0)
+				return 0;                  /* "//" or trailing "/" */
+			if (d == '.' && (p[i + 2] == '/' || p[i + 2] == 0 ||
+					 (p[i + 2] == '.' && (p[i + 3] == '/' || p[i + 3] == 0))))
+				return 0;                  /* "." or ".." */
+			if (i - slash > PSFS_NAME_MAX + 1)
+				return 0;
+			slash = i;
+			hslash = h;
+		}
+		h = fnv_step(h, ch);
+	}
+	if (i - slash > PSFS_NAME_MAX + 1)
+		return 0;
+	c->len = i;
+	c->h = fmix32(h);
+	c->parent = slash;
+	c->hparent = fmix32(hslash);
+	return 1;
 }
 
 enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
@@ -372,21 +471,44 @@ enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
 		return PSFS_PASS;              /* the common cold case: not ours */
 
 	struct walk w = {.v = v, .buf = (uint8_t *)scratch};
-	walk_set_root(&w, (uint32_t)r);
-	int64_t end = walk_append(&w, p, w.root, PSFS_PATH_MAX);
-	if (end == WALK_PASS || end >= PSFS_PATH_MAX)
-		return PSFS_PASS;              /* >= PATH_MAX bytes: ENAMETOOLONG */
+	const struct psfs_entry *e;
+	struct clean c;
+	if (scan_clean(v, p, r, &c)) {
+		/* Hot path: the usual spelling, looked up where it is. */
+		e = lookup_h(v, p, c.len, c.h);
+		if (e && (e->flags & PSFS_E_REACHABLE) && !is_lnk(e)) {
+			*out = e;
+			return PSFS_HIT;
+		}
+		if (!e) {
+			/* Usual ENOENT: the parent is present (hash known). */
+			const struct psfs_entry *a = lookup_h(v, p, c.parent, c.hparent);
+			if (a)
+				return ancestor_says(a);
+		}
+		/* Symlink, unreachable or deeper miss: rebuild in scratch. */
+		for (uint32_t i = 0; i < c.len; i++)
+			w.buf[i] = p[i];
+		w.len = c.len;
+		w.root = v->roots[r].path_len;
+	} else {
+		walk_set_root(&w, (uint32_t)r);
+		int64_t end = walk_append(&w, p, w.root, PSFS_PATH_MAX);
+		if (end == WALK_PASS || end >= PSFS_PATH_MAX)
+			return PSFS_PASS;      /* >= PATH_MAX bytes: ENAMETOOLONG */
+		e = psfs_lookup(v, w.buf, w.len);
+	}
 
-	/* A trailing slash follows a final symlink even for lstat. */
 	for (unsigned hops = 0;; hops++) {
-		const struct psfs_entry *e = psfs_lookup(v, w.buf, w.len);
 		if (!e)
 			return missing(&w);
 		if (!(e->flags & PSFS_E_REACHABLE))
 			return PSFS_PASS;      /* never widen access */
+		/* A trailing slash follows a final symlink even for lstat. */
 		if (is_lnk(e) && ((flags & PSFS_FOLLOW) || w.must_dir)) {
 			if (hops >= MAX_HOPS || walk_follow(&w, e) == WALK_PASS)
 				return PSFS_PASS;  /* ELOOP, or target not ours */
+			e = psfs_lookup(v, w.buf, w.len);
 			continue;
 		}
 		if (w.must_dir && !is_dir(e))

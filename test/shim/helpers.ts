@@ -20,9 +20,13 @@ export const ORACLE = path.join(BUILD, 'oracle');
 export const MALLOCCOUNT = path.join(BUILD, 'malloccount.so');
 export const HOTLOOP = path.join(BUILD, 'hotloop');
 
-/** Build shim/build/* with make (a no-op when up to date). */
+/**
+ * Build shim/build/* with make (a no-op when up to date). Serialized with
+ * flock(1): jest runs the shim test files in parallel workers.
+ */
 export function buildShim(): void {
-  execFileSync('make', ['-s', '-C', SHIM_DIR], { stdio: 'pipe' });
+  fs.mkdirSync(BUILD, { recursive: true });
+  execFileSync('flock', [path.join(BUILD, '.make.lock'), 'make', '-s', '-C', SHIM_DIR], { stdio: 'pipe' });
 }
 
 const b = (s: string | Buffer): Buffer => (Buffer.isBuffer(s) ? s : Buffer.from(s));
