@@ -7,10 +7,9 @@
  * Sink: `POST /images/load` with a docker-archive, then the tag is inspected
  * to confirm the engine has it.
  */
-import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
+import { createReadStream, promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import Docker from 'dockerode';
 import { VriftError } from '../errors';
 import { readDockerArchive } from './dockerArchive';
@@ -66,8 +65,7 @@ export async function readDaemonImage(docker: Docker, ref: string, tmpRoot = os.
     } catch (err) {
       throw engineError(`exporting base image ${where}`, err);
     }
-    await pipeline(stream, createWriteStream(file));
-    const files = await TarFileSource.index(file, where);
+    const files = await TarFileSource.spool(stream, file, where);
     const { image } = await readDockerArchive(files, ref.startsWith('sha256:') ? undefined : ref);
     return { image, imageId, dispose };
   } catch (err) {

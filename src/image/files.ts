@@ -8,9 +8,10 @@
  * offset and size, and `open()` returns a read stream over that byte range,
  * so layers of any size are read without buffering them in memory.
  */
-import { createReadStream, promises as fsp } from 'node:fs';
+import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { VriftError } from '../errors';
 
@@ -50,6 +51,50 @@ interface TarMember {
   linkTarget?: string;
 }
 
+/** A tar-stream extractor that records members instead of extracting them. */
+function indexer(): { extract: tar.Extract; done: Promise<{ members: Map<string, TarMember>; count: number }> } {
+  const members = new Map<string, TarMember>();
+  const extract = tar.extract();
+  let count = 0;
+  const done = new Promise<{ members: Map<string, TarMember>; count: number }>((resolve, reject) => {
+    extract.on('entry', (header, stream, next) => {
+      count++;
+      const name = normalizeMemberName(header.name);
+      const byteOffset = (header as unknown as { byteOffset?: number }).byteOffset;
+      if (name !== null) {
+        if (header.type === 'file' || header.type === 'contiguous-file') {
+          if (typeof byteOffset !== 'number') {
+            reject(new Error('tar-stream did not report byteOffset (tar-stream >= 3.1 is required)'));
+            return;
+          }
+          members.set(name, { offset: byteOffset, size: header.size });
+        } else if (header.type === 'symlink' || header.type === 'link') {
+          // symlink targets are relative to the link's directory, hardlink targets to the root
+          const target = header.type === 'symlink' ? path.posix.join(path.posix.dirname(name), header.linkname) : header.linkname;
+          const t = normalizeMemberName(target);
+          if (t !== null) members.set(name, { offset: 0, size: 0, linkTarget: t });
+        }
+      }
+      stream.on('end', () => next());
+      stream.resume();
+    });
+    extract.on('finish', () => resolve({ members, count }));
+    extract.on('error', reject);
+  });
+  return { extract, done };
+}
+
+async function finishIndex(done: Promise<{ members: Map<string, TarMember>; count: number }>, where: string): Promise<Map<string, TarMember>> {
+  let r;
+  try {
+    r = await done;
+  } catch (err) {
+    throw new VriftError(`reading ${where}: not a readable tar archive (${(err as Error).message})`, { cause: err });
+  }
+  if (r.count === 0) throw new VriftError(`reading ${where}: the tar archive is empty`);
+  return r.members;
+}
+
 /** A tar file indexed once; members are read in place by byte range. */
 export class TarFileSource implements FileSource {
   private constructor(
@@ -64,44 +109,38 @@ export class TarFileSource implements FileSource {
    * @throws VriftError when the file cannot be read or is not a tar
    */
   static async index(file: string, where: string): Promise<TarFileSource> {
-    const members = new Map<string, TarMember>();
-    const extract = tar.extract();
-    let count = 0;
-    const done = new Promise<void>((resolve, reject) => {
-      extract.on('entry', (header, stream, next) => {
-        count++;
-        const name = normalizeMemberName(header.name);
-        const byteOffset = (header as unknown as { byteOffset?: number }).byteOffset;
-        if (name !== null) {
-          if (header.type === 'file' || header.type === 'contiguous-file') {
-            if (typeof byteOffset !== 'number') {
-              reject(new Error('tar-stream did not report byteOffset (tar-stream >= 3.1 is required)'));
-              return;
-            }
-            members.set(name, { offset: byteOffset, size: header.size });
-          } else if (header.type === 'symlink' || header.type === 'link') {
-            const target = header.type === 'symlink'
-              ? path.posix.join(path.posix.dirname(name), header.linkname)
-              : header.linkname;
-            const t = normalizeMemberName(target);
-            if (t !== null) members.set(name, { offset: 0, size: 0, linkTarget: t });
-          }
-        }
-        stream.on('end', () => next());
-        stream.resume();
-      });
-      extract.on('finish', resolve);
-      extract.on('error', reject);
-    });
     const input = createReadStream(file);
+    const { extract, done } = indexer();
     input.on('error', (err) => extract.destroy(err));
-    input.pipe(extract);
+    input.pipe(extract as unknown as NodeJS.WritableStream);
+    return new TarFileSource(where, file, await finishIndex(done, where));
+  }
+
+  /**
+   * Write `input` (a tar stream, e.g. an engine export) to `file` and index
+   * it in the same pass, so the bytes are read once.
+   * @throws VriftError when the stream fails or is not a tar; `file` may remain (the caller owns its directory)
+   */
+  static async spool(input: NodeJS.ReadableStream, file: string, where: string): Promise<TarFileSource> {
+    const { extract, done } = indexer();
+    const tee = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        if (extract.write(chunk)) cb(null, chunk);
+        else extract.once('drain', () => cb(null, chunk));
+      },
+      flush(cb) {
+        (extract as unknown as NodeJS.WritableStream).end();
+        cb();
+      },
+    });
+    const written = pipeline(input, tee, createWriteStream(file));
+    written.catch((err: Error) => extract.destroy(err));
+    const members = await finishIndex(done, where);
     try {
-      await done;
+      await written;
     } catch (err) {
-      throw new VriftError(`reading ${where}: not a readable tar archive (${(err as Error).message})`, { cause: err });
+      throw new VriftError(`reading ${where}: ${(err as Error).message}`, { cause: err });
     }
-    if (count === 0) throw new VriftError(`reading ${where}: the tar archive is empty`);
     return new TarFileSource(where, file, members);
   }
 

@@ -71,6 +71,9 @@ export async function parseAdds(values: string[]): Promise<TreeAdd[]> {
     const src = v.slice(0, i);
     const rawDest = v.slice(i + 1);
     const dest = path.posix.normalize(rawDest).replace(/\/+$/, '');
+    if (dest === VRIFT_ROOT) {
+      throw new VriftError(`adding ${src}: destination ${VRIFT_ROOT} is the domain root itself; add under it, e.g. ${VRIFT_ROOT}/${path.basename(path.resolve(src))}`);
+    }
     if (!dest.startsWith(`${VRIFT_ROOT}/`) || rawDest.split('/').includes('..')) {
       throw new VriftError(`adding ${src}: destination ${rawDest} is outside ${VRIFT_ROOT}; use a path under ${VRIFT_ROOT}/, e.g. ${VRIFT_ROOT}/python`);
     }
