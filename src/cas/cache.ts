@@ -89,7 +89,7 @@ export class DigestCache {
       return rec.sha256;
     }
     this.misses++;
-    const { hex, size } = await sha256File(absPath);
+    const { hex, size } = await sha256File(absPath, key.size);
     if (size !== key.size) {
       throw new VriftError(`hashing file ${JSON.stringify(absPath.toString())}: it changed while being read (${key.size} bytes at lstat, ${size} read); build again once the source is stable`);
     }

@@ -10,14 +10,16 @@ const CHUNK = 1 << 20;
  * constant: multi-GB files are fine).
  *
  * @param file host path (string or raw bytes, so non-UTF-8 names work)
+ * @param sizeHint expected size in bytes: read buffers are sized to it (at most 1 MiB)
  * @returns the digest as 64 lowercase hex digits (no "sha256:" prefix) and the byte count read
  * @throws VriftError when the file cannot be opened or read
  */
-export async function sha256File(file: string | Buffer): Promise<{ hex: string; size: bigint }> {
+export async function sha256File(file: string | Buffer, sizeHint?: bigint): Promise<{ hex: string; size: bigint }> {
   const h = createHash('sha256');
   let size = 0n;
   try {
-    for await (const chunk of createReadStream(file, { highWaterMark: CHUNK })) {
+    const hwm = sizeHint === undefined ? CHUNK : Math.max(1, Math.min(CHUNK, Number(sizeHint) + 1));
+    for await (const chunk of createReadStream(file, { highWaterMark: hwm })) {
       h.update(chunk as Buffer);
       size += BigInt((chunk as Buffer).length);
     }

@@ -218,7 +218,9 @@ async function addFile(pack: tar.Pack, header: Hdr, e: FileEntry, aborted: Promi
   done.catch(() => undefined);
   sink.on('error', () => undefined);
   try {
-    for await (const chunk of createReadStream(src, { highWaterMark: 1 << 20 })) {
+    // Read buffers sized to the file (at most 1 MiB): a 1 MiB buffer per small file is garbage the GC must chase.
+    const hwm = Math.max(1, Math.min(1 << 20, Number(e.size) + 1));
+    for await (const chunk of createReadStream(src, { highWaterMark: hwm })) {
       const b = chunk as Buffer;
       n += BigInt(b.length);
       if (n > e.size) break;
