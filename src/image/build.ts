@@ -21,6 +21,7 @@ import { loadIntoDaemon, removeFromDaemon } from './daemon';
 import { writeDockerArchive } from './dockerArchiveWrite';
 import { layerFromFile } from './layer';
 import { appendLayers, rfc3339, withLdPreload } from './mutate';
+import { removeOnSignal } from './cleanup';
 import { checkSource, openSource, type SourceRef } from './source';
 import { inspectShim, type ShimInfo } from './shimInfo';
 import { parseReference } from './reference';
@@ -114,6 +115,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
   o.log(`shim: ${shim.path} (${shim.variant})`);
 
   const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'vrift-build-'));
+  const unregisterWork = removeOnSignal(work);
   let source: Awaited<ReturnType<typeof openSource>> | undefined;
   let wroteOutput = false;
   let loaded = false;
@@ -204,5 +206,6 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
   } finally {
     await source?.dispose().catch(() => undefined);
     await fsp.rm(work, { recursive: true, force: true });
+    unregisterWork();
   }
 }

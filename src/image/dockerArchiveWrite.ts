@@ -23,6 +23,7 @@ import * as tar from 'tar-stream';
 type HeaderArg = Partial<tar.Header> & Pick<tar.Header, 'name'>;
 import { VriftError } from '../errors';
 import { digestHex, sha256Digest, verifyingPassThrough } from './digest';
+import { removeOnSignal } from './cleanup';
 import { canonicalJsonBytes } from './json';
 import { parseReference } from './reference';
 import { MediaType, type Image, type ImageIndex } from './types';
@@ -95,6 +96,7 @@ export async function writeDockerArchive(image: Image, file: string, opts: Write
 
   const dir = path.dirname(path.resolve(file));
   const tmp = path.join(dir, `.${path.basename(file)}.vrift-tmp-${process.pid}-${Date.now().toString(36)}`);
+  const unregister = removeOnSignal(tmp);
   const pack = tar.pack();
   const out = pipeline(pack as unknown as Readable, createWriteStream(tmp, { flags: 'wx' }));
   out.catch(() => undefined); // awaited below; avoid an unhandled rejection meanwhile
@@ -130,11 +132,13 @@ export async function writeDockerArchive(image: Image, file: string, opts: Write
     await out;
     const size = (await fsp.stat(tmp)).size;
     await fsp.rename(tmp, file);
+    unregister();
     return { path: file, configDigest, manifestDigest, size };
   } catch (err) {
     pack.destroy();
     await out.catch(() => undefined);
     await fsp.rm(tmp, { force: true });
+    unregister();
     if (err instanceof VriftError) throw err;
     throw new VriftError(`writing docker-archive ${file}: ${(err as Error).message}`, { cause: err });
   }

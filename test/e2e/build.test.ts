@@ -344,6 +344,13 @@ describe('bad input through the CLI: one clear line, exit code != 0, nothing lef
     { name: 'neither --load nor --output', exit: 2, noSinks: true, args: (b) => ['--base', `docker-archive:${b}/base.tar`, '--add', `${b}/good:/vrift/x`], expect: () => /^vrift: Say where the image goes: --load, --output <file.tar>, or both\.$/ },
   ];
 
+  test('--json: the error is also reported as {"outcome":"error"} on stdout', () => {
+    const r = vrift(['build', '--quiet', '--json', '--tag', BAD_TAG, '--output', path.join(bad, 'out.tar'), '--base', `docker-archive:${bad}/base.tar`, '--add', `${bad}/nope:/vrift/x`], { env: env() });
+    expect(r.status).toBe(1);
+    expect(JSON.parse(r.stdout)).toEqual({ outcome: 'error', message: expect.stringMatching(/^adding .*\/nope: no such directory/) });
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
   test.each(cases)('$name', (c) => {
     const out = path.join(bad, 'out.tar');
     const args = ['build', '--quiet', '--tag', BAD_TAG, '--cache-dir', path.join(bad, 'cache'), ...c.args(bad)];
