@@ -1,19 +1,23 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * bench/shim.c - ns/call of stat(2) as the process sees it (with or without
- * LD_PRELOAD=libvrift.so; bench/shim.mjs runs both and compares).
+ * bench/shim.c - ns/call of stat(2) through libc alone ("kernel") and
+ * through the preloaded libvrift.so ("shim"), in one process, paired.
  *
- *   bench-shim ROUNDS LIST...
+ *   LD_PRELOAD=libvrift.so VRIFT_BLOB=... bench-shim ROUNDS LIST...
  *
- * Each LIST is a file of paths, one per line.  For each list it prints
- *   <list> ws <median ns/call> <min> <max> <calls/round>
- *   <list> single <median ns/call> <min> <max> <calls/round>
- * "ws": one round = stat of every path of the list once (the working set);
- * "single": one round = as many stats of the list's first path.
- * Median over ROUNDS rounds, after one warm-up round.  Return values are
- * checked to be stable across rounds (a changing answer aborts).
+ * "kernel" calls libc's own stat (dlsym on the libc handle, bypassing the
+ * interposer); "shim" calls stat, which resolves to libvrift.so.  Rounds
+ * alternate kernel/shim (order flipped every round) so machine noise hits
+ * both alike.  Each LIST is a file of paths, one per line; for each list:
+ *   <list> ws     kernel=<ns> shim=<ns> ratio=<shim/kernel>
+ *   <list> single kernel=<ns> shim=<ns> ratio=<shim/kernel>
+ * "ws": one round = every path of the list once (the working set);
+ * "single": one round = as many calls on the list's first path.
+ * ns = median ns/call over ROUNDS rounds (after a warm-up round); ratio =
+ * median of the per-round paired ratios.  Both must give the same answers.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,33 +62,55 @@ static char **load(const char *file, size_t *n)
 	return v;
 }
 
+typedef int (*stat_fn)(const char *, struct stat *);
+
 /* One round: stat each of paths[0..n) (or paths[0] n times); sum of rc. */
-static long round_once(char **paths, size_t n, int single)
+static long round_once(stat_fn f, char **paths, size_t n, int single, double *ns)
 {
 	struct stat st;
 	long sum = 0;
+	double t0 = now_ns();
 	for (size_t i = 0; i < n; i++)
-		sum += stat(paths[single ? 0 : i], &st);
+		sum += f(paths[single ? 0 : i], &st);
+	*ns = (now_ns() - t0) / (double)n;
 	return sum;
 }
 
-static void measure(const char *name, char **paths, size_t n, int single, int rounds)
+static double median(double *v, int n)
 {
-	double *ns = malloc((size_t)rounds * sizeof *ns);
-	long ref = round_once(paths, n, single);   /* warm-up */
+	qsort(v, (size_t)n, sizeof *v, cmp);
+	return v[n / 2];
+}
+
+static void measure(const char *name, stat_fn kern, char **paths, size_t n, int single, int rounds)
+{
+	double *k = malloc((size_t)rounds * sizeof *k), *s = malloc((size_t)rounds * sizeof *s);
+	double *ratio = malloc((size_t)rounds * sizeof *ratio), dummy;
+	long ref = round_once(kern, paths, n, single, &dummy);   /* warm-up */
+	if (round_once(stat, paths, n, single, &dummy) != ref) {
+		fprintf(stderr, "%s: shim and kernel answers differ\n", name);
+		exit(1);
+	}
 	for (int r = 0; r < rounds; r++) {
-		double t0 = now_ns();
-		long sum = round_once(paths, n, single);
-		ns[r] = (now_ns() - t0) / (double)n;
-		if (sum != ref) {
+		long a, b;
+		if (r & 1) {
+			a = round_once(kern, paths, n, single, &k[r]);
+			b = round_once(stat, paths, n, single, &s[r]);
+		} else {
+			b = round_once(stat, paths, n, single, &s[r]);
+			a = round_once(kern, paths, n, single, &k[r]);
+		}
+		if (a != ref || b != ref) {
 			fprintf(stderr, "%s: answers changed between rounds\n", name);
 			exit(1);
 		}
+		ratio[r] = s[r] / k[r];
 	}
-	qsort(ns, (size_t)rounds, sizeof *ns, cmp);
-	printf("%s %s %.1f %.1f %.1f %zu\n", name, single ? "single" : "ws", ns[rounds / 2], ns[0],
-	       ns[rounds - 1], n);
-	free(ns);
+	printf("%s %s kernel=%.1f shim=%.1f ratio=%.4f\n", name, single ? "single" : "ws",
+	       median(k, rounds), median(s, rounds), median(ratio, rounds));
+	free(k);
+	free(s);
+	free(ratio);
 }
 
 int main(int argc, char **argv)
@@ -94,12 +120,19 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int rounds = atoi(argv[1]);
+	/* libc's own stat, not the interposer's: look it up in libc itself. */
+	void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+	stat_fn kern = libc ? (stat_fn)dlsym(libc, "stat") : NULL;
+	if (!kern) {
+		fprintf(stderr, "bench-shim: cannot find libc's stat (glibc >= 2.33 needed)\n");
+		return 2;
+	}
 	for (int i = 2; i < argc; i++) {
 		size_t n;
 		char **paths = load(argv[i], &n);
 		const char *name = strrchr(argv[i], '/') ? strrchr(argv[i], '/') + 1 : argv[i];
-		measure(name, paths, n, 0, rounds);
-		measure(name, paths, n, 1, rounds);
+		measure(name, kern, paths, n, 0, rounds);
+		measure(name, kern, paths, n, 1, rounds);
 	}
 	return 0;
 }

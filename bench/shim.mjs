@@ -4,13 +4,15 @@
 // cold (non-domain) stat via the shim, over a 10k-path working set and over
 // a single path, plus the ratios (issue 2 goals: hot >= 40x, cold <= 2%).
 //
-// One run: builds a temp tree (10,000 files in the domain, 10,000 outside),
-// writes its blob with `vrift blob`, then runs shim/build/bench-shim
-// alternately without and with LD_PRELOAD (RUNS times each, ROUNDS rounds
-// per run) and reports the median of the per-run medians.
+// One run: builds a temp tree (10,000 files in the domain, 10,000 outside,
+// node_modules-like paths), writes its blob with `vrift blob`, then runs
+// shim/build/bench-shim once under LD_PRELOAD. In that one process, rounds
+// alternate libc's own stat ("kernel stat") and the interposed stat, so VM
+// noise hits both alike; medians over ROUNDS rounds, and the cold overhead
+// as the median of per-round paired ratios.
 //
 // Needs `npm run build:ts` (for bin/vrift.js) and `make -C shim`.
-// Env: VRIFT_BENCH_RUNS (default 3), VRIFT_BENCH_ROUNDS (default 21).
+// Env: VRIFT_BENCH_ROUNDS (default 31).
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -21,8 +23,7 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const build = path.join(repo, 'shim', 'build');
 const shim = path.join(build, 'libvrift.so');
 const bench = path.join(build, 'bench-shim');
-const RUNS = Number(process.env.VRIFT_BENCH_RUNS ?? 3);
-const ROUNDS = Number(process.env.VRIFT_BENCH_ROUNDS ?? 21);
+const ROUNDS = Number(process.env.VRIFT_BENCH_ROUNDS ?? 31);
 
 for (const f of [shim, bench, path.join(repo, 'dist', 'cli', 'main.js')]) {
   if (!fs.existsSync(f)) {
@@ -60,44 +61,32 @@ try {
     return f;
   });
 
-  // results[mode][list][kind] = [median per run]
-  const results = { kernel: {}, shim: {} };
-  const run = (mode) => {
-    const env = { PATH: process.env.PATH };
-    if (mode === 'shim') Object.assign(env, { LD_PRELOAD: shim, VRIFT_BLOB: blob });
-    const out = execFileSync(bench, [String(ROUNDS), ...files], { env }).toString();
-    for (const line of out.trim().split('\n')) {
-      const [list, kind, median] = line.split(' ');
-      ((results[mode][list] ??= {})[kind] ??= []).push(Number(median));
-    }
-  };
-  for (let i = 0; i < RUNS; i++) {
-    run('kernel');
-    run('shim');
+  const env = { PATH: process.env.PATH, LD_PRELOAD: shim, VRIFT_BLOB: blob };
+  const out = execFileSync(bench, [String(ROUNDS), ...files], { env }).toString();
+  const r = {}; // r[list][kind] = { kernel, shim, ratio }
+  for (const line of out.trim().split('\n')) {
+    const [list, kind, ...kv] = line.split(' ');
+    (r[list] ??= {})[kind] = Object.fromEntries(kv.map((t) => t.split('=')).map(([k, v]) => [k, Number(v)]));
   }
-  const med = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-  const get = (mode, list, kind) => med(results[mode][list][kind]);
-
   const rows = [
-    ['kernel stat (domain paths)', 'kernel', 'hot'],
-    ['hot stat via shim', 'shim', 'hot'],
-    ['kernel ENOENT (domain)', 'kernel', 'enoent'],
-    ['in-domain ENOENT via shim', 'shim', 'enoent'],
-    ['kernel stat (non-domain)', 'kernel', 'cold'],
-    ['cold stat via shim', 'shim', 'cold'],
+    ['kernel stat (domain paths)', 'hot', 'kernel'],
+    ['hot stat via shim', 'hot', 'shim'],
+    ['kernel ENOENT (domain)', 'enoent', 'kernel'],
+    ['in-domain ENOENT via shim', 'enoent', 'shim'],
+    ['kernel stat (non-domain)', 'cold', 'kernel'],
+    ['cold stat via shim', 'cold', 'shim'],
   ];
-  const w = 30;
-  console.log(`shim bench: stat(2) ns/call, median of ${RUNS} runs x ${ROUNDS} rounds`);
-  console.log(`${''.padEnd(w)}${'10k working set'.padStart(16)}${'single path'.padStart(14)}`);
-  for (const [label, mode, list] of rows) {
-    console.log(`${label.padEnd(w)}${get(mode, list, 'ws').toFixed(1).padStart(16)}${get(mode, list, 'single').toFixed(1).padStart(14)}`);
-  }
-  const ratio = (a, b) => (a / b).toFixed(1) + 'x';
-  const pct = (a, b) => ((a / b - 1) * 100).toFixed(1) + '%';
+  const w = 31;
+  const line = (label, a, b) => console.log(`${label.padEnd(w)}${a.padStart(16)}${b.padStart(14)}`);
+  console.log(`shim bench: stat(2) ns/call, medians of ${ROUNDS} paired rounds (one process)`);
+  line('', '10k working set', 'single path');
+  for (const [label, list, who] of rows) line(label, r[list].ws[who].toFixed(1), r[list].single[who].toFixed(1));
+  const speed = (list, kind) => (r[list][kind].kernel / r[list][kind].shim).toFixed(1) + 'x';
+  const over = (kind) => ((r.cold[kind].ratio - 1) * 100).toFixed(1) + '%';
   console.log('ratios');
-  console.log(`${'hot speedup (kernel/shim)'.padEnd(w)}${ratio(get('kernel', 'hot', 'ws'), get('shim', 'hot', 'ws')).padStart(16)}${ratio(get('kernel', 'hot', 'single'), get('shim', 'hot', 'single')).padStart(14)}`);
-  console.log(`${'ENOENT speedup (kernel/shim)'.padEnd(w)}${ratio(get('kernel', 'enoent', 'ws'), get('shim', 'enoent', 'ws')).padStart(16)}${ratio(get('kernel', 'enoent', 'single'), get('shim', 'enoent', 'single')).padStart(14)}`);
-  console.log(`${'cold overhead (shim/kernel-1)'.padEnd(w)}${pct(get('shim', 'cold', 'ws'), get('kernel', 'cold', 'ws')).padStart(16)}${pct(get('shim', 'cold', 'single'), get('kernel', 'cold', 'single')).padStart(14)}`);
+  line('hot speedup (kernel/shim)', speed('hot', 'ws'), speed('hot', 'single'));
+  line('ENOENT speedup (kernel/shim)', speed('enoent', 'ws'), speed('enoent', 'single'));
+  line('cold overhead (paired median)', over('ws'), over('single'));
   console.log('goals (issue 2): hot speedup >= 40x, cold overhead <= 2%');
 } finally {
   fs.rmSync(tmp, { recursive: true, force: true });
