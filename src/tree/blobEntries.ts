@@ -28,10 +28,10 @@ import { planTree } from './plan';
  *   shorter than 60 bytes (a "fast" symlink stored in the inode), else 8;
  * - directory: st_nlink = 2 + number of subdirectories; st_size = 4096 and
  *   st_blocks = 8 while its entries fit one 4 KiB block
- *   (24 + sum(align4(8 + name length)) <= 4096); beyond that ext4 turns it
- *   into an htree whose block count depends on the per-filesystem hash seed
- *   and cannot be known at build time: the value recorded is an estimate
- *   (see `uncertain`).
+ *   (24 + sum(align4(8 + name length)) <= 4096); then 12288 (htree root + 2
+ *   leaves) for up to 1024 more bytes of entries; beyond that the block count
+ *   depends on the per-filesystem hash seed and cannot be known at build
+ *   time: the value recorded is an estimate (see `uncertain`).
  */
 export const FS_MODEL = {
   blksize: 4096,
@@ -40,6 +40,8 @@ export const FS_MODEL = {
   maxExtentBlocks: 32768,
   inodeExtents: 4,
   extentsPerLeaf: 340,
+  /** Bytes of entries beyond one block that certainly fit the two leaves of the first htree split. */
+  htreeSafeMargin: 1024,
   /** Mean fill of htree leaf blocks measured here (used only for the estimate). */
   htreeLeafFill: 0.69,
 } as const;
@@ -58,11 +60,23 @@ function parentKey(p: Buffer): string {
   return p.subarray(0, p.lastIndexOf(SLASH)).toString('latin1');
 }
 
-/** ext4 st_size of a directory holding entries with these name lengths; exact only when `exact`. */
+/**
+ * ext4 st_size of a directory holding entries with these name lengths; exact only when `exact`.
+ *
+ * One block while 24 + sum(align4(8 + len)) <= 4096. The insert that
+ * overflows it converts the directory to an htree: a root block plus two
+ * leaves, 12288 bytes. ext4's do_split divides a full leaf by size (each half
+ * at most about half a block plus one entry, <= 264 bytes), so the fuller
+ * leaf has >= ~1650 bytes free after the first split: until 1024 more bytes
+ * of entries (a conservative margin) no second split can happen, whatever
+ * the hash seed. Beyond that the block count depends on how the
+ * filesystem's secret hash seed spreads the names: estimate only.
+ */
 export function ext4DirSize(nameLengths: number[]): { size: bigint; exact: boolean } {
   const need = 24 + nameLengths.reduce((s, n) => s + align4(8 + n), 0);
   const B = FS_MODEL.dirBlock;
   if (need <= B) return { size: BigInt(B), exact: true };
+  if (need <= B + FS_MODEL.htreeSafeMargin) return { size: BigInt(3 * B), exact: true };
   const leaves = Math.max(2, Math.ceil(need / (B * FS_MODEL.htreeLeafFill)));
   return { size: BigInt(B * (1 + leaves)), exact: false };
 }

@@ -63,7 +63,7 @@ export function decodeBlob(b: Buffer): { flags: number; roots: Buffer[]; entries
  * several directories, an executable copy, sizes across block boundaries, an
  * empty file and directory, fast (<60 bytes) and slow symlinks, a path over
  * 255 bytes, a non-UTF-8 name, a 0700 directory, and a directory too large
- * for one ext4 block.
+ * for one ext4 block (just over: middir; well over: bigdir).
  */
 export async function makeFixture(root: string): Promise<void> {
   const w = async (rel: string | Buffer, data: string | Buffer, mode = 0o644) => {
@@ -92,6 +92,8 @@ export async function makeFixture(root: string): Promise<void> {
   await fsp.mkdir(path.join(root, 'private'), { mode: 0o700 });
   await w('private/secret', 's');
   await fsp.chmod(path.join(root, 'private'), 0o700);
+  // 24 + 140 * 32 = 4504 bytes of entries: one htree split, 12288 bytes whatever the hash seed.
+  for (let i = 0; i < 140; i++) await w(`middir/module_number_${String(i).padStart(4, '0')}.py`, `v = ${i % 7}\n`);
   for (let i = 0; i < 200; i++) await w(`bigdir/module_number_${String(i).padStart(4, '0')}.py`, `v = ${i % 7}\n`);
 }
 
