@@ -159,3 +159,13 @@ test('writeFileLayer adds parent directories and is identical across runs', asyn
   await expect(writeFileLayer([{ path: 'x/y', mode: 0o644, content: Buffer.from('') }], path.join(dir, 'c.tgz'))).rejects.toThrow(VriftError);
   expect((await fsp.readdir(dir)).sort()).toEqual(['a.tgz', 'b.tgz', 'lib.so']);
 });
+
+test('an unwritable output location fails with VriftError instead of hanging', async () => {
+  const big = Buffer.alloc(4 << 20, 3); // more than the stream buffers hold, so the writer would wait for 'drain'
+  await expect(writeLayer([D('/a'), F('/a/f', big)], path.join(dir, 'missing-dir', 'l.tgz'))).rejects.toThrow(/writing layer .*missing-dir.*ENOENT/);
+  const src = path.join(dir, 'src.bin');
+  await fsp.writeFile(src, big);
+  await expect(writeLayer([D('/a'), { ...F('/a/f', ''), size: BigInt(big.length), source: { file: src } } as LayerEntry], path.join(dir, 'missing-dir', 'l.tgz')))
+    .rejects.toThrow(VriftError);
+  expect(await fsp.readdir(dir)).toEqual(['src.bin']);
+});
