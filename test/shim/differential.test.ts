@@ -119,7 +119,6 @@ test('host blob: every entry point, every field and errno equal the kernel (exce
   const shim = runOracle(input, blob);
   const d = diffOutputs(paths, kernel, shim, false);
   expect(d).toEqual([]);
-  // eslint-disable-next-line no-console
   console.log(`differential: ${paths.length} paths (${fx.paths.length} in tree), ${countCalls(kernel)} calls compared`);
 });
 

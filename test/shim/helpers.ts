@@ -160,7 +160,7 @@ export async function makeHostTree(): Promise<HostFixture> {
   return { tmp, root, outside, paths: tree.entries.map((e) => e.path), entries: tree.entries };
 }
 
-/** Encode the fixture's blob; `mutate` may edit entries (a canary) first. */
+/** Encode the fixture's blob; `devZero` zeroes every entry's st_dev (for PSFS_H_DEV_RUNTIME). */
 export function blobFor(fx: HostFixture, opts: { flags?: number; devZero?: boolean } = {}): Buffer {
   const entries = fx.entries.map((e) => ({ ...e, dev: opts.devZero ? 0n : e.dev }));
   return encodeBlob({ roots: [fx.root], entries, flags: opts.flags ?? 0 });

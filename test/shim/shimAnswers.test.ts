@@ -8,11 +8,14 @@
  *   it; and the total syscall count of the process does not grow with N.
  * - malloccount.so preloaded after the shim (LD_PRELOAD=shim:counter):
  *   zero mallocs across N passes, while the counter's self-test sees one.
+ * - before the shim's constructor has run, calls pass through (raw
+ *   syscalls) and get the kernel's answer.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { blobFor, buildShim, HOTLOOP, makeHostTree, MALLOCCOUNT, SHIM, writeBlob, type HostFixture } from './helpers';
+import * as F from '../../src/blob/format';
+import { BUILD, blobFor, buildShim, entryOffset, HOTLOOP, makeHostTree, MALLOCCOUNT, SHIM, writeBlob, type HostFixture } from './helpers';
 
 let fx: HostFixture;
 let blob: string;
@@ -92,4 +95,25 @@ test('under the shim: zero mallocs across 2000 passes of hot calls (LD_PRELOAD=s
   expect(out).toMatch(/selftest=1\b/); // the counter sees a deliberate malloc
   expect(out).toMatch(/ mallocs=0 /);
   expect(out).toMatch(/ changed=0 /);
+});
+
+test('calls made before the shim is initialized get the kernel answer (raw syscall passthrough)', () => {
+  // Canary blob: st_size of "small" is wrong in the blob (real: 10 bytes).
+  const canary = blobFor(fx);
+  canary.writeBigUInt64LE(4242n, entryOffset(canary, Buffer.concat([fx.root, Buffer.from('/small')])) + F.ENTRY.size);
+  const blobFile = writeBlob(fx, 'early.blob', canary);
+  const early = path.join(BUILD, 'earlyctor.so');
+  const run = (preload: string[]): string => {
+    const r = spawnSync('/bin/true', [], {
+      env: { PATH: process.env.PATH, LD_PRELOAD: preload.join(':'), VRIFT_BLOB: blobFile, EARLY_PATH: `${fx.root.toString('latin1')}/small` },
+    });
+    expect(r.status).toBe(0);
+    return r.stderr.toString().trim();
+  };
+  // ld.so runs preloaded constructors last-to-first: with shim:early,
+  // earlyctor's constructor runs before libvrift's, and its stat() binds to
+  // libvrift's wrapper (first in the search order), not yet initialized.
+  expect(run([SHIM, early])).toBe('early stat rc=0 size=10 statx rc=0 size=10');
+  // Control: early:shim initializes the shim first, which then answers.
+  expect(run([early, SHIM])).toBe('early stat rc=0 size=4242 statx rc=0 size=4242');
 });
