@@ -138,6 +138,12 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
     o.log(`reading base ${o.base.raw}`);
     source = await openSource(o.base, o.docker, work);
     const baseConfig = await source.image.config();
+    const previous = baseConfig.config?.Labels?.[LABEL_BLOB_DIGEST];
+    if (previous) {
+      // Its /vrift files would stay in the image but be missing from the new blob,
+      // and the shim would answer for them from the new blob: refuse until blobs merge.
+      throw new VriftError(`building on ${o.base.raw}: the base already carries a vrift tree (label ${LABEL_BLOB_DIGEST}=${previous}); building on a vrift image is not supported yet, use its original base and pass every --add at once`);
+    }
     const baseArch = baseConfig.architecture;
     if (baseArch && baseArch !== shim.arch) {
       throw new VriftError(`building on ${o.base.raw}: the base image is ${baseConfig.os ?? 'linux'}/${baseArch} but the shim is built for ${shim.arch}; use a ${shim.arch} base or build the shim for ${baseArch}`);

@@ -344,6 +344,15 @@ describe('bad input through the CLI: one clear line, exit code != 0, nothing lef
     { name: 'neither --load nor --output', exit: 2, noSinks: true, args: (b) => ['--base', `docker-archive:${b}/base.tar`, '--add', `${b}/good:/vrift/x`], expect: () => /^vrift: Say where the image goes: --load, --output <file.tar>, or both\.$/ },
   ];
 
+  test('a base that already carries a vrift tree is refused (blobs do not merge yet)', () => {
+    const r = vrift(['build', '--quiet', '--tag', BAD_TAG, '--load', '--output', path.join(bad, 'out.tar'), '--base', `docker-archive:${outTar}`, '--add', `${bad}/good:/vrift/x`], { env: env() });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`^vrift: building on docker-archive:${outTar}: the base already carries a vrift tree \\(label dev.vrift.blob.digest=${summary.blobDigest}\\); building on a vrift image is not supported yet`));
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(existsSync(path.join(bad, 'out.tar'))).toBe(false);
+    expect(imageExists(BAD_TAG)).toBe(false);
+  });
+
   test('--json: the error is also reported as {"outcome":"error"} on stdout', () => {
     const r = vrift(['build', '--quiet', '--json', '--tag', BAD_TAG, '--output', path.join(bad, 'out.tar'), '--base', `docker-archive:${bad}/base.tar`, '--add', `${bad}/nope:/vrift/x`], { env: env() });
     expect(r.status).toBe(1);
