@@ -151,21 +151,53 @@ vrift_ensure_dockerd() {
     return 0
   fi
   vrift_require_root "starting dockerd (docker info does not answer)"
-  mkdir -p "$(dirname "$VRIFT_DOCKERD_LOG")"
-  # shellcheck disable=SC2086 # VRIFT_DOCKERD_EXTRA is a word list on purpose
-  nohup setsid dockerd --iptables=false --ip6tables=false --bridge=none ${VRIFT_DOCKERD_EXTRA:-} \
-    >>"$VRIFT_DOCKERD_LOG" 2>&1 </dev/null &
-  local pid=$! waited=0
-  until vrift_docker_answers; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 20 "$VRIFT_DOCKERD_LOG" >&2 || true
-      vrift_die "starting dockerd: it exited; see $VRIFT_DOCKERD_LOG"
+  # A dockerd killed with SIGKILL (as when a session's processes are ended) leaves its pid
+  # file, and a new dockerd refuses to start while that pid exists. A live dockerd that
+  # does not answer yet is waited for instead of started twice.
+  local pidfile=/var/run/docker.pid old
+  [[ " ${VRIFT_DOCKERD_EXTRA:-} " =~ \ --pidfile[=\ ]([^ ]+) ]] && pidfile="${BASH_REMATCH[1]}"
+  if [ -s "$pidfile" ]; then
+    old=$(cat "$pidfile")
+    if [ "$(cat "/proc/$old/comm" 2>/dev/null)" = dockerd ] && \
+       ! grep -q '^State:[[:space:]]*Z' "/proc/$old/status" 2>/dev/null; then
+      local rc0=0
+      vrift_wait_docker "$old" || rc0=$?
+      if [ "$rc0" = 0 ]; then vrift_log "dockerd: pid $old (already running) answers now"; return 0; fi
+      [ "$rc0" = 1 ] || vrift_die "waiting for dockerd pid $old (from $pidfile): no answer after ${VRIFT_DOCKERD_WAIT_S}s; stop it or see $VRIFT_DOCKERD_LOG"
     fi
-    [ "$waited" -lt "$VRIFT_DOCKERD_WAIT_S" ] || \
-      vrift_die "starting dockerd: no answer after ${VRIFT_DOCKERD_WAIT_S}s (pid $pid); see $VRIFT_DOCKERD_LOG"
+    rm -f "$pidfile"
+  fi
+  mkdir -p "$(dirname "$VRIFT_DOCKERD_LOG")"
+  # Two tries: right after a SIGKILL the old dockerd's containerd can still be exiting, and
+  # the new dockerd then times out waiting for it and exits.
+  local try pid t0=$SECONDS rc=0
+  for try in 1 2; do
+    # shellcheck disable=SC2086 # VRIFT_DOCKERD_EXTRA is a word list on purpose
+    nohup setsid dockerd --iptables=false --ip6tables=false --bridge=none ${VRIFT_DOCKERD_EXTRA:-} \
+      >>"$VRIFT_DOCKERD_LOG" 2>&1 </dev/null &
+    pid=$! rc=0
+    vrift_wait_docker "$pid" || rc=$?
+    [ "$rc" = 1 ] && [ "$try" = 1 ] || break
+    sleep 2
+    rm -f "$pidfile"
+  done
+  if [ "$rc" != 0 ]; then
+    tail -n 20 "$VRIFT_DOCKERD_LOG" >&2 || true
+    [ "$rc" = 1 ] && vrift_die "starting dockerd: it exited (twice); see $VRIFT_DOCKERD_LOG"
+    vrift_die "starting dockerd: no answer after ${VRIFT_DOCKERD_WAIT_S}s (pid $pid); see $VRIFT_DOCKERD_LOG"
+  fi
+  vrift_log "dockerd: started (pid $pid, try $try) after $((SECONDS - t0))s, log $VRIFT_DOCKERD_LOG"
+}
+
+# Wait until the engine answers while dockerd $1 lives, at most VRIFT_DOCKERD_WAIT_S seconds.
+# Returns 0 when it answers, 1 when dockerd $1 is gone, 2 on timeout.
+vrift_wait_docker() {
+  local pid="$1" waited=0
+  until vrift_docker_answers; do
+    kill -0 "$pid" 2>/dev/null || return 1
+    [ "$waited" -lt "$VRIFT_DOCKERD_WAIT_S" ] || return 2
     sleep 1; waited=$((waited + 1))
   done
-  vrift_log "dockerd: started (pid $pid) after ${waited}s, log $VRIFT_DOCKERD_LOG"
 }
 
 # --- 3. base images --------------------------------------------------------------------
