@@ -543,6 +543,33 @@ static void resolve_real(struct vrift_state *s)
 	s->real.fxstatat64 = (xat_fn)xsym("__fxstatat64");
 }
 
+/* The blob's PSFS_E_REACHABLE bits cover the directories from each root
+ * down; the root's own ancestors ("/" for "/vrift") are checked here, once:
+ * each must be a directory everyone may search, or the shim could answer
+ * where the kernel says EACCES.  0 when all are. */
+static int ancestors_searchable(const struct psfs_view *v)
+{
+	char buf[PSFS_PATH_MAX];
+	for (uint32_t r = 0; r < v->root_count; r++) {
+		const uint8_t *p = v->strings + v->roots[r].path_off;
+		uint32_t n = v->roots[r].path_len;
+		for (uint32_t i = 0; i < n; i++) {
+			if (p[i] != '/')
+				continue;
+			/* prefix p[0..i), or "/" for i == 0 */
+			uint32_t len = i ? i : 1;
+			for (uint32_t j = 0; j < len; j++)
+				buf[j] = (char)p[j];
+			buf[len] = 0;
+			struct kstat st;
+			if (RAW(SYS_newfstatat, V_AT_FDCWD, buf, &st, 0, 0, 0) != 0 ||
+			    (st.st_mode & V_S_IFMT) != V_S_IFDIR || (st.st_mode & 0111) != 0111)
+				return -1;
+		}
+	}
+	return 0;
+}
+
 /* Map the blob and validate it; 0 on success.  Raw syscalls only: libc's
  * open/mmap could be interposed by something that stats. */
 static int load_blob(struct vrift_state *s, const char *file)
@@ -565,7 +592,8 @@ static int load_blob(struct vrift_state *s, const char *file)
 	RAW(SYS_close, fd, 0, 0, 0, 0, 0);
 	if ((unsigned long)m > -4096ul)
 		return -1;
-	if (psfs_view_init(&s->view, (const void *)m, size) != 0) {
+	if (psfs_view_init(&s->view, (const void *)m, size) != 0 ||
+	    ancestors_searchable(&s->view) != 0) {
 		RAW(SYS_munmap, m, size, 0, 0, 0, 0);
 		return -1;
 	}

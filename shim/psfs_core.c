@@ -261,6 +261,8 @@ struct walk {
 	uint32_t len;       /* bytes in buf */
 	uint32_t root;      /* length of the root prefix in buf */
 	int must_dir;       /* trailing "/", "/." or "/..": result must be a dir */
+	int dot_last;       /* last component "." : the kernel looks "." up IN
+			     * the result, which needs search permission on it */
 };
 
 #define WALK_PASS (-1)
@@ -311,6 +313,7 @@ static int walk_pop(struct walk *w)
 static int64_t walk_append(struct walk *w, const uint8_t *s, uint64_t i, uint64_t n)
 {
 	int last_is_name = 1;   /* only a trailing ".", ".." or "/" sets must_dir */
+	int last_is_dot = 0;
 	int trailing_slash = 0;
 	while (i < n && s[i]) {
 		if (s[i] == '/') {
@@ -335,15 +338,19 @@ static int64_t walk_append(struct walk *w, const uint8_t *s, uint64_t i, uint64_
 			return WALK_PASS;          /* kernel: ENAMETOOLONG */
 		if (s[start] == '.' && clen <= 2 && (clen == 1 || s[start + 1] == '.')) {
 			last_is_name = 0;
+			last_is_dot = clen == 1;
 			if (clen == 2 && walk_pop(w) == WALK_PASS)
 				return WALK_PASS;
 			continue;                  /* "." : nothing appended */
 		}
 		last_is_name = 1;
+		last_is_dot = 0;
 		w->len = at;
 	}
 	if (trailing_slash || !last_is_name)
 		w->must_dir = 1;
+	if (last_is_dot)
+		w->dot_last = 1;
 	return (int64_t)i;
 }
 
@@ -513,6 +520,8 @@ enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
 		}
 		if (w.must_dir && !is_dir(e))
 			return PSFS_ENOTDIR;
+		if (w.dot_last && (e->mode & SEARCH_ALL) != SEARCH_ALL)
+			return PSFS_PASS;      /* "dir/." : EACCES for some callers */
 		*out = e;
 		return PSFS_HIT;
 	}

@@ -74,7 +74,10 @@ enum psfs_outcome {
  * ENAMETOOLONG).  A path outside every root returns PASS.
  *
  * A found entry needs PSFS_E_REACHABLE or the result is PASS (never widen
- * access).  A missing path walks up to its nearest present ancestor:
+ * access); a final "." component (".../dir/.") also needs the directory
+ * itself searchable by all (mode & 0111 == 0111), as the kernel looks "."
+ * up inside it.  The ancestors of the roots are not in the blob: callers
+ * check them (libvrift.c rejects a blob when one is not searchable by all).  A missing path walks up to its nearest present ancestor:
  * a searchable (0111), reachable directory gives ENOENT; a reachable
  * non-directory, non-symlink gives ENOTDIR; a symlink or anything else
  * gives PASS.  With PSFS_FOLLOW a final symlink whose target resolves in

@@ -12,6 +12,10 @@
  * proven by shimAnswers.test.ts (strace) and by the canary cases below.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { scanHostTree } from '../../src/blob/hostTree';
+import { encodeBlob } from '../../src/blob/writer';
 import * as F from '../../src/blob/format';
 import {
   blobFor,
@@ -120,6 +124,38 @@ test('host blob: every entry point, every field and errno equal the kernel (exce
   const d = diffOutputs(paths, kernel, shim, false);
   expect(d).toEqual([]);
   console.log(`differential: ${paths.length} paths (${fx.paths.length} in tree), ${countCalls(kernel)} calls compared`);
+});
+
+test('as an unprivileged user (uid 65534): EACCES cases pass through, every answer equals the kernel', () => {
+  const blob = writeBlob(fx, 'host-nobody.blob', blobFor(fx));
+  const k = runOracle(input, undefined, 65534);
+  // The permission-dependent answers are really exercised: root sees none.
+  expect(k.some((l) => l.includes('err=EACCES'))).toBe(true);
+  expect(kernel.some((l) => l.includes('err=EACCES'))).toBe(false);
+  expect(diffOutputs(paths, k, runOracle(input, blob, 65534), false)).toEqual([]);
+});
+
+test("a root whose ancestor others cannot search: the blob is rejected, EACCES stays the kernel's", async () => {
+  // Own tree (not fx): chmod would change the ctime the other tests compare.
+  const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'vrift-shim-anc-')));
+  try {
+    fs.mkdirSync(path.join(tmp, 'dom'));
+    fs.writeFileSync(path.join(tmp, 'dom', 'small'), 'x');
+    const tree = await scanHostTree(path.join(tmp, 'dom'));
+    const blob = path.join(fx.tmp, 'blobs', 'ancestor.blob');
+    fs.writeFileSync(blob, encodeBlob(tree), { mode: 0o644 });
+    fs.chmodSync(tmp, 0o700); // mkdtemp's mode: others cannot search it
+    const probe = oracleInput([B(`${tmp}/dom/small`), B(`${tmp}/dom/missing`), B(`${tmp}/dom`)]);
+    const k = runOracle(probe, undefined, 65534);
+    expect(k.filter((l) => l.includes('err=EACCES')).length).toBeGreaterThan(30);
+    expect(runOracle(probe, blob, 65534)).toEqual(k);
+    // Control: with the ancestor searchable, the EACCES answers are gone.
+    fs.chmodSync(tmp, 0o755);
+    const k2 = runOracle(probe, undefined, 65534);
+    expect(k2.some((l) => l.includes('err=EACCES'))).toBe(false);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
 });
 
 test('PSFS_H_DEV_RUNTIME blob (entry st_dev zeroed): st_dev, stx_dev_*, stx_mnt_id from roots[0] at init', () => {

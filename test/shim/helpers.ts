@@ -53,6 +53,7 @@ export interface HostFixture {
  */
 export async function makeHostTree(): Promise<HostFixture> {
   const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'vrift-shim-')));
+  fs.chmodSync(tmp, 0o755); // an unprivileged oracle run must reach the tree
   const root = b(path.join(tmp, 'dom'));
   const outside = b(path.join(tmp, 'outside'));
   fs.mkdirSync(outside);
@@ -210,14 +211,17 @@ export function oracleInput(paths: (Buffer | null)[]): Buffer {
   );
 }
 
-/** Run the oracle; with `blob`, under LD_PRELOAD=libvrift.so VRIFT_BLOB=blob. */
-export function runOracle(input: Buffer, blob?: string, extraPreload: string[] = []): string[] {
+/**
+ * Run the oracle; with `blob`, under LD_PRELOAD=libvrift.so VRIFT_BLOB=blob;
+ * with `uid`, as that user (and group), to see permission-dependent answers.
+ */
+export function runOracle(input: Buffer, blob?: string, uid?: number): string[] {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH };
   if (blob) {
-    env.LD_PRELOAD = [SHIM, ...extraPreload].join(':');
+    env.LD_PRELOAD = SHIM;
     env.VRIFT_BLOB = blob;
   }
-  const r = spawnSync(ORACLE, [], { input, env, maxBuffer: 1 << 30 });
+  const r = spawnSync(ORACLE, [], { input, env, maxBuffer: 1 << 30, ...(uid !== undefined ? { uid, gid: uid } : {}) });
   if (r.status !== 0) throw new Error(`oracle exited ${r.status} signal ${r.signal}: ${r.stderr}`);
   return r.stdout.toString('latin1').split('\n');
 }
