@@ -18,7 +18,9 @@ import { VriftError } from '../errors';
 import type { BuildVriftLayerOptions, BuildVriftLayerResult, LayerFile, TreeAdd, TreeStats } from '../layer/types';
 import { SHIM_IMAGE_PATH } from '../layer/types';
 import { loadIntoDaemon, removeFromDaemon } from './daemon';
-import { writeDockerArchive } from './dockerArchiveWrite';
+import { writeDockerArchive, type WrittenArchive } from './dockerArchiveWrite';
+import { sha256Digest } from './digest';
+import { configDigest as configDigestOf } from './partial';
 import { layerFromFile } from './layer';
 import { appendLayers, rfc3339, withLdPreload } from './mutate';
 import { removeOnSignal } from './cleanup';
@@ -53,6 +55,11 @@ export interface BuildImageOptions {
   vriftVersion: string;
   builders: LayerBuilders;
   docker: () => Docker;
+  /**
+   * With --load and a docker-daemon base, send the engine only the new layers
+   * (falling back to the full archive if it refuses). Default true.
+   */
+  thinLoad?: boolean;
   /** Progress lines (stderr in the CLI). */
   log: (line: string) => void;
 }
@@ -165,16 +172,37 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       },
     );
 
-    const archive = o.output ?? path.join(work, 'image.tar');
-    o.log(`writing docker-archive ${o.output ?? '(temporary, for --load)'}`);
-    const written = await writeDockerArchive(image, archive, { tags: [tagName], mtime: o.sourceDateEpoch ?? 0 });
-    wroteOutput = o.output !== undefined;
-
-    if (o.load) {
-      o.log(`loading ${tagName} into the engine`);
-      await loadIntoDaemon(o.docker(), archive, tagName, [written.configDigest, written.manifestDigest]);
-      loaded = true;
+    const archiveOpts = { tags: [tagName], mtime: o.sourceDateEpoch ?? 0 };
+    let written: WrittenArchive | undefined;
+    if (o.output !== undefined) {
+      o.log(`writing docker-archive ${o.output}`);
+      written = await writeDockerArchive(image, o.output, archiveOpts);
+      wroteOutput = true;
     }
+    if (o.load) {
+      const full = async (): Promise<WrittenArchive> => written ?? writeDockerArchive(image, path.join(work, 'image.tar'), archiveOpts);
+      const baseDigests = new Set((await source.image.manifest()).layers.map((l) => l.digest));
+      // A base read from this engine has its layers there: send only the new ones
+      // (moby skips layers whose chain it has). Any failure falls back to the full archive.
+      if (o.base.transport === 'docker-daemon' && o.thinLoad !== false && baseDigests.size > 0) {
+        const thin = await writeDockerArchive(image, path.join(work, 'thin.tar'), { ...archiveOpts, omitLayers: baseDigests });
+        o.log(`loading ${tagName} into the engine (new layers only, ${thin.size} bytes)`);
+        try {
+          await loadIntoDaemon(o.docker(), thin.path, tagName, [thin.configDigest, thin.manifestDigest]);
+          loaded = true;
+        } catch (err) {
+          o.log(`loading new layers only failed (${(err as Error).message}); loading the full image`);
+        }
+      }
+      if (!loaded) {
+        const f = await full();
+        o.log(`loading ${tagName} into the engine (${f.size} bytes)`);
+        await loadIntoDaemon(o.docker(), f.path, tagName, [f.configDigest, f.manifestDigest]);
+        loaded = true;
+      }
+    }
+    const configDigest = await configDigestOf(image);
+    const manifestDigest = sha256Digest(await image.rawManifest());
 
     const manifest = await image.manifest();
     const layers = await image.layers();
@@ -190,13 +218,13 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       });
     }
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    o.log(`built ${tagName} ${written.configDigest} in ${seconds.toFixed(2)} s`);
+    o.log(`built ${tagName} ${configDigest} in ${seconds.toFixed(2)} s`);
     return {
       outcome: 'success',
       tag: tagName,
-      imageId: written.configDigest,
-      configDigest: written.configDigest,
-      manifestDigest: written.manifestDigest,
+      imageId: configDigest,
+      configDigest: configDigest,
+      manifestDigest: manifestDigest,
       output: o.output,
       loaded,
       blobDigest: tree.blobDigest,

@@ -34,6 +34,13 @@ export interface WriteDockerArchiveOptions {
   tags?: string[];
   /** mtime of every member, seconds since the epoch. Default 0. */
   mtime?: number;
+  /**
+   * Layer digests to leave out of the tar while still listing them in the
+   * manifests: a "thin" archive, only for loading into an engine that already
+   * holds those layers (moby skips a layer whose chain it has). Not a valid
+   * archive for anything else. Default: none.
+   */
+  omitLayers?: ReadonlySet<string>;
 }
 
 /** What writeDockerArchive wrote. Digests are `sha256:<hex>`; size in bytes. */
@@ -113,7 +120,7 @@ export async function writeDockerArchive(image: Image, file: string, opts: Write
     const written = new Set<string>();
     for (let i = 0; i < layers.length; i++) {
       const d = manifest.layers[i];
-      if (written.has(d.digest)) continue; // the same blob twice is stored once
+      if (written.has(d.digest) || opts.omitLayers?.has(d.digest)) continue; // the same blob twice is stored once
       written.add(d.digest);
       const what = `layer ${i + 1} (${d.digest})`;
       const src = await layers[i].open();

@@ -84,6 +84,7 @@ let outTar: string;
 let debVersion: string;
 let summary: Summary;
 let buildSeconds: number;
+let mainLog: string;
 const report: Record<string, unknown> = {};
 
 /** A clean environment for the CLI: no SOURCE_DATE_EPOCH unless given. */
@@ -134,6 +135,7 @@ beforeAll(async () => {
   buildSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`vrift build failed (${r.status}): ${r.stderr}`);
   summary = JSON.parse(r.stdout) as Summary;
+  mainLog = r.stderr;
   report.buildSeconds = Number(buildSeconds.toFixed(2));
   report.layers = summary.layers.map((l) => ({ role: l.role, size: l.size }));
   report.tree = summary.stats;
@@ -165,6 +167,9 @@ describe('vrift build on a real package (python3-pygments) and a real engine', (
     expect(inspect.Config.Labels['dev.vrift.blob.digest']).toBe(summary.blobDigest);
     expect(inspect.Config.Labels['dev.vrift.version']).toBe(JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version);
     expect(existsSync(outTar)).toBe(true);
+    // The base came from this engine: only the new layers were sent to it.
+    expect(mainLog).toMatch(/loading .* into the engine \(new layers only, \d+ bytes\)/);
+    expect(mainLog).not.toMatch(/failed/);
     expect(readdirSync(work).filter((f) => f.includes('vrift-tmp'))).toEqual([]);
   });
 
@@ -248,9 +253,11 @@ describe('vrift build on a real package (python3-pygments) and a real engine', (
     const copy = path.join(work, 'tree-copy');
     sh('cp', ['-a', tree, copy]);
     const out = path.join(work, 'repro.tar');
-    const r = vrift(['build', '--base', `docker-archive:${baseTar}`, '--add', `${copy}:/vrift/python`, '--tag', TAG, '--output', out, '--cache-dir', path.join(work, 'cache2'), '--json', '--quiet'], { env: env() });
-    expect(r.stderr).toBe('');
+    const r = vrift(['build', '--base', `docker-archive:${baseTar}`, '--add', `${copy}:/vrift/python`, '--tag', TAG, '--output', out, '--load', '--cache-dir', path.join(work, 'cache2'), '--json'], { env: env() });
     expect(r.status).toBe(0);
+    // A docker-archive base: the full archive is loaded.
+    expect(r.stderr).toMatch(new RegExp(`loading ${TAG} into the engine \\(${statSync(out).size} bytes\\)`));
+    expect(JSON.parse(sh('docker', ['image', 'inspect', TAG]))[0].Id).toBe(summary.configDigest);
     const s = JSON.parse(r.stdout) as Summary;
     expect(s.configDigest).toBe(summary.configDigest);
     expect(s.manifestDigest).toBe(summary.manifestDigest);
