@@ -8,6 +8,9 @@ import { sha256File } from './hash';
 /** File name of the cache inside the cache directory (the version is part of the name). */
 export const CACHE_FILE = 'digests-v1.json';
 
+/** Files modified less than this long before they are hashed are not cached (ns). */
+export const RACY_NS = 2_000_000_000n;
+
 /** What identifies an unchanged file: lstat fields, as bigints (mtime in ns). */
 export interface FileKey {
   size: bigint;
@@ -39,6 +42,8 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
  * A file whose key differs is re-hashed and its record replaced. A missing
  * or corrupt cache file counts as empty (the cache is an optimisation, never
  * a source of truth for anything but the hash of an unchanged file).
+ * Files modified less than 2 s before hashing are not recorded (racy: a
+ * same-size rewrite within one timestamp tick would keep the key).
  * Saving writes a temp file in the same directory and renames it over the
  * old one, so readers never see a partial file.
  */
@@ -93,8 +98,13 @@ export class DigestCache {
     if (size !== key.size) {
       throw new VriftError(`hashing file ${JSON.stringify(absPath.toString())}: it changed while being read (${key.size} bytes at lstat, ${size} read); build again once the source is stable`);
     }
-    this.files.set(k, { size: String(key.size), mtimeNs: String(key.mtimeNs), ino: String(key.ino), sha256: hex });
-    this.dirty = true;
+    // "Racy" files (modified within RACY_NS of now) are not recorded: a rewrite
+    // of the same size within the filesystem's timestamp granularity would
+    // leave the key unchanged (the git index has the same problem and cure).
+    if (BigInt(Date.now()) * 1_000_000n - key.mtimeNs > RACY_NS) {
+      this.files.set(k, { size: String(key.size), mtimeNs: String(key.mtimeNs), ino: String(key.ino), sha256: hex });
+      this.dirty = true;
+    }
     return hex;
   }
 

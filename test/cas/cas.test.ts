@@ -42,6 +42,7 @@ test('sha256File of a missing file throws VriftError naming it', async () => {
 test('digest cache: miss, persist, hit on reopen, miss after the file changes', async () => {
   const f = path.join(dir, 'a.txt');
   await fsp.writeFile(f, 'hello');
+  await fsp.utimes(f, 500, 500); // not "racy" (see the next test)
   const cacheDir = path.join(dir, 'cache');
   const c1 = await DigestCache.open(cacheDir);
   const h1 = await c1.sha256(Buffer.from(f), await keyOf(f));
@@ -61,12 +62,25 @@ test('digest cache: miss, persist, hit on reopen, miss after the file changes', 
   expect([c3.hits, c3.misses]).toEqual([0, 1]);
 });
 
+test('a file modified just now is hashed but not cached (racy mtime)', async () => {
+  const f = path.join(dir, 'fresh');
+  await fsp.writeFile(f, 'new');
+  const cacheDir = path.join(dir, 'cache');
+  const c1 = await DigestCache.open(cacheDir);
+  await c1.sha256(Buffer.from(f), await keyOf(f));
+  await c1.save();
+  const c2 = await DigestCache.open(cacheDir);
+  await c2.sha256(Buffer.from(f), await keyOf(f));
+  expect([c2.hits, c2.misses]).toEqual([0, 1]);
+});
+
 test('a corrupt cache file counts as empty', async () => {
   const cacheDir = path.join(dir, 'cache');
   await fsp.mkdir(cacheDir);
   await fsp.writeFile(path.join(cacheDir, CACHE_FILE), '{not json');
   const f = path.join(dir, 'a');
   await fsp.writeFile(f, 'x');
+  await fsp.utimes(f, 500, 500);
   const c = await DigestCache.open(cacheDir);
   expect(c.size).toBe(0);
   await c.sha256(Buffer.from(f), await keyOf(f));

@@ -95,6 +95,15 @@ export async function makeFixture(root: string): Promise<void> {
   // 24 + 140 * 32 = 4504 bytes of entries: one htree split, 12288 bytes whatever the hash seed.
   for (let i = 0; i < 140; i++) await w(`middir/module_number_${String(i).padStart(4, '0')}.py`, `v = ${i % 7}\n`);
   for (let i = 0; i < 200; i++) await w(`bigdir/module_number_${String(i).padStart(4, '0')}.py`, `v = ${i % 7}\n`);
+  // Distinct past mtimes (children before parents, so directory times stick): not
+  // "racy" for the digest cache, and different per path so mixing them up shows.
+  const all = await walk(root, root);
+  let t = 1_600_000_000;
+  for (const rel of all.reverse()) {
+    const p = Buffer.concat([Buffer.from(root), rel]);
+    t += 7;
+    await fsp.lutimes(p, t, t);
+  }
 }
 
 /** Run GNU tar; returns stdout. */
