@@ -169,3 +169,21 @@ test('an unwritable output location fails with VriftError instead of hanging', a
     .rejects.toThrow(VriftError);
   expect(await fsp.readdir(dir)).toEqual(['src.bin']);
 });
+
+test('golden: the tar bytes (diffID) of a fixed entry list do not drift', async () => {
+  // Any change here changes every image digest vrift produces: update the
+  // constant only for an intended format change, and say so in the commit.
+  const es: LayerEntry[] = [
+    D('/vrift', 0o755, 1_700_000_000),
+    D('/vrift/.cas', 0o755, 1_700_000_000),
+    D('/vrift/.cas/2c', 0o755, 1_700_000_000),
+    F(`/vrift/.cas/2c/${'f'.repeat(62)}`, 'golden\n', 0o644, { nlink: 3, mtime: T(1_600_000_000) }),
+    D('/vrift/app', 0o750, 1_650_000_000),
+    { type: 'hardlink', path: Buffer.from('/vrift/app/a'), linkTo: Buffer.from(`/vrift/.cas/2c/${'f'.repeat(62)}`), mode: 0o100644, uid: 0, gid: 0, mtime: T(1_600_000_000), size: 7n, nlink: 3 },
+    { type: 'hardlink', path: Buffer.concat([Buffer.from('/vrift/app/'), Buffer.from([0xff]), Buffer.from('x'.repeat(150))]), linkTo: Buffer.from(`/vrift/.cas/2c/${'f'.repeat(62)}`), mode: 0o100644, uid: 0, gid: 0, mtime: T(1_600_000_000), size: 7n, nlink: 3 },
+    { type: 'symlink', path: Buffer.from('/vrift/app/l'), target: Buffer.from('a'), mode: 0o120777, uid: 1000, gid: 1000, mtime: T(1_650_000_000) },
+  ];
+  const l = await writeLayer(es, path.join(dir, 'g.tgz'));
+  expect(l.diffID).toBe(GOLDEN_DIFF_ID);
+});
+const GOLDEN_DIFF_ID = 'sha256:397af82506ebdb0448a3021dd8ee8894aee8aea0314b4bebf927fb32e84f850b';
