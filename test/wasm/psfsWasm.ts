@@ -32,6 +32,9 @@ export class PsfsWasm {
   readonly exports: Record<string, Fn>;
   private readonly memory: WasmMemory;
   private blobAddr = 0;
+  private blobLen = 0;
+  private queryTop = 0;
+  private queryEnd = 0;
 
   constructor(bytes: Buffer = PsfsWasm.readModule()) {
     const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
@@ -62,13 +65,27 @@ export class PsfsWasm {
     return Buffer.from(this.memory.buffer);
   }
 
+  /** Copy `bytes` (plus a NUL when asked) into the query area. */
   private put(bytes: Uint8Array, nul = false): number {
-    const addr = this.u32('arena_alloc', bytes.length + (nul ? 1 : 0));
-    if (addr === 0) throw new Error('wasm arena exhausted');
+    const n = bytes.length + (nul ? 1 : 0);
+    if (this.queryTop + n > this.queryEnd) {
+      // Out of query space: take more from the arena (the blob is then no
+      // longer the last thing in memory, which only weakens the trap check).
+      const addr = this.u32('arena_alloc', n);
+      if (addr === 0) throw new Error('wasm arena exhausted');
+      this.write(addr, bytes, nul);
+      return addr;
+    }
+    const addr = this.queryTop;
+    this.queryTop = (this.queryTop + n + 7) & ~7;
+    this.write(addr, bytes, nul);
+    return addr;
+  }
+
+  private write(addr: number, bytes: Uint8Array, nul: boolean): void {
     const m = this.mem;
     m.set(bytes, addr);
     if (nul) m[addr + bytes.length] = 0;
-    return addr;
   }
 
   /** Read `len` bytes at `addr` of linear memory (a copy). */
@@ -76,11 +93,39 @@ export class PsfsWasm {
     return Buffer.from(this.mem.subarray(addr, addr + len));
   }
 
-  /** Copy `blob` into fresh memory and run psfs_view_init on it: 0, -22 or -95. */
+  /**
+   * Copy `blob` into fresh memory and run psfs_view_init on it: 0, -22 or -95.
+   *
+   * The blob is placed so that it ends exactly at the end of linear memory:
+   * any read the C code makes past the blob's last byte traps (RuntimeError)
+   * instead of silently reading other memory. Query strings go into an area
+   * reserved before it. `blob.length` must be a multiple of 8 for the blob to
+   * be 8-aligned (psfs_view_init rejects a misaligned base).
+   */
   loadBlob(blob: Uint8Array): number {
     this.exports.arena_reset();
-    this.blobAddr = this.put(blob);
+    const QUERY_AREA = 1 << 20;
+    this.queryTop = this.u32('arena_alloc', QUERY_AREA);
+    this.queryEnd = this.queryTop + QUERY_AREA;
+    const top = this.u32('arena_alloc', 0);
+    const PAGE = 65536;
+    const end = Math.max(this.memory.buffer.byteLength, Math.ceil((top + blob.length) / PAGE) * PAGE);
+    if (this.u32('arena_alloc', end - top) === 0) throw new Error('wasm arena exhausted');
+    if (this.memory.buffer.byteLength !== end) throw new Error('blob placement: memory did not end where expected');
+    this.blobAddr = end - blob.length;
+    this.write(this.blobAddr, blob, false);
+    this.blobLen = blob.length;
     return this.exports.w_view_init(this.blobAddr, blob.length);
+  }
+
+  /** Run psfs_view_init on [base + delta, +size) of the loaded blob (alignment / size tests). */
+  viewInitAt(delta: number, size: number): number {
+    return this.exports.w_view_init(this.blobAddr + delta, size);
+  }
+
+  /** Size of the loaded blob in bytes. */
+  get blobSize(): number {
+    return this.blobLen;
   }
 
   /** Address of the loaded blob in linear memory. */
