@@ -133,7 +133,7 @@ const typeBits = { directory: S_IFDIR, file: S_IFREG, hardlink: S_IFREG, symlink
  * defaults, e.g. mtime = now, never apply). PAX records are added by us when
  * a name or link name does not fit ustar or is not printable ASCII (plus
  * `hdrcharset=BINARY` when it is not valid UTF-8), when the size exceeds the
- * octal field, or when uid/gid/mtime do not fit.
+ * octal field, when uid/gid/mtime do not fit, or when mtime has nanoseconds.
  */
 async function packEntries(pack: tar.Pack, entries: LayerEntry[], aborted: Promise<never>): Promise<void> {
   const written = new Set<string>();
@@ -167,7 +167,14 @@ async function packEntries(pack: tar.Pack, entries: LayerEntry[], aborted: Promi
     if (e.uid > USTAR_MAX_ID) pax.push(paxRecord('uid', Buffer.from(String(e.uid))));
     if (e.gid > USTAR_MAX_ID) pax.push(paxRecord('gid', Buffer.from(String(e.gid))));
     const mtimeFits = sec >= 0 && sec <= TARSTREAM_MAX_MTIME;
-    if (!mtimeFits) pax.push(paxRecord('mtime', Buffer.from(String(e.mtime.sec))));
+    if (!Number.isInteger(e.mtime.nsec) || e.mtime.nsec < 0 || e.mtime.nsec > 999_999_999) {
+      throw new VriftError(`writing layer: entry ${showPath(e.path)}: mtime nsec ${e.mtime.nsec} is not in 0..999999999`);
+    }
+    if (!mtimeFits || e.mtime.nsec !== 0) {
+      // POSIX pax: decimal seconds with an optional fraction (Go's archive/tar and GNU tar read 9 digits).
+      const frac = e.mtime.nsec !== 0 ? '.' + String(e.mtime.nsec).padStart(9, '0') : '';
+      pax.push(paxRecord('mtime', Buffer.from(String(e.mtime.sec) + frac)));
+    }
 
     const uname = e.uid === 0 ? 'root' : '';
     const gname = e.gid === 0 ? 'root' : '';

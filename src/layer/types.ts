@@ -42,7 +42,11 @@ export interface EntryAttrs {
   mode: number;
   uid: number;
   gid: number;
-  /** mtime; the tar carries whole seconds, so `nsec` is always 0 in planned entries. */
+  /**
+   * mtime. Planned entries carry whole seconds (nsec 0), except /vrift whose
+   * nsec is a tree fingerprint (src/tree/plan.ts treeFingerprint); a non-zero
+   * nsec is written as a PAX mtime record.
+   */
   mtime: Timespec;
 }
 

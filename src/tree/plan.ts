@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { promises as fsp, type BigIntStats } from 'node:fs';
 import * as path from 'node:path';
 import { VriftError } from '../errors';
@@ -121,6 +122,24 @@ async function symlinkEscapes(srcRoot: Buffer, linkDir: Buffer[], target: Buffer
   return false;
 }
 
+/**
+ * A content fingerprint in 0..999999999 for the nanoseconds of /vrift's
+ * mtime: sha256 over every other entry's path, type, mode, owner, mtime,
+ * size and content digest / link / target. PSFS_H_CHECK_ROOT_MTIME makes the
+ * shim compare the real root mtime (sec and nsec) with the blob's, so a blob
+ * is accepted only over the very tree it was built from, not merely over a
+ * tree built in the same second (or with the same SOURCE_DATE_EPOCH).
+ */
+function treeFingerprint(entries: LayerEntry[]): number {
+  const h = createHash('sha256');
+  for (const e of entries) {
+    const extra = e.type === 'file' ? e.sha256 ?? '' : e.type === 'hardlink' ? e.linkTo.toString('hex') : e.type === 'symlink' ? e.target.toString('hex') : '';
+    const size = e.type === 'file' || e.type === 'hardlink' ? e.size : 0n;
+    h.update(e.path).update(`\0${e.type} ${e.mode} ${e.uid} ${e.gid} ${e.mtime.sec} ${size} ${extra}\n`);
+  }
+  return h.digest().readUInt32BE(0) % 1_000_000_000;
+}
+
 async function mapLimit<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -185,12 +204,13 @@ async function checkSource(add: TreeAdd): Promise<Buffer> {
  * - directories: st_mode from the source (kept as is, even without search
  *   bits); /vrift itself and directories created above a destination, and
  *   /vrift/.cas/**, are 0755; their mtime is the newest (clamped) mtime of
- *   the whole tree, or sourceDateEpoch ?? 0 when the tree is empty;
+ *   the whole tree, or sourceDateEpoch ?? 0 when the tree is empty; /vrift's
+ *   mtime nanoseconds are a fingerprint of the tree (see treeFingerprint);
  * - symlinks: target bytes unchanged;
  * - regular files: a hardlink to a CAS object keyed by (sha256, permission
  *   bits) (scheme and mtime rule: src/cas/README.md);
  * - owner: chown ?? 0:0 on every entry; mtimes: whole seconds (floor),
- *   clamped to sourceDateEpoch when given.
+ *   clamped to sourceDateEpoch when given (/vrift's nanoseconds aside).
  *
  * @param adds sources and destinations (absolute, strictly under /vrift, not /vrift/.cas)
  * @param opts owner, SOURCE_DATE_EPOCH (seconds), digest cache directory
@@ -365,6 +385,7 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
   const casDir = Buffer.concat([root, Buffer.from(`/${CAS_DIR}`)]);
   const rank = (p: Buffer): number => (p.equals(root) ? 0 : p.equals(casDir) || isUnder(p, casDir) ? 1 : 2);
   const ordered = [...entries.values()].sort((a, b) => rank(a.path) - rank(b.path) || Buffer.compare(a.path, b.path));
+  ordered[0].mtime = { sec: treeTime.sec, nsec: treeFingerprint(ordered.slice(1)) };
 
   await cache.save();
   const bytes = files.reduce((s, f) => s + f.st.size, 0n);

@@ -1,18 +1,33 @@
 /**
- * The FS_MODEL rules against the real thing: the layer is extracted by the
- * Docker engine (overlay2) and lstat'ed inside a container. Needs a running
- * engine and the local base image (VRIFT_TEST_BASE, default
- * vrift-test/bookworm-python, built by .ci/run); skipped, visibly, otherwise.
+ * The FS_MODEL rules against the real thing: the layer is appended to the
+ * base image (src/image), the image is `docker load`ed, so the engine applies
+ * the layer exactly as it applies image layers (overlay2), and every /vrift
+ * path is lstat'ed inside a container. Needs a running engine and the local
+ * base image (VRIFT_TEST_BASE, default vrift-test/bookworm-python, built by
+ * .ci/run); skipped, visibly, otherwise.
+ *
+ * Not `ADD layer.tar.gz` in a Dockerfile: the legacy builder re-tars the
+ * container diff on commit and truncates mtimes to seconds (moby
+ * FileInfoHeader), which is not what image layers go through.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildVriftLayer } from '../../src/tree';
+import { dockerClient, readDaemonImage } from '../../src/image/daemon';
+import { appendLayers } from '../../src/image/mutate';
+import { layerFromFile } from '../../src/image/layer';
+import { writeDockerArchive } from '../../src/image/dockerArchiveWrite';
 import { decodeBlob, makeFixture } from './helpers';
 
 const BASE = process.env.VRIFT_TEST_BASE ?? 'vrift-test/bookworm-python';
 const haveEngine = spawnSync('docker', ['image', 'inspect', BASE], { stdio: 'ignore' }).status === 0;
+
+/** JSON.parse with integers kept exact as strings where a double would round them (st_mtime_ns). */
+function parseExact(text: string): unknown {
+  return JSON.parse(text.replace(/("mtime_ns": )(\d+)/g, '$1"$2"'));
+}
 
 const LSTAT_PY = `
 import os, sys, json
@@ -40,15 +55,19 @@ json.dump(out, sys.stdout)
   test('lstat inside the container equals the blob for every /vrift path (identity fields and flagged estimates aside)', async () => {
     await makeFixture(path.join(dir, 'src'));
     const r = await buildVriftLayer({ adds: [{ src: path.join(dir, 'src'), dest: '/vrift/python' }], cacheDir: false, tmpDir: path.join(dir, 'out') });
-    const ctx = path.join(dir, 'ctx');
-    await fsp.mkdir(ctx);
-    await fsp.copyFile(r.layer.path, path.join(ctx, 'layer.tar.gz'));
-    await fsp.writeFile(path.join(ctx, 'lstat.py'), LSTAT_PY);
-    // ADD of a local tar.gz: the engine extracts it with the same code that applies image layers.
-    await fsp.writeFile(path.join(ctx, 'Dockerfile'), `FROM ${BASE}\nADD layer.tar.gz /\nCOPY lstat.py /lstat.py\n`);
-    execFileSync('docker', ['build', '-q', '-t', tag, ctx], { env: { ...process.env, DOCKER_BUILDKIT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    const got = JSON.parse(execFileSync('docker', ['run', '--rm', '--network', 'none', tag, 'python3', '/lstat.py'], { maxBuffer: 1 << 26 }).toString()) as
-      { path: string; mode: number; uid: number; gid: number; nlink: number; size: number; blocks: number; blksize: number; mtime_ns: number; target: string | null }[];
+    const base = await readDaemonImage(dockerClient(), BASE, dir);
+    try {
+      const image = appendLayers(base.image, [{ layer: layerFromFile(r.layer), history: { created_by: 'vrift overlay test' } }]);
+      await writeDockerArchive(image, path.join(dir, 'image.tar'), { tags: [tag] });
+    } finally {
+      await base.dispose();
+    }
+    execFileSync('docker', ['load', '-q', '-i', path.join(dir, 'image.tar')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    await fsp.mkdir(path.join(dir, 'scripts'));
+    await fsp.writeFile(path.join(dir, 'scripts', 'lstat.py'), LSTAT_PY);
+    await fsp.chmod(dir, 0o755);
+    const got = parseExact(execFileSync('docker', ['run', '--rm', '--network', 'none', '-v', `${path.join(dir, 'scripts')}:/scripts:ro`, tag, 'python3', '/scripts/lstat.py'], { maxBuffer: 1 << 26 }).toString()) as
+      { path: string; mode: number; uid: number; gid: number; nlink: number; size: number; blocks: number; blksize: number; mtime_ns: string; target: string | null }[];
     const blob = decodeBlob(r.blob);
     const uncertain = new Set(r.uncertain.map((p) => p.toString('hex')));
     const inContainer = new Map(got.map((g) => [g.path, g]));
@@ -61,8 +80,8 @@ json.dump(out, sys.stdout)
         mismatches.push(`${e.path.toString('latin1')}: missing in the container`);
         continue;
       }
-      const want: { [f: string]: unknown } = { mode: e.mode, uid: e.uid, gid: e.gid, nlink: e.nlink, blksize: e.blksize, mtime_ns: Number(e.mtime[0]) * 1e9 + e.mtime[1], target: e.target ? e.target.toString('hex') : null };
-      const have: { [f: string]: unknown } = { mode: g.mode, uid: g.uid, gid: g.gid, nlink: g.nlink, blksize: g.blksize, mtime_ns: g.mtime_ns, target: g.target };
+      const want: { [f: string]: unknown } = { mode: e.mode, uid: e.uid, gid: e.gid, nlink: e.nlink, blksize: e.blksize, mtime_ns: String(e.mtime[0] * 1_000_000_000n + BigInt(e.mtime[1])), target: e.target ? e.target.toString('hex') : null };
+      const have: { [f: string]: unknown } = { mode: g.mode, uid: g.uid, gid: g.gid, nlink: g.nlink, blksize: g.blksize, mtime_ns: String(g.mtime_ns), target: g.target };
       if (!uncertain.has(k)) {
         Object.assign(want, { size: Number(e.size), blocks: Number(e.blocks) });
         Object.assign(have, { size: g.size, blocks: g.blocks });

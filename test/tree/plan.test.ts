@@ -187,3 +187,21 @@ describe('bad input: VriftError naming the path and the fix, and no layer file l
     await expectBad([{ src, dest: '/vrift/a' }], /symlink ".*d\/sneaky".*leaves the source/);
   });
 });
+
+test('/vrift mtime nanoseconds fingerprint the tree: same second, other content -> other nsec', async () => {
+  await fsp.writeFile(path.join(src, 'f'), 'one');
+  await fsp.utimes(path.join(src, 'f'), 1000, 1000);
+  await fsp.utimes(src, 1000, 1000);
+  const a = await planTree([{ src, dest: '/vrift/x' }], { cacheDir: false });
+  const again = await planTree([{ src, dest: '/vrift/x' }], { cacheDir: false });
+  await fsp.writeFile(path.join(src, 'f'), 'two');
+  await fsp.utimes(path.join(src, 'f'), 1000, 1000);
+  await fsp.utimes(src, 1000, 1000);
+  const b = await planTree([{ src, dest: '/vrift/x' }], { cacheDir: false });
+  expect(a.entries[0].path.toString()).toBe('/vrift');
+  expect(a.entries[0].mtime).toEqual(again.entries[0].mtime);
+  expect(a.entries[0].mtime.sec).toBe(1000n);
+  expect(b.entries[0].mtime.sec).toBe(1000n);
+  expect(b.entries[0].mtime.nsec).not.toBe(a.entries[0].mtime.nsec);
+  for (const e of a.entries.slice(1)) expect(e.mtime.nsec).toBe(0);
+});
