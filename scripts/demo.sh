@@ -85,6 +85,7 @@ demo_log "in the container: $out"
 
 # Prints "<stat-family syscalls on /vrift paths> <all stat-family syscalls>".
 count_stats() {
+  # shellcheck disable=SC2016 # expanded by sh inside the container
   run "$@" "$TAG" sh -c 'strace -f -qq -e trace=%stat,%lstat,%fstat -o /tmp/trace python3 -c "$0" >/dev/null &&
     printf "%s %s\n" "$(grep -c "\"/vrift" /tmp/trace)" "$(wc -l </tmp/trace)"' "$CODE"
 }

@@ -113,6 +113,7 @@ vrift_missing_packages() {
 # Install the given Debian packages (default: VRIFT_APT_PACKAGES), skipping installed ones.
 # Services the packages ship are not started (policy-rc.d), dockerd is started by
 # vrift_ensure_dockerd with the flags this machine needs.
+# shellcheck disable=SC2120 # arguments are optional: other scripts pass their own list
 vrift_ensure_packages() {
   local want=("$@")
   [ ${#want[@]} -gt 0 ] || want=("${VRIFT_APT_PACKAGES[@]}")
@@ -177,7 +178,7 @@ vrift_ensure_dockerd() {
       >>"$VRIFT_DOCKERD_LOG" 2>&1 </dev/null &
     pid=$! rc=0
     vrift_wait_docker "$pid" || rc=$?
-    [ "$rc" = 1 ] && [ "$try" = 1 ] || break
+    if [ "$rc" != 1 ] || [ "$try" = 2 ]; then break; fi
     sleep 2
     rm -f "$pidfile"
   done
