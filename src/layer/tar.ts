@@ -107,7 +107,8 @@ function pushPaxHeader(pack: tar.Pack, records: Buffer): void {
 function fallbackName(name: Buffer): string {
   let s = '';
   for (const c of name) s += c >= 0x20 && c <= 0x7e ? String.fromCharCode(c) : '_';
-  return s.length > 99 ? s.slice(s.length - 99) : s;
+  // The tail, never starting with "/": a reader that ignores PAX must not see an absolute name.
+  return (s.length > 99 ? s.slice(s.length - 99) : s).replace(/^\/+/, '');
 }
 
 /** Tar member name of an absolute image path: no leading "/", directories end with "/". */
