@@ -14,6 +14,8 @@
  * on the way. The file appears only when complete: it is written to a temp
  * path next to the destination and renamed.
  */
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { createWriteStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { type Readable } from 'node:stream';
@@ -102,10 +104,20 @@ export async function writeDockerArchive(image: Image, file: string, opts: Write
   ];
 
   const dir = path.dirname(path.resolve(file));
-  const tmp = path.join(dir, `.${path.basename(file)}.vrift-tmp-${process.pid}-${Date.now().toString(36)}`);
+  const tmp = path.join(dir, `.${path.basename(file)}.vrift-tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
   const unregister = removeOnSignal(tmp);
+  const ws = createWriteStream(tmp, { flags: 'wx' });
+  try {
+    // Opened before anything can fail, so the cleanup below never races the open.
+    await once(ws, 'open');
+  } catch (err) {
+    unregister();
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS' ? `cannot create files in ${dir} (${e.code}); choose a writable location` : e.message;
+    throw new VriftError(`writing docker-archive ${file}: ${why}`, { cause: err });
+  }
   const pack = tar.pack();
-  const out = pipeline(pack as unknown as Readable, createWriteStream(tmp, { flags: 'wx' }));
+  const out = pipeline(pack as unknown as Readable, ws);
   out.catch(() => undefined); // awaited below; avoid an unhandled rejection meanwhile
   const fileHeader = (name: string, size: number): HeaderArg => ({
     name, size, mode: 0o644, mtime, uid: 0, gid: 0, uname: '', gname: '', type: 'file',

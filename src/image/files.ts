@@ -10,7 +10,7 @@
  */
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { VriftError } from '../errors';
@@ -189,7 +189,7 @@ export class TarFileSource implements FileSource {
 
   async open(name: string): Promise<Readable> {
     const m = this.need(name);
-    if (m.size === 0) return createReadStream(this.file, { start: 1, end: 0 });
+    if (m.size === 0) return Readable.from([]);
     return createReadStream(this.file, { start: m.offset, end: m.offset + m.size - 1 });
   }
 }

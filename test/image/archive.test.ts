@@ -5,6 +5,7 @@ import { gzipSync } from 'node:zlib';
 import { VriftError } from '../../src/errors';
 import { hashStream } from '../../src/image/digest';
 import { readDockerArchiveFile } from '../../src/image/dockerArchive';
+import { TarFileSource } from '../../src/image/files';
 import { writeDockerArchive } from '../../src/image/dockerArchiveWrite';
 import { layerFromOpener } from '../../src/image/layer';
 import { readOciLayoutPath } from '../../src/image/ociLayout';
@@ -115,6 +116,25 @@ describe('docker-archive and OCI layout round trips', () => {
     const layers = await readAll(image);
     expect(layers.map((l) => [l.digest, l.diffID, l.size])).toEqual([[sha(l1), sha(l1), l1.length], [sha(l2), sha(l2), l2.length]]);
     expect(layers.map((l) => l.stored.digest)).toEqual([sha(l1), sha(l2)]);
+  });
+
+  test('tar index: empty members read as empty, symlink chains resolve, escaping names are refused', async () => {
+    const file = path.join(dir, 'members.tar');
+    await fsp.writeFile(file, await makeTar([
+      { name: 'empty', body: '' },
+      { name: 'a/data', body: 'payload' },
+      { name: 'b/link1', type: 'symlink', linkname: '../a/data' },
+      { name: 'c/link2', type: 'symlink', linkname: '../b/link1' },
+      { name: 'loop', type: 'symlink', linkname: 'loop' },
+    ]));
+    const files = await TarFileSource.index(file, 'test');
+    expect((await files.readFile('empty')).length).toBe(0);
+    expect((await hashStream(await files.open('empty'))).size).toBe(0);
+    expect((await files.readFile('./c/link2')).toString()).toBe('payload');
+    expect((await hashStream(await files.open('b/link1'))).size).toBe(7);
+    expect(await files.has('loop')).toBe(false);
+    expect(await files.has('../a/data')).toBe(false);
+    await expect(files.readFile('missing')).rejects.toThrow(/member "missing" is missing; the archive is incomplete/);
   });
 
   test('a layer whose bytes do not match its digest fails the write and leaves no file', async () => {
