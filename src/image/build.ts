@@ -10,7 +10,7 @@
  * renamed; the engine load is the last step, and a loaded image is removed
  * again if anything after it fails.
  */
-import { promises as fsp } from 'node:fs';
+import { constants as fsc, promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type Docker from 'dockerode';
@@ -115,6 +115,11 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
     const dir = path.dirname(path.resolve(o.output));
     const st = await fsp.stat(dir).catch(() => undefined);
     if (!st?.isDirectory()) throw new VriftError(`writing ${o.output}: directory ${dir} does not exist; create it first`);
+    try {
+      await fsp.access(dir, fsc.W_OK | fsc.X_OK);
+    } catch {
+      throw new VriftError(`writing ${o.output}: directory ${dir} is not writable by this user; choose a writable location`);
+    }
     const out = await fsp.stat(o.output).catch(() => undefined);
     if (out?.isDirectory()) throw new VriftError(`writing ${o.output}: it is a directory; give a file name such as ${path.join(o.output, 'image.tar')}`);
   }

@@ -24,7 +24,10 @@ export function dockerClient(): Docker {
 /** Turn a dockerode failure into a VriftError with what to do. */
 export function engineError(doing: string, err: unknown): VriftError {
   const e = err as { statusCode?: number; code?: string; json?: { message?: string }; message?: string };
-  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED' || e.code === 'EACCES') {
+  if (e.code === 'EACCES' || e.code === 'EPERM') {
+    return new VriftError(`${doing}: no permission to use the Docker engine socket (${e.code}); run as root or as a member of the docker group`, { cause: err });
+  }
+  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
     return new VriftError(`${doing}: cannot reach the Docker engine (${e.code}); start dockerd or set DOCKER_HOST`, { cause: err });
   }
   const msg = e.json?.message ?? e.message ?? String(err);
