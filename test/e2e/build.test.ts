@@ -186,6 +186,8 @@ describe('vrift build on a real package (python3-pygments) and a real engine', (
     expect(info.Layers).toEqual(summary.layers.map((l) => l.diffID));
     expect(info.Labels['dev.vrift.blob.digest']).toBe(summary.blobDigest);
     expect(info.Env).toContain('LD_PRELOAD=/usr/lib/vrift/libvrift.so');
+    // The archive is also an OCI layout tar: skopeo reads our exact manifest from it.
+    expect(JSON.parse(sh('skopeo', ['inspect', `oci-archive:${outTar}`])).Digest).toBe(summary.manifestDigest);
     const layout = path.join(work, 'oci');
     sh('skopeo', ['copy', `docker-archive:${outTar}`, `oci:${layout}:e2e`]);
     const bundle = path.join(work, 'bundle');
