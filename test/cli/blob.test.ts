@@ -113,6 +113,15 @@ describe('vrift blob', () => {
     }
   });
 
+  test('an output file inside the scanned tree is refused (it would make the blob stale)', () => {
+    for (const out of [path.join(tree, 'in.psfs'), path.join(tree, 'a', 'b', 'in.psfs')]) {
+      const r = vrift(['blob', tree, '-o', out]);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(/^vrift: writing PSFS blob .*in\.psfs: the file would be inside the tree it describes .*; write it outside that directory\n$/);
+      expect(fs.existsSync(out)).toBe(false);
+    }
+  });
+
   test('usage errors exit 2 with one line', () => {
     const noOut = vrift(['blob', tree]);
     expect(noOut.status).toBe(2);

@@ -1,3 +1,4 @@
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { VriftError, EXIT } from '../../errors';
@@ -69,6 +70,15 @@ export const blobCommand: CommandModule<object, BlobArgs> = {
     const tree = await scanHostTree(argv.dir, { uid: argv.uid, gid: argv.gid });
     const flags = (argv['dev-runtime'] ? F.H_DEV_RUNTIME : 0) | (argv['check-root-mtime'] ? F.H_CHECK_ROOT_MTIME : 0);
     const file = path.resolve(argv.output);
+    // Writing the blob into the tree it describes would change that tree
+    // (a new name, the directory's mtime and size) and make the blob stale.
+    const outDir = await fsp.realpath(path.dirname(file), { encoding: 'buffer' }).catch(() => undefined);
+    const root = tree.roots[0];
+    if (outDir && (outDir.equals(root) || (outDir.length > root.length && outDir[root.length] === 0x2f && outDir.subarray(0, root.length).equals(root)))) {
+      throw new VriftError(`writing PSFS blob ${file}: the file would be inside the tree it describes (${argv.dir}); write it outside that directory`, {
+        exitCode: EXIT.usage,
+      });
+    }
     const r = await writeBlobFile(file, { ...tree, flags });
     const summary: BlobSummary = {
       outcome: 'written',
