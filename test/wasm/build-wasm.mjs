@@ -54,13 +54,15 @@ for (const [name, p] of Object.entries(sources)) {
   files[name] = readFileSync(p);
 }
 
+// The compiler's version is part of the cache key. Its package.json is not
+// exported, so find it from the entry point (gen/bundle.js -> package root).
 const require = createRequire(import.meta.url);
-let clangVersion = 'unknown';
+let clangVersion;
 try {
-  clangVersion = JSON.parse(readFileSync(join(dirname(require.resolve('@yowasp/clang/package.json')), 'package.json'), 'utf8')).version;
-} catch {
-  // package.json not exported: hash the bundle path instead (version is in it).
-  clangVersion = 'unresolved';
+  const pkgDir = resolve(dirname(require.resolve('@yowasp/clang')), '..');
+  clangVersion = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')).version;
+} catch (err) {
+  fail(`building the wasm reader: @yowasp/clang is not installed (${err.message}); run \`npm ci\``);
 }
 const h = createHash('sha256');
 h.update(JSON.stringify({ flags, clangVersion }));
