@@ -274,6 +274,10 @@ function cases(): Case[] {
     ['@/c0', true, 'PASS'],
     ['@/priv', false, 'HIT', '/priv'],
     ['@/priv/', false, 'HIT', '/priv'],
+    ['@/priv/.', false, 'PASS'], // "." is looked up inside priv: needs search permission on it
+    ['@/noexec/.', true, 'PASS'],
+    ['@/d/.', false, 'HIT', '/d'],
+    ['@/d/sub/.', true, 'HIT', '/d/sub'],
     ['@/priv/x', false, 'PASS'],
     ['@/priv/sub', true, 'PASS'],
     ['@/priv/missing', false, 'PASS'],
