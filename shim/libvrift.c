@@ -294,8 +294,10 @@ static void fill_statx(const struct vrift_state *s, const struct psfs_entry *e,
 }
 
 /* Answer from the blob.  Returns 1 with *rc set (0, or -1 and errno), or 0
- * to pass through.  `x` selects statx output instead of struct stat. */
-static inline int hot(const struct vrift_state *s, const char *path,
+ * to pass through.  `x` selects statx output instead of struct stat.
+ * noinline: keeps the 4 KiB scratch out of the wrappers' frames, so a
+ * passthrough call runs the real function at its usual stack depth. */
+static __attribute__((noinline)) int hot(const struct vrift_state *s, const char *path,
 		      int nofollow, void *buf, int x, int *rc)
 {
 	char scratch[PSFS_PATH_MAX];   /* stack, not TLS or heap: reentrant */
