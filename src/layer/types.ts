@@ -164,7 +164,7 @@ export interface BuildVriftLayerResult {
   stats: TreeStats;
   /**
    * Paths whose st_size/st_blocks in the blob are estimates the builder cannot
-   * know (directories larger than one ext4 block, files > 512 MiB): see
+   * know (directories with more than 5120 bytes of ext4 entries, files > 512 MiB): see
    * src/tree/README.md. Empty for most trees.
    */
   uncertain: Buffer[];
