@@ -321,8 +321,10 @@ describe('bad input through the CLI: one clear line, exit code != 0, nothing lef
     mkdirSync(path.join(mk('up-link2'), 'sub'));
     execFileSync('ln', ['-s', '../../x', path.join(bad, 'up-link2', 'sub', 'x')]);
     mk('good');
-    mkdirSync(path.join(bad, 'cache'), { mode: 0o777 });
-    chmodSync(path.join(bad, 'cache'), 0o777);
+    for (const d of ['cache', 'nobody-out']) {
+      mkdirSync(path.join(bad, d), { mode: 0o777 });
+      chmodSync(path.join(bad, d), 0o777); // writable for the cases run as nobody
+    }
     const closed = mk('closed');
     chmodSync(closed, 0o700);
     const f = path.join(mk('unreadable-file'), 'secret.py');
@@ -350,6 +352,7 @@ describe('bad input through the CLI: one clear line, exit code != 0, nothing lef
     { name: 'nested symlink leaving the source', args: (b) => ['--base', `docker-archive:${b}/base.tar`, '--add', `${b}/up-link2:/vrift/x`], expect: (b) => new RegExp(`${b}/up-link2/sub/x`) },
     { name: 'malformed SOURCE_DATE_EPOCH', env: { SOURCE_DATE_EPOCH: '17e8' }, args: (b) => ['--base', `docker-archive:${b}/base.tar`, '--add', `${b}/good:/vrift/x`], expect: () => /^vrift: reading SOURCE_DATE_EPOCH: "17e8" is not/ },
     { name: 'output directory missing', args: (b) => ['--base', `docker-archive:${b}/base.tar`, '--add', `${b}/good:/vrift/x`, '--output', `${b}/no-dir/out.tar`], expect: (b) => new RegExp(`writing ${b}/no-dir/out.tar: directory ${b}/no-dir does not exist`) },
+    { name: 'output directory not writable', asNobody: true, args: (b) => ['--base', `docker-archive:${b}/base.tar`, '--add', `${b}/good:/vrift/x`, '--output', `${b}/out.tar`], expect: (b) => new RegExp(`writing ${b}/out.tar: directory ${b} is not writable by this user`) },
     { name: 'neither --load nor --output', exit: 2, noSinks: true, args: (b) => ['--base', `docker-archive:${b}/base.tar`, '--add', `${b}/good:/vrift/x`], expect: () => /^vrift: Say where the image goes: --load, --output <file.tar>, or both\.$/ },
   ];
 
@@ -370,7 +373,7 @@ describe('bad input through the CLI: one clear line, exit code != 0, nothing lef
   });
 
   test.each(cases)('$name', (c) => {
-    const out = path.join(bad, 'out.tar');
+    const out = path.join(bad, c.asNobody ? 'nobody-out' : '', 'out.tar');
     const args = ['build', '--quiet', '--tag', BAD_TAG, '--cache-dir', path.join(bad, 'cache'), ...c.args(bad)];
     if (!c.noSinks) args.push('--load', ...(args.includes('--output') ? [] : ['--output', out]));
     const r = vrift(args, { env: env(c.env ?? {}), ...(c.asNobody ? { uid: 65534, gid: 65534 } : {}) });
@@ -381,7 +384,7 @@ describe('bad input through the CLI: one clear line, exit code != 0, nothing lef
     expect(lines[0]).toMatch(c.expect(bad));
     expect(r.stdout).toBe('');
     expect(existsSync(out)).toBe(false);
-    expect(readdirSync(bad).filter((f) => f.includes('vrift-tmp'))).toEqual([]);
+    expect(readdirSync(path.dirname(out)).filter((f) => f.includes('vrift-tmp'))).toEqual([]);
     expect(imageExists(BAD_TAG)).toBe(false);
   });
 });
