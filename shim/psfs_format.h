@@ -3,7 +3,7 @@
  * psfs_format.h - PSFS v1 (Provably-Side-Effect-Free Stat) metadata blob.
  *
  * The single source of truth for the on-disk layout.  src/blob/format.ts
- * mirrors every constant and offset here; test/blob/format-drift.test.ts
+ * mirrors every constant and offset here; test/blob/formatDrift.test.ts
  * compiles this header to WebAssembly and fails when the two disagree.
  * docs/psfs-format.md explains the format in prose.
  *
