@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -180,6 +181,13 @@ static void probe(const char *p)
 	errno = 0;
 	r = syscall(SYS_close, -1);
 	printf("syscall(close,-1) rc=%ld err=%s\n", r, ename(errno));
+	/* All six argument registers reach the kernel (mmap uses the sixth). */
+	long m = syscall(SYS_mmap, 0L, 8192L, (long)PROT_READ, (long)(MAP_PRIVATE | MAP_ANONYMOUS), -1L, 4096L);
+	printf("syscall(mmap,6 args) err=%s\n", m == -1 ? ename(errno) : "none");
+	if (m != -1)
+		munmap((void *)m, 8192);
+	m = syscall(SYS_mmap, 0L, 8192L, (long)PROT_READ, (long)(MAP_PRIVATE | MAP_ANONYMOUS), -1L, 4095L);
+	printf("syscall(mmap,unaligned offset) rc=%ld err=%s\n", m, ename(errno));
 }
 
 int main(void)
