@@ -58,7 +58,11 @@ if ! apt-cache show --no-all-versions "${pkgs[@]}" >/dev/null 2>&1; then
   vrift_apt_update_once
 fi
 mkdir -m 755 "$work/debs" "$work/root"
-(cd "$work/debs" && vrift_run_logged apt-download apt-get download "${pkgs[@]}")
+# Stale package lists point at versions the mirror no longer has: update once and retry.
+if ! (cd "$work/debs" && apt-get download -q "${pkgs[@]}" >/dev/null 2>&1); then
+  vrift_apt_update_once
+  (cd "$work/debs" && vrift_run_logged apt-download apt-get download "${pkgs[@]}")
+fi
 for deb in "$work"/debs/*.deb; do dpkg -x "$deb" "$work/root"; done
 src="$work/root/usr/lib/python3/dist-packages"
 [ -d "$src" ] || demo_die "unpacking $PACKAGES: no usr/lib/python3/dist-packages in them; choose pure-Python python3-* packages"
