@@ -8,7 +8,8 @@
 // node_modules-like paths), writes its blob with `vrift blob`, then runs
 // shim/build/bench-shim once under LD_PRELOAD. In that one process, rounds
 // alternate libc's own stat ("kernel stat") and the interposed stat, so VM
-// noise hits both alike; medians over ROUNDS rounds, and the cold overhead
+// noise hits both alike (time = the thread's CPU time, so preemption by
+// other processes is not counted); medians over ROUNDS rounds, and the cold overhead
 // as the median of per-round paired ratios; plus psfs_resolve alone (the
 // shim's decision cost, no syscall), which bounds the cold overhead
 // without the machine's noise.
@@ -83,7 +84,7 @@ try {
   ];
   const w = 31;
   const line = (label, a, b) => console.log(`${label.padEnd(w)}${a.padStart(16)}${b.padStart(14)}`);
-  console.log(`shim bench: stat(2) ns/call, medians of ${ROUNDS} paired rounds (one process)`);
+  console.log(`shim bench: stat(2) ns/call (thread CPU time), medians of ${ROUNDS} paired rounds (one process)`);
   line('', '10k working set', 'single path');
   for (const [label, list, who] of rows) line(label, r[list].ws[who].toFixed(1), r[list].single[who].toFixed(1));
   const speed = (list, kind) => (r[list][kind].kernel / r[list][kind].shim).toFixed(1) + 'x';
