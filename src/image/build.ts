@@ -88,6 +88,8 @@ export interface BuildResult {
   created: string;
   layers: BuiltLayer[];
   stats: Omit<TreeStats, 'bytes'> & { bytes: number; blobBytes: number; seconds: number };
+  /** Wall-clock seconds per phase: tree (plan, hash, tree+shim layers), base (read/export), output (archive), load (engine). */
+  timings: { tree: number; base: number; output: number; load: number };
 }
 
 /**
@@ -108,6 +110,13 @@ export function treeCreatedBy(adds: TreeAdd[], chown?: { uid: number; gid: numbe
  */
 export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
   const t0 = process.hrtime.bigint();
+  const timings = { tree: 0, base: 0, output: 0, load: 0 };
+  let mark = process.hrtime.bigint();
+  const lap = (phase: keyof typeof timings): void => {
+    const now = process.hrtime.bigint();
+    timings[phase] += Number(now - mark) / 1e9;
+    mark = now;
+  };
   const tag = parseReference(o.tag, '--tag');
   if (tag.digest) throw new VriftError(`parsing --tag ${o.tag}: a tag cannot carry a digest; use name:tag`);
   const tagName = `${tag.name}:${tag.tag ?? 'latest'}`;
@@ -146,6 +155,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
     const s = tree.stats;
     o.log(`tree: ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks, ${s.bytes} bytes, ${s.casObjects} CAS objects (dedup ${s.dedupRatio.toFixed(3)}x), hashed ${s.hashMisses}, cached ${s.hashHits}`);
     o.log(`blob: ${tree.blob.length} bytes, ${tree.blobDigest}`);
+    lap('tree');
 
     o.log(`reading base ${o.base.raw}`);
     source = await openSource(o.base, o.docker, work);
@@ -161,6 +171,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       throw new VriftError(`building on ${o.base.raw}: the base image is ${baseConfig.os ?? 'linux'}/${baseArch} but the shim is built for ${shim.arch}; use a ${shim.arch} base or build the shim for ${baseArch}`);
     }
 
+    lap('base');
     const created = rfc3339(o.sourceDateEpoch ?? 0);
     const shimLayer = layerFromFile(shimLayerFile);
     const treeLayer = layerFromFile(tree.layer);
@@ -183,6 +194,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       o.log(`writing docker-archive ${o.output}`);
       written = await writeDockerArchive(image, o.output, archiveOpts);
       wroteOutput = true;
+      lap('output');
     }
     if (o.load) {
       const full = async (): Promise<WrittenArchive> => written ?? writeDockerArchive(image, path.join(work, 'image.tar'), archiveOpts);
@@ -205,6 +217,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
         await loadIntoDaemon(o.docker(), f.path, tagName, [f.configDigest, f.manifestDigest]);
         loaded = true;
       }
+      lap('load');
     }
     const configDigest = await configDigestOf(image);
     const manifestDigest = sha256Digest(await image.rawManifest());
@@ -223,7 +236,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       });
     }
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    o.log(`built ${tagName} ${configDigest} in ${seconds.toFixed(2)} s`);
+    o.log(`built ${tagName} ${configDigest} in ${seconds.toFixed(2)} s (tree ${timings.tree.toFixed(2)} s, base ${timings.base.toFixed(2)} s, output ${timings.output.toFixed(2)} s, load ${timings.load.toFixed(2)} s)`);
     return {
       outcome: 'success',
       tag: tagName,
@@ -237,6 +250,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       created,
       layers: built,
       stats: { ...s, bytes: Number(s.bytes), blobBytes: tree.blob.length, seconds },
+      timings: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Number(v.toFixed(3))])) as BuildResult['timings'],
     };
   } catch (err) {
     if (loaded) await removeFromDaemon(o.docker(), tagName).catch(() => undefined);

@@ -74,6 +74,7 @@ interface Summary {
   manifestDigest: string;
   blobDigest: string;
   layers: { role: string; digest: string; diffID: string; size: number; mediaType: string }[];
+  timings: { tree: number; base: number; output: number; load: number };
   stats: { files: number; dirs: number; symlinks: number; bytes: number; casObjects: number; dedupRatio: number; hashHits: number; hashMisses: number; blobBytes: number; seconds: number };
 }
 
@@ -139,6 +140,7 @@ beforeAll(async () => {
   report.buildSeconds = Number(buildSeconds.toFixed(2));
   report.layers = summary.layers.map((l) => ({ role: l.role, size: l.size }));
   report.tree = summary.stats;
+  report.timings = summary.timings;
 });
 
 afterAll(async () => {
@@ -264,6 +266,7 @@ describe('vrift build on a real package (python3-pygments) and a real engine', (
     expect(s.configDigest).toBe(summary.configDigest);
     expect(s.manifestDigest).toBe(summary.manifestDigest);
     expect(s.layers).toEqual(summary.layers);
+    expect(Object.keys(s.timings).sort()).toEqual(['base', 'load', 'output', 'tree']);
     expect(readFileSync(out).equals(readFileSync(outTar))).toBe(true);
     await fsp.rm(baseTar, { force: true });
     await fsp.rm(out, { force: true });
