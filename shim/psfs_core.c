@@ -217,6 +217,12 @@ int psfs_view_init(struct psfs_view *v, const void *base, uint64_t size)
 	v->seed = h->hash_seed;
 	v->root_count = h->root_count;
 	v->flags = h->flags;
+	for (uint32_t i = 0; i < h->root_count; i++) {
+		uint32_t f = fnv_init(h->hash_seed);
+		for (uint32_t j = 0; j < roots[i].path_len; j++)
+			f = fnv_step(f, strings[roots[i].path_off + j]);
+		v->root_fnv[i] = f;
+	}
 	return 0;
 }
 
@@ -430,9 +436,7 @@ static int scan_clean(const struct psfs_view *v, const uint8_t *p, int r,
 		      struct clean *c)
 {
 	uint32_t rl = v->roots[r].path_len;
-	uint32_t h = fnv_init(v->seed);
-	for (uint32_t i = 0; i < rl; i++)
-		h = fnv_step(h, p[i]);
+	uint32_t h = v->root_fnv[r];   /* p[0..rl) is the root: hashed at init */
 	uint32_t i = rl, slash = rl, hslash = h;
 	for (;; i++) {
 		uint8_t ch = p[i];

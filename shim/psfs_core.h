@@ -29,6 +29,11 @@ struct psfs_view {
 	const uint8_t *strings;
 	uint64_t strings_size;
 	uint32_t entry_count, bucket_mask, max_probe, seed, root_count, flags;
+	/* Added after v1 was agreed (reader-side only, not on disk): the
+	 * FNV-1a state of psfs_hash after roots[i]'s bytes, before the
+	 * finalizer.  Every domain path starts with a root, so the hot path
+	 * hashes only the bytes after it. */
+	uint32_t root_fnv[PSFS_MAX_ROOTS];
 };
 
 /*
