@@ -1,4 +1,4 @@
-import { crc32 } from 'node:zlib';
+import { crc32 } from './crc32';
 import { VriftError } from '../errors';
 import * as F from './format';
 import { isNormalizedPath, type BlobEntry } from './writer';
