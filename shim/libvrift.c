@@ -50,6 +50,8 @@
 #define V_AT_STATX_DONT_SYNC 0x4000
 #define V_O_RDONLY 0
 #define V_O_CLOEXEC 02000000
+#define V_O_NONBLOCK 04000
+#define V_O_NOCTTY 0400
 #define V_PROT_READ 1
 #define V_MAP_PRIVATE 2
 #define V_S_IFMT 0170000u
@@ -576,7 +578,10 @@ static int ancestors_searchable(const struct psfs_view *v)
  * open/mmap could be interposed by something that stats. */
 static int load_blob(struct vrift_state *s, const char *file)
 {
-	long fd = RAW(SYS_openat, V_AT_FDCWD, file, V_O_RDONLY | V_O_CLOEXEC, 0, 0, 0);
+	/* O_NONBLOCK: a FIFO (or device) named by VRIFT_BLOB must not block
+	 * the process in its constructor; fstat then rejects it. */
+	long fd = RAW(SYS_openat, V_AT_FDCWD, file,
+		      V_O_RDONLY | V_O_CLOEXEC | V_O_NONBLOCK | V_O_NOCTTY, 0, 0, 0);
 	if (fd < 0)
 		return -1;
 	struct kstat st;
