@@ -3,6 +3,7 @@ import { VriftError, EXIT } from '../errors';
 import { blobCommand } from './commands/blob';
 import { shimPathCommand } from './commands/shimPath';
 import { buildCommand } from './commands/build';
+import { inspectCommand } from './commands/inspect';
 
 /**
  * Entry point of the `vrift` CLI.
@@ -22,6 +23,7 @@ export async function main(argv: string[]): Promise<void> {
       .command(buildCommand)
       .command(blobCommand)
       .command(shimPathCommand)
+      .command(inspectCommand)
       .fail((msg, err) => {
         if (err) throw err;
         throw new VriftError(msg, { exitCode: EXIT.usage });

@@ -33,6 +33,15 @@ export async function inspectShim(p: string): Promise<ShimInfo> {
   } catch (err) {
     throw new VriftError(`reading the shim ${p}: ${(err as Error).message}; run \`npm run build\``, { cause: err });
   }
+  return describeShim(buf, p);
+}
+
+/**
+ * Facts about shim bytes already in memory (e.g. read from an image layer).
+ * @param p names the shim in the result and in errors
+ * @throws VriftError when the bytes are not an ELF shared object
+ */
+export function describeShim(buf: Buffer, p: string): ShimInfo {
   if (buf.length < 64 || buf.readUInt32BE(0) !== 0x7f454c46) throw new VriftError(`reading the shim ${p}: not an ELF file; run \`npm run build\``);
   const little = buf[5] === 1;
   const type = little ? buf.readUInt16LE(16) : buf.readUInt16BE(16);

@@ -1,0 +1,213 @@
+/**
+ * Reading what vrift put into an image: which layers carry the shim and the
+ * /vrift tree, the PSFS blob that is visible in the final filesystem, the
+ * shim bytes, and every /vrift path each layer's tar headers name.
+ *
+ * Used by `vrift inspect` (report) and by `vrift build` on a base that
+ * already carries a vrift tree (merge, src/image/build.ts). Layer bodies are
+ * streamed once through tar-stream; only the blob and the shim (both small)
+ * are kept in memory.
+ */
+import { createHash } from 'node:crypto';
+import * as tar from 'tar-stream';
+import { VriftError } from '../errors';
+import { normalizeMemberName } from '../image/files';
+import type { Image, Layer } from '../image/types';
+import { BLOB_IMAGE_PATH, SHIM_IMAGE_PATH, VRIFT_ROOT } from '../layer/types';
+
+/** Label keys (mirrors src/image/build.ts, kept here to avoid an import cycle). */
+export const LABEL_BLOB_DIGEST = 'dev.vrift.blob.digest';
+export const LABEL_VERSION = 'dev.vrift.version';
+
+/** Most bytes kept in memory for the blob or the shim (anything larger is refused). */
+const MAX_KEPT = 1 << 30;
+
+/** Tar type letters kept per path: d(irectory), f(ile), l(symlink), h(ardlink), w(hiteout), o(ther). */
+export type PathKind = 'd' | 'f' | 'l' | 'h' | 'w' | 'o';
+
+/** What one layer holds that matters to vrift. Sizes in bytes. */
+export interface LayerScan {
+  /** 0-based, base first. */
+  index: number;
+  digest: string;
+  diffID: string;
+  size: number;
+  mediaType: string;
+  /** `shim`: has usr/lib/vrift/libvrift.so; `tree`: has /vrift paths or the blob; `base`: neither. */
+  role: 'base' | 'shim' | 'tree';
+  /** Absolute paths under /vrift (the root included) named by this layer's tar headers. */
+  vriftPaths: Map<string, PathKind>;
+  /** The blob bytes when this layer has /usr/lib/vrift/psfs.blob. */
+  blob?: Buffer;
+  /** The shim bytes when this layer has /usr/lib/vrift/libvrift.so. */
+  shim?: Buffer;
+}
+
+/** An image read for vrift's purposes. */
+export interface VriftImageScan {
+  layers: LayerScan[];
+  /** The blob visible in the final filesystem (topmost layer that has one), if any. */
+  blob?: Buffer;
+  blobDigest?: string;
+  /** Index of the layer the visible blob comes from. */
+  blobLayer?: number;
+  /** The shim visible in the final filesystem, if any. */
+  shim?: Buffer;
+  shimLayer?: number;
+  /** Config label dev.vrift.blob.digest, if set. */
+  labelBlobDigest?: string;
+  labelVersion?: string;
+  /** Destinations recorded by `vrift build` in the config history (`--add <dest>`). */
+  historyDests: string[];
+}
+
+const BLOB_NAME = BLOB_IMAGE_PATH.slice(1);
+const SHIM_NAME = SHIM_IMAGE_PATH.slice(1);
+const ROOT_NAME = VRIFT_ROOT.slice(1);
+
+function kindOf(type: string | null | undefined, base: string): PathKind {
+  if (base.startsWith('.wh.')) return 'w';
+  switch (type) {
+    case 'directory':
+      return 'd';
+    case 'file':
+    case 'contiguous-file':
+      return 'f';
+    case 'symlink':
+      return 'l';
+    case 'link':
+      return 'h';
+    default:
+      return 'o';
+  }
+}
+
+/**
+ * Stream one layer's uncompressed tar and collect its /vrift paths, blob and shim.
+ * @throws VriftError when the layer cannot be read or is not a tar
+ */
+export async function scanLayer(layer: Layer, index: number, what: string): Promise<LayerScan> {
+  const vriftPaths = new Map<string, PathKind>();
+  let blob: Buffer | undefined;
+  let shim: Buffer | undefined;
+  const input = await layer.openUncompressed();
+  const extract = tar.extract();
+  await new Promise<void>((resolve, reject) => {
+    extract.on('entry', (header, stream, next) => {
+      const name = normalizeMemberName(header.name);
+      const keep = name === BLOB_NAME || name === SHIM_NAME;
+      if (name !== null && (name === ROOT_NAME || name.startsWith(`${ROOT_NAME}/`))) {
+        const base = name.slice(name.lastIndexOf('/') + 1);
+        vriftPaths.set(`/${name}`, kindOf(header.type, base));
+      }
+      if (keep && (header.type === 'file' || header.type === 'contiguous-file') && header.size <= MAX_KEPT) {
+        const chunks: Buffer[] = [];
+        stream.on('data', (c: unknown) => chunks.push(c as Buffer));
+        stream.on('end', () => {
+          if (name === BLOB_NAME) blob = Buffer.concat(chunks);
+          else shim = Buffer.concat(chunks);
+          next();
+        });
+        return;
+      }
+      stream.on('end', () => next());
+      stream.resume();
+    });
+    extract.on('finish', () => resolve());
+    extract.on('error', reject);
+    input.on('error', (err) => extract.destroy(err));
+    input.pipe(extract as unknown as NodeJS.WritableStream);
+  }).catch((err: Error) => {
+    if (err instanceof VriftError) throw err;
+    throw new VriftError(`reading ${what}: ${err.message}; the image is corrupt or not readable`, { cause: err });
+  });
+  const role = shim ? 'shim' : blob || vriftPaths.size > 0 ? 'tree' : 'base';
+  return {
+    index,
+    digest: await layer.digest(),
+    diffID: await layer.diffID(),
+    size: await layer.size(),
+    mediaType: await layer.mediaType(),
+    role,
+    vriftPaths,
+    blob,
+    shim,
+  };
+}
+
+/** Destinations named by `vrift build --add <dest>` history entries (src/image/build.ts treeCreatedBy). */
+export function destsFromHistory(createdBy: (string | undefined)[]): string[] {
+  const out: string[] = [];
+  for (const c of createdBy) {
+    if (!c || !c.startsWith('vrift build')) continue;
+    for (const m of c.matchAll(/--add (\S+)/g)) out.push(m[1]);
+  }
+  return out;
+}
+
+/**
+ * Scan every layer of `image` (base first).
+ * @param where names the image in errors, e.g. `docker-archive:app.tar`
+ * @param onLayer called before each layer is read (progress)
+ * @throws VriftError when a layer cannot be read
+ */
+export async function scanImage(image: Image, where: string, onLayer?: (i: number, n: number) => void): Promise<VriftImageScan> {
+  const config = await image.config();
+  const layers = await image.layers();
+  const scans: LayerScan[] = [];
+  for (let i = 0; i < layers.length; i++) {
+    onLayer?.(i, layers.length);
+    scans.push(await scanLayer(layers[i], i, `layer ${i + 1} of ${where}`));
+  }
+  const r: VriftImageScan = {
+    layers: scans,
+    labelBlobDigest: config.config?.Labels?.[LABEL_BLOB_DIGEST],
+    labelVersion: config.config?.Labels?.[LABEL_VERSION],
+    historyDests: destsFromHistory((config.history ?? []).map((h) => h.created_by)),
+  };
+  for (let i = scans.length - 1; i >= 0; i--) {
+    if (r.blob === undefined && scans[i].blob) {
+      r.blob = scans[i].blob;
+      r.blobLayer = i;
+    }
+    if (r.shim === undefined && scans[i].shim) {
+      r.shim = scans[i].shim;
+      r.shimLayer = i;
+    }
+  }
+  if (r.blob) r.blobDigest = `sha256:${createHash('sha256').update(r.blob).digest('hex')}`;
+  return r;
+}
+
+/**
+ * The /vrift paths of the final filesystem, from the layers' tar headers
+ * (whiteouts applied, opaque directories honoured), each with the number of
+ * layers that hold it as a directory (overlayfs reports st_nlink 1 for a
+ * directory present in more than one layer).
+ */
+export function mergedVriftPaths(layers: LayerScan[]): Map<string, { kind: PathKind; dirLayers: number }> {
+  const out = new Map<string, { kind: PathKind; dirLayers: number }>();
+  const removeUnder = (dir: string, keepSelf: boolean): void => {
+    for (const k of [...out.keys()]) if (k.startsWith(`${dir}/`) || (!keepSelf && k === dir)) out.delete(k);
+  };
+  for (const l of layers) {
+    // Whiteouts first: they apply to lower layers only.
+    for (const [p, kind] of l.vriftPaths) {
+      if (kind !== 'w') continue;
+      const dir = p.slice(0, p.lastIndexOf('/'));
+      const base = p.slice(p.lastIndexOf('/') + 1);
+      if (base === '.wh..wh..opq') removeUnder(dir, true);
+      else removeUnder(`${dir}/${base.slice(4)}`, false);
+    }
+    for (const [p, kind] of l.vriftPaths) {
+      if (kind === 'w') continue;
+      const prev = out.get(p);
+      if (kind === 'd') out.set(p, { kind, dirLayers: prev?.kind === 'd' ? prev.dirLayers + 1 : 1 });
+      else {
+        if (prev?.kind === 'd') removeUnder(p, true);
+        out.set(p, { kind, dirLayers: 0 });
+      }
+    }
+  }
+  return out;
+}

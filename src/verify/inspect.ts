@@ -1,0 +1,179 @@
+/**
+ * `vrift inspect <image>`: what vrift put into an image, read from the image
+ * itself (layers' tar headers, the visible PSFS blob, the shim's ELF header),
+ * never from a build log.
+ */
+import type Docker from 'dockerode';
+import * as F from '../blob/format';
+import { decodeBlob } from '../blob/reader';
+import { VriftError } from '../errors';
+import { sha256Digest } from '../image/digest';
+import { describeShim } from '../image/shimInfo';
+import { openSource, type SourceRef } from '../image/source';
+import { SHIM_IMAGE_PATH } from '../layer/types';
+import { scanImage } from './imageScan';
+
+/** One layer in the report. Sizes in bytes (stored, i.e. compressed when the media type says so). */
+export interface InspectLayer {
+  index: number;
+  role: 'base' | 'shim' | 'tree';
+  digest: string;
+  diffID: string;
+  size: number;
+  mediaType: string;
+  /** /vrift paths this layer's tar headers name. */
+  vriftPaths: number;
+  /** Whether this layer holds /usr/lib/vrift/psfs.blob. */
+  hasBlob: boolean;
+}
+
+/** The JSON `vrift inspect --json` prints. */
+export interface InspectReport {
+  image: string;
+  configDigest: string;
+  manifestDigest: string;
+  /** Config label dev.vrift.version, when set. */
+  vriftVersion: string | null;
+  layers: InspectLayer[];
+  blob: null | {
+    digest: string;
+    size: number;
+    /** 0-based index of the layer the visible blob comes from. */
+    layer: number;
+    /** Config label dev.vrift.blob.digest (null when absent) and whether it equals `digest`. */
+    label: string | null;
+    labelMatches: boolean;
+    flags: string[];
+    roots: string[];
+    entries: number;
+    files: number;
+    dirs: number;
+    symlinks: number;
+    casObjects: number;
+  };
+  /** Logical bytes of tree files vs bytes of CAS objects, from the blob. */
+  dedup: null | { logicalBytes: number; casBytes: number; ratio: number };
+  shim: null | { path: string; layer: number; arch: string; libc: string; size: number; sha256: string };
+}
+
+const S_IFMT = 0o170000;
+
+/**
+ * Inspect an image from any `--base` transport.
+ * @throws VriftError when the image cannot be read, has no vrift layers, or its blob does not decode
+ */
+export async function inspectImage(src: SourceRef, docker: () => Docker, tmpRoot?: string): Promise<InspectReport> {
+  const opened = await openSource(src, docker, tmpRoot);
+  try {
+    const image = opened.image;
+    const scan = await scanImage(image, src.raw);
+    if (!scan.layers.some((l) => l.role !== 'base') && !scan.labelBlobDigest) {
+      throw new VriftError(`inspecting ${src.raw}: the image has no vrift layers (no /vrift tree, PSFS blob or shim) and no ${'dev.vrift.blob.digest'} label; build one with \`vrift build --base ${src.raw} --add <dir>:/vrift/<name> ...\``);
+    }
+    const report: InspectReport = {
+      image: src.raw,
+      configDigest: sha256Digest(await image.rawConfig()),
+      manifestDigest: sha256Digest(await image.rawManifest()),
+      vriftVersion: scan.labelVersion ?? null,
+      layers: scan.layers.map((l) => ({
+        index: l.index, role: l.role, digest: l.digest, diffID: l.diffID, size: l.size, mediaType: l.mediaType,
+        vriftPaths: l.vriftPaths.size, hasBlob: l.blob !== undefined,
+      })),
+      blob: null,
+      dedup: null,
+      shim: null,
+    };
+    if (scan.blob && scan.blobDigest !== undefined && scan.blobLayer !== undefined) {
+      let decoded;
+      try {
+        decoded = decodeBlob(scan.blob);
+      } catch (err) {
+        throw new VriftError(`inspecting ${src.raw}: the PSFS blob in layer ${scan.blobLayer + 1} does not decode (${(err as Error).message})`, { cause: err });
+      }
+      const roots = decoded.roots.map((r) => r.toString('utf8'));
+      const casPrefixes = decoded.roots.map((r) => `${r.toString('latin1')}/.cas/`);
+      let files = 0, dirs = 0, symlinks = 0, casObjects = 0;
+      let logical = 0n, cas = 0n;
+      for (const e of decoded.entries) {
+        const t = e.mode & S_IFMT;
+        const p = e.path.toString('latin1');
+        if (t === 0o040000) dirs++;
+        else if (t === 0o120000) symlinks++;
+        else if (t === 0o100000) {
+          if (casPrefixes.some((c) => p.startsWith(c))) {
+            casObjects++;
+            cas += e.size;
+          } else {
+            files++;
+            logical += e.size;
+          }
+        }
+      }
+      const flags = [
+        ...(decoded.header.flags & F.H_DEV_RUNTIME ? ['PSFS_H_DEV_RUNTIME'] : []),
+        ...(decoded.header.flags & F.H_CHECK_ROOT_MTIME ? ['PSFS_H_CHECK_ROOT_MTIME'] : []),
+      ];
+      report.blob = {
+        digest: scan.blobDigest,
+        size: scan.blob.length,
+        layer: scan.blobLayer,
+        label: scan.labelBlobDigest ?? null,
+        labelMatches: scan.labelBlobDigest === scan.blobDigest,
+        flags,
+        roots,
+        entries: decoded.entries.length,
+        files, dirs, symlinks, casObjects,
+      };
+      report.dedup = { logicalBytes: Number(logical), casBytes: Number(cas), ratio: cas === 0n ? 1 : Number(logical) / Number(cas) };
+    }
+    if (scan.shim && scan.shimLayer !== undefined) {
+      const info = describeShim(scan.shim, SHIM_IMAGE_PATH);
+      report.shim = { path: SHIM_IMAGE_PATH, layer: scan.shimLayer, arch: info.arch, libc: info.libc, size: info.size, sha256: info.sha256 };
+    }
+    return report;
+  } finally {
+    await opened.dispose().catch(() => undefined);
+  }
+}
+
+const short = (d: string): string => d.replace(/^sha256:/, '').slice(0, 12);
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const u = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < u.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${u[i]}`;
+}
+
+/** The report as a readable table (what `vrift inspect` prints without --json). */
+export function formatInspect(r: InspectReport): string {
+  const lines: string[] = [];
+  lines.push(`image      ${r.image}`);
+  lines.push(`config     ${r.configDigest}`);
+  lines.push(`manifest   ${r.manifestDigest}`);
+  if (r.vriftVersion) lines.push(`vrift      ${r.vriftVersion}`);
+  lines.push('');
+  lines.push('LAYER  ROLE  DIGEST        DIFFID        SIZE        /vrift PATHS');
+  for (const l of r.layers) {
+    const role = l.role === 'base' ? '-' : l.role;
+    lines.push(`${String(l.index + 1).padEnd(6)} ${role.padEnd(5)} ${short(l.digest).padEnd(13)} ${short(l.diffID).padEnd(13)} ${bytes(l.size).padEnd(11)} ${l.vriftPaths || ''}${l.hasBlob ? ' +blob' : ''}`);
+  }
+  lines.push('');
+  if (r.blob) {
+    const b = r.blob;
+    lines.push(`domain     ${b.roots.join(', ')}`);
+    lines.push(`entries    ${b.entries} (${b.files} files, ${b.dirs} dirs, ${b.symlinks} symlinks, ${b.casObjects} CAS objects)`);
+    lines.push(`blob       ${b.digest} (${bytes(b.size)}, layer ${b.layer + 1}, flags ${b.flags.join('|') || 'none'})`);
+    lines.push(`label      ${b.label ?? '(none)'} ${b.labelMatches ? '(matches the blob)' : '(DOES NOT match the blob)'}`);
+  } else {
+    lines.push('blob       none (no /usr/lib/vrift/psfs.blob in any layer)');
+  }
+  if (r.dedup) lines.push(`dedup      ${r.dedup.ratio.toFixed(3)}x (${bytes(r.dedup.logicalBytes)} of tree files in ${bytes(r.dedup.casBytes)} of CAS objects)`);
+  lines.push(r.shim ? `shim       ${r.shim.path} linux/${r.shim.arch} ${r.shim.libc}, ${r.shim.size} bytes, ${r.shim.sha256} (layer ${r.shim.layer + 1})` : 'shim       none');
+  return `${lines.join('\n')}\n`;
+}
