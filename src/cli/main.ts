@@ -4,6 +4,7 @@ import { blobCommand } from './commands/blob';
 import { shimPathCommand } from './commands/shimPath';
 import { buildCommand } from './commands/build';
 import { inspectCommand } from './commands/inspect';
+import { verifyCommand } from './commands/verify';
 
 /**
  * Entry point of the `vrift` CLI.
@@ -24,6 +25,7 @@ export async function main(argv: string[]): Promise<void> {
       .command(blobCommand)
       .command(shimPathCommand)
       .command(inspectCommand)
+      .command(verifyCommand)
       .fail((msg, err) => {
         if (err) throw err;
         throw new VriftError(msg, { exitCode: EXIT.usage });
