@@ -3,6 +3,7 @@ import { VriftError, EXIT } from '../errors';
 import { blobCommand } from './commands/blob';
 import { shimPathCommand } from './commands/shimPath';
 import { buildCommand } from './commands/build';
+import { layerCommand } from './commands/layer';
 import { inspectCommand } from './commands/inspect';
 import { verifyCommand } from './commands/verify';
 
@@ -24,6 +25,7 @@ export async function main(argv: string[]): Promise<void> {
       .command(buildCommand)
       .command(blobCommand)
       .command(shimPathCommand)
+      .command(layerCommand)
       .command(inspectCommand)
       .command(verifyCommand)
       .fail((msg, err) => {

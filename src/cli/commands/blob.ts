@@ -5,6 +5,7 @@ import { VriftError, EXIT } from '../../errors';
 import * as F from '../../blob/format';
 import { scanHostTree } from '../../blob/hostTree';
 import { writeBlobFile } from '../../blob/writer';
+import { imageModeTree } from './layer';
 
 /** Parsed arguments of `vrift blob`. */
 export interface BlobArgs {
@@ -14,6 +15,7 @@ export interface BlobArgs {
   gid?: number;
   'dev-runtime': boolean;
   'check-root-mtime': boolean;
+  'image-mode': boolean;
 }
 
 /** JSON document `vrift blob` prints on stdout on success. */
@@ -57,6 +59,11 @@ export const blobCommand: CommandModule<object, BlobArgs> = {
         default: false,
         describe: "Set PSFS_H_CHECK_ROOT_MTIME: the shim rejects the blob when the root's real mtime differs",
       })
+      .option('image-mode', {
+        type: 'boolean',
+        default: false,
+        describe: 'Image identity policy for a tree inside an image build: synthetic st_ino (hardlinks share it), atime = ctime = mtime; implies --dev-runtime --check-root-mtime',
+      })
       .example('$0 blob ./tree -o tree.psfs', 'Blob for ./tree with the real lstat values')
       .example('$0 blob /vrift -o /usr/lib/vrift/psfs.blob --uid 0 --gid 0', 'Record every path as owned by root')
       .example('$0 blob /vrift -o psfs.blob --dev-runtime --check-root-mtime', 'Let the shim take st_dev from the real root and detect drift') as unknown as Argv<BlobArgs>,
@@ -67,8 +74,9 @@ export const blobCommand: CommandModule<object, BlobArgs> = {
         throw new VriftError(`writing PSFS blob: --${k} must be an integer`, { exitCode: EXIT.usage });
       }
     }
-    const tree = await scanHostTree(argv.dir, { uid: argv.uid, gid: argv.gid });
-    const flags = (argv['dev-runtime'] ? F.H_DEV_RUNTIME : 0) | (argv['check-root-mtime'] ? F.H_CHECK_ROOT_MTIME : 0);
+    const scanned = await scanHostTree(argv.dir, { uid: argv.uid, gid: argv.gid });
+    const tree = argv['image-mode'] ? imageModeTree(scanned) : scanned; // src/cli/commands/layer.ts
+    const flags = (tree.flags ?? 0) | (argv['dev-runtime'] ? F.H_DEV_RUNTIME : 0) | (argv['check-root-mtime'] ? F.H_CHECK_ROOT_MTIME : 0);
     const file = path.resolve(argv.output);
     // Writing the blob into the tree it describes would change that tree
     // (a new name, the directory's mtime and size) and make the blob stale.
