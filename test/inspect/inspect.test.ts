@@ -1,0 +1,114 @@
+/**
+ * `vrift inspect` against images the real CLI built, read through each
+ * transport (docker-archive, docker-daemon, OCI layout written by skopeo).
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { promises as fsp, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { BASE_IMAGE, ROOT, sh, vrift } from '../e2e/helpers';
+import { buildFixture, type BuiltFixture } from '../verify/fixture';
+
+jest.setTimeout(300_000);
+
+let fx: BuiltFixture;
+
+beforeAll(() => {
+  fx = buildFixture('inspect');
+});
+
+afterAll(async () => {
+  if (fx) {
+    spawnSync('docker', ['rmi', '-f', fx.tag], { stdio: 'ignore' });
+    await fsp.rm(fx.work, { recursive: true, force: true });
+  }
+});
+
+interface Report {
+  image: string;
+  configDigest: string;
+  manifestDigest: string;
+  layers: { index: number; role: string; digest: string; diffID: string; size: number; vriftPaths: number; hasBlob: boolean }[];
+  blob: { digest: string; label: string; labelMatches: boolean; roots: string[]; entries: number; files: number; dirs: number; symlinks: number; casObjects: number; flags: string[]; layer: number };
+  dedup: { logicalBytes: number; casBytes: number; ratio: number };
+  shim: { arch: string; libc: string; sha256: string; size: number; layer: number };
+}
+
+function inspect(ref: string): Report {
+  const r = vrift(['inspect', ref, '--json']);
+  if (r.status !== 0) throw new Error(`vrift inspect ${ref} failed (${r.status}): ${r.stderr}`);
+  return JSON.parse(r.stdout) as Report;
+}
+
+test('docker-archive: layers, blob, label, counts, dedup and shim agree with the build and the files', () => {
+  const r = inspect(`docker-archive:${fx.archive}`);
+  const s = fx.summary;
+  expect(r.configDigest).toBe(s.configDigest);
+  expect(r.manifestDigest).toBe(s.manifestDigest);
+  expect(r.layers.map((l) => l.digest)).toEqual(s.layers.map((l) => l.digest));
+  expect(r.layers.map((l) => l.diffID)).toEqual(s.layers.map((l) => l.diffID));
+  // Roles are read from the layers' contents: the build said base..., shim, vrift.
+  expect(r.layers.map((l) => l.role)).toEqual(s.layers.map((l) => (l.role === 'vrift' ? 'tree' : l.role)));
+  const tree = r.layers[r.layers.length - 1];
+  expect(tree.hasBlob).toBe(true);
+  expect(tree.vriftPaths).toBe(s.stats.files + s.stats.dirs + s.stats.symlinks + s.stats.casObjects);
+  expect(r.blob.digest).toBe(s.blobDigest);
+  expect(r.blob.label).toBe(s.blobDigest);
+  expect(r.blob.labelMatches).toBe(true);
+  expect(r.blob.roots).toEqual(['/vrift']);
+  expect(r.blob.flags).toEqual(['PSFS_H_DEV_RUNTIME', 'PSFS_H_CHECK_ROOT_MTIME']);
+  expect(r.blob.entries).toBe(tree.vriftPaths);
+  expect({ files: r.blob.files, dirs: r.blob.dirs, symlinks: r.blob.symlinks, casObjects: r.blob.casObjects }).toEqual({
+    files: s.stats.files, dirs: s.stats.dirs, symlinks: s.stats.symlinks, casObjects: s.stats.casObjects,
+  });
+  // Dedup: mod.py and sub/copy.py are identical; the two empty __init__.py too.
+  expect(r.dedup.logicalBytes).toBe(s.stats.bytes);
+  expect(r.dedup.casBytes).toBe(s.stats.bytes - 6000);
+  expect(r.dedup.ratio).toBeCloseTo(s.stats.dedupRatio, 12);
+  const so = readFileSync(path.join(ROOT, 'shim', 'build', 'libvrift.so'));
+  expect(r.shim).toMatchObject({ arch: 'amd64', libc: 'glibc', size: so.length, sha256: `sha256:${createHash('sha256').update(so).digest('hex')}`, layer: r.layers.length - 2 });
+});
+
+test('docker-daemon and an OCI layout (skopeo copy) give the same report as the archive', () => {
+  const a = inspect(`docker-archive:${fx.archive}`);
+  const d = inspect(`docker-daemon:${fx.tag}`);
+  // The engine exports its layers uncompressed: digests and sizes differ, diffIDs and config do not.
+  expect(d.configDigest).toBe(a.configDigest);
+  expect(d.blob).toEqual(a.blob);
+  expect(d.shim).toEqual(a.shim);
+  expect(d.dedup).toEqual(a.dedup);
+  expect(d.layers.map((l) => [l.role, l.diffID, l.vriftPaths])).toEqual(a.layers.map((l) => [l.role, l.diffID, l.vriftPaths]));
+  const layout = path.join(fx.work, 'oci');
+  sh('skopeo', ['copy', `docker-archive:${fx.archive}`, `oci:${layout}:x`]);
+  const o = inspect(`oci:${layout}:x`);
+  expect(o.blob).toEqual(a.blob);
+  expect(o.shim).toEqual(a.shim);
+  expect(o.dedup).toEqual(a.dedup);
+  expect(o.layers.map((l) => [l.role, l.diffID])).toEqual(a.layers.map((l) => [l.role, l.diffID]));
+});
+
+test('table output names the layers, domain, blob, label check, dedup and shim', () => {
+  const r = vrift(['inspect', `docker-archive:${fx.archive}`]);
+  expect(r.status).toBe(0);
+  expect(r.stdout).toMatch(/^domain +\/vrift$/m);
+  expect(r.stdout).toContain(`blob       ${fx.summary.blobDigest}`);
+  expect(r.stdout).toMatch(/^label .*\(matches the blob\)$/m);
+  expect(r.stdout).toMatch(/^dedup +\d+\.\d{3}x/m);
+  expect(r.stdout).toMatch(/^shim +\/usr\/lib\/vrift\/libvrift.so linux\/amd64 glibc/m);
+  expect(r.stdout).toMatch(/^\d+ +shim /m);
+  expect(r.stdout).toMatch(/^\d+ +tree .* \+blob$/m);
+});
+
+test('an image without vrift layers: one clear error line, exit 1', () => {
+  const r = vrift(['inspect', `docker-daemon:${BASE_IMAGE}`]);
+  expect(r.status).toBe(1);
+  expect(r.stderr).toMatch(/^vrift: inspecting docker-daemon:vrift-test\/bookworm-python:latest: the image has no vrift layers/);
+  expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  expect(r.stdout).toBe('');
+});
+
+test('a missing image: exit 1 naming it', () => {
+  const r = vrift(['inspect', `docker-archive:${fx.work}/nope.tar`]);
+  expect(r.status).toBe(1);
+  expect(r.stderr).toContain('nope.tar: no such file or directory');
+});
