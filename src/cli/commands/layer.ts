@@ -28,7 +28,7 @@ export interface LayerArgs {
 /** JSON summary `vrift layer --json` prints on stdout. */
 export interface LayerSummary {
   outcome: 'written';
-  /** Absolute output directory: holds vrift/ and usr/lib/vrift/{psfs.blob,libvrift.so}. */
+  /** Absolute output directory: holds tree/vrift/... and lib/{psfs.blob,libvrift.so}. */
   outDir: string;
   /** Paths written under /vrift (root included; hardlinks counted per path). */
   entries: number;
@@ -112,11 +112,13 @@ export async function materializeEntries(entries: LayerEntry[], outDir: string):
 
 /**
  * `vrift layer`: what `vrift build` puts into an image, written as a
- * directory instead of a layer: `<out>/vrift/...` (content-addressed tree,
- * hardlinks into `/vrift/.cas`), `<out>/usr/lib/vrift/psfs.blob` (generated
- * from the written entries, flags PSFS_H_DEV_RUNTIME | PSFS_H_CHECK_ROOT_MTIME)
- * and `<out>/usr/lib/vrift/libvrift.so`. Meant for a `docker build` stage; the
- * next stage `COPY --from`s it.
+ * directory instead of a layer: `<out>/tree/vrift/...` (content-addressed
+ * tree, hardlinks into `/vrift/.cas`), `<out>/lib/psfs.blob` (generated from
+ * the written entries, flags PSFS_H_DEV_RUNTIME | PSFS_H_CHECK_ROOT_MTIME) and
+ * `<out>/lib/libvrift.so`. Meant for a `docker build` stage; later stages
+ * `COPY --from=<stage> <out>/tree/ /` (the parent is copied, not /vrift itself:
+ * `COPY <dir>/ /vrift/` gives /vrift a new mtime, measured) and
+ * `COPY --from=<stage> <out>/lib/ /usr/lib/vrift/`.
  *
  * The output directory must not exist or be empty; it is written under a
  * temp name next to it and renamed, so a failure leaves nothing.
@@ -146,14 +148,13 @@ export async function runLayer(a: LayerArgs, log: (line: string) => void): Promi
 
   const tmp = `${outDir}.vrift-tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
-    await fsp.mkdir(tmp, { recursive: true, mode: 0o755 });
-    const libDir = path.join(tmp, path.dirname(BLOB_IMAGE_PATH));
-    await fsp.mkdir(libDir, { recursive: true, mode: 0o755 });
-    await fsp.writeFile(path.join(tmp, BLOB_IMAGE_PATH), blob, { mode: 0o644 });
-    await fsp.copyFile(shim, path.join(tmp, SHIM_IMAGE_PATH));
-    await fsp.chmod(path.join(tmp, SHIM_IMAGE_PATH), 0o755);
-    for (const d of ['usr', 'usr/lib', 'usr/lib/vrift']) await fsp.chmod(path.join(tmp, d), 0o755);
-    await materializeEntries(entries, tmp);
+    await fsp.mkdir(path.join(tmp, 'tree'), { recursive: true, mode: 0o755 });
+    await fsp.mkdir(path.join(tmp, 'lib'), { mode: 0o755 });
+    await fsp.writeFile(path.join(tmp, 'lib', path.basename(BLOB_IMAGE_PATH)), blob, { mode: 0o644 });
+    await fsp.copyFile(shim, path.join(tmp, 'lib', path.basename(SHIM_IMAGE_PATH)));
+    await fsp.chmod(path.join(tmp, 'lib', path.basename(SHIM_IMAGE_PATH)), 0o755);
+    for (const d of ['', 'tree', 'lib']) await fsp.chmod(path.join(tmp, d), 0o755);
+    await materializeEntries(entries, path.join(tmp, 'tree'));
     if (existing) await fsp.rmdir(outDir);
     await fsp.rename(tmp, outDir);
   } catch (err) {
@@ -211,13 +212,13 @@ export const layerCommand: CommandModule<object, LayerArgs> = {
     y
       .options({
         add: { type: 'string', array: true, demandOption: true, description: 'Add <dir>:<path under /vrift> (repeatable)' },
-        'out-dir': { type: 'string', demandOption: true, requiresArg: true, description: 'Directory to write (must not exist or be empty): vrift/ and usr/lib/vrift/' },
+        'out-dir': { type: 'string', demandOption: true, requiresArg: true, description: 'Directory to write (must not exist or be empty): tree/vrift/... and lib/{psfs.blob,libvrift.so}' },
         chown: { type: 'string', description: 'Owner uid:gid of every /vrift entry (default 0:0)' },
         'cache-dir': { type: 'string', description: 'Digest cache directory (default $XDG_CACHE_HOME/vrift or ~/.cache/vrift)' },
         json: { type: 'boolean', default: false, description: 'Print a JSON summary on stdout' },
         quiet: { type: 'boolean', default: false, description: 'No progress lines on stderr' },
       })
-      .example('$0 layer --add /deps/site-packages:/vrift/python --out-dir /out', 'In a docker build stage; then COPY --from=<stage> /out/vrift/ /vrift/ and /out/usr/lib/vrift/ /usr/lib/vrift/')
+      .example('$0 layer --add /deps/site-packages:/vrift/python --out-dir /out', 'In a docker build stage; then COPY --from=<stage> /out/tree/ / and COPY --from=<stage> /out/lib/ /usr/lib/vrift/')
       .epilogue('Environment: SOURCE_DATE_EPOCH clamps file mtimes. See docs/integrations/docker-build.md.') as unknown as Argv<LayerArgs>,
   handler: async (a) => {
     const log = a.quiet ? () => undefined : (line: string) => process.stderr.write(`vrift: ${line}\n`);
