@@ -566,6 +566,11 @@ static void truncate_times(struct ents *es)
 {
 	for (size_t i = 0; i < es->n; i++) {
 		struct ent *e = &es->v[i];
+		/* Already whole seconds: left alone, so a rerun in a running
+		 * container (apt hook) touches only new paths and never copies
+		 * up a lower-layer file just to set its times. */
+		if (e->st.st_mtim.tv_nsec == 0)
+			continue;
 		struct timespec ts[2] = { { e->st.st_mtim.tv_sec, 0 }, { e->st.st_mtim.tv_sec, 0 } };
 		if (utimensat(AT_FDCWD, e->path, ts, AT_SYMLINK_NOFOLLOW) != 0)
 			die(EXIT_FAIL, "truncating mtime of \"%s\": %s", e->path, errname(errno));
