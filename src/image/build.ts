@@ -27,6 +27,10 @@ import { removeOnSignal } from './cleanup';
 import { checkSource, openSource, type SourceRef } from './source';
 import { inspectShim, type ShimInfo } from './shimInfo';
 import { parseReference } from './reference';
+// registry push and pull (H9)
+import { RegistryPool, type RegistryOptions } from '../registry/client';
+import { hasRegistryHost, parseRegistryRef } from '../registry/reference';
+import { pushImage, type PushResult } from './remoteWrite';
 
 /** Label keys vrift sets on every image it builds. */
 export const LABEL_VERSION = 'dev.vrift.version';
@@ -62,6 +66,13 @@ export interface BuildImageOptions {
   thinLoad?: boolean;
   /** Progress lines (stderr in the CLI). */
   log: (line: string) => void;
+  // --- registry (H9) ---
+  /** Push the image to the registry named by `tag` (which must name a registry host). */
+  push?: boolean;
+  /** `os/arch[/variant]` to select from a multi-platform base. Default: the host's (registries), linux/amd64 (OCI layouts). */
+  platform?: string;
+  /** Registry client settings (insecure hosts, retries, chunked-upload threshold, credentials). */
+  registry?: RegistryOptions;
 }
 
 /** One layer of the result, base first. Sizes in bytes. */
@@ -83,6 +94,8 @@ export interface BuildResult {
   manifestDigest: string;
   output?: string;
   loaded: boolean;
+  /** With --push: the pushed reference, manifest digest and how each layer got there. */
+  pushed?: PushResult;
   blobDigest: string;
   shim: { path: string; variant: string };
   created: string;
@@ -120,6 +133,12 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
   const tag = parseReference(o.tag, '--tag');
   if (tag.digest) throw new VriftError(`parsing --tag ${o.tag}: a tag cannot carry a digest; use name:tag`);
   const tagName = `${tag.name}:${tag.tag ?? 'latest'}`;
+  if (o.push && !hasRegistryHost(o.tag)) {
+    throw new VriftError(`parsing --tag ${o.tag}: --push needs a tag that names a registry host, e.g. 127.0.0.1:5000/${tag.name}:${tag.tag ?? 'latest'} or registry.example.com/${tag.name}`);
+  }
+  const pushRef = o.push ? parseRegistryRef(tagName, o.registry?.insecure, '--tag') : undefined;
+  const pool = new RegistryPool({ log: o.log, ...o.registry });
+  const sourceOpts = { pool, platform: o.platform };
   if (o.output !== undefined) {
     const dir = path.dirname(path.resolve(o.output));
     const st = await fsp.stat(dir).catch(() => undefined);
@@ -142,7 +161,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
   let loaded = false;
   try {
     // Cheap checks first, the tree next (bad sources fail fast), the base export last.
-    await checkSource(o.base, o.docker);
+    await checkSource(o.base, o.docker, sourceOpts);
     o.log(`building /vrift tree layer from ${o.adds.map((a) => `${a.src} -> ${a.dest}`).join(', ')}`);
     const tree = await o.builders.buildVriftLayer({
       adds: o.adds,
@@ -158,7 +177,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
     lap('tree');
 
     o.log(`reading base ${o.base.raw}`);
-    source = await openSource(o.base, o.docker, work);
+    source = await openSource(o.base, o.docker, work, sourceOpts);
     const baseConfig = await source.image.config();
     const previous = baseConfig.config?.Labels?.[LABEL_BLOB_DIGEST];
     if (previous) {
@@ -219,6 +238,12 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       }
       lap('load');
     }
+    let pushed: PushResult | undefined;
+    if (pushRef) {
+      o.log(`pushing ${tagName} to ${pushRef.scheme}://${pushRef.registry}`);
+      pushed = await pushImage(image, pushRef, { pool, tmpDir: work, log: o.log });
+      o.log(`pushed ${pushed.reference}@${pushed.manifestDigest}`);
+    }
     const configDigest = await configDigestOf(image);
     const manifestDigest = sha256Digest(await image.rawManifest());
 
@@ -245,6 +270,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       manifestDigest: manifestDigest,
       output: o.output,
       loaded,
+      ...(pushed ? { pushed } : {}),
       blobDigest: tree.blobDigest,
       shim: { path: shim.path, variant: shim.variant },
       created,

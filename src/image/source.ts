@@ -3,10 +3,16 @@
  *   docker-archive:<file>[:<name:tag>]   a `docker save` tar
  *   oci:<dir-or-tar>[:<ref name>]        an OCI image layout
  *   docker-daemon:<ref>                  the local engine (dockerode)
- *   <ref>                                a bare reference: the local engine for
- *                                        now; registries come later (issue 5)
+ *   docker://<ref>                       a registry (OCI distribution API)
+ *   <ref>                                a plain reference: a registry when its first
+ *                                        component names a host (contains "." or ":"
+ *                                        or is "localhost", e.g. 127.0.0.1:5000/app:1,
+ *                                        ghcr.io/o/app), else the local engine
+ *                                        (vrift-test/bookworm-python:latest)
  */
 import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import type Docker from 'dockerode';
 import { VriftError } from '../errors';
 import { engineError, readDaemonImage } from './daemon';
@@ -14,12 +20,34 @@ import { readDockerArchiveFile } from './dockerArchive';
 import { readOciLayoutPath } from './ociLayout';
 import { parseReference } from './reference';
 import type { Image } from './types';
+// registry transport (H9)
+import { RegistryPool, type RegistryOptions } from '../registry/client';
+import { hasRegistryHost, parseRegistryRef, type RegistryRef } from '../registry/reference';
+import { checkRemoteImage, readRemoteImage } from './remote';
 
 /** A parsed `--base` value. */
 export type SourceRef =
   | { transport: 'docker-archive'; path: string; ref?: string; raw: string }
   | { transport: 'oci'; path: string; ref?: string; raw: string }
-  | { transport: 'docker-daemon'; ref: string; bare: boolean; raw: string };
+  | { transport: 'docker-daemon'; ref: string; bare: boolean; raw: string }
+  | { transport: 'docker'; ref: RegistryRef; raw: string };
+
+/** How registry and multi-platform sources are read (registry transport, `--platform`). */
+export interface SourceOptions {
+  /** `os/arch[/variant]` to select from an image index (registry, oci). Default: the host's for registries, linux/amd64 for OCI layouts. */
+  platform?: string;
+  /** Registry clients; one is made from `registry` when missing. */
+  pool?: RegistryPool;
+  registry?: RegistryOptions;
+}
+
+const pools = new WeakMap<SourceOptions, RegistryPool>();
+function poolOf(o: SourceOptions): RegistryPool {
+  if (o.pool) return o.pool;
+  let p = pools.get(o);
+  if (!p) pools.set(o, (p = new RegistryPool(o.registry)));
+  return p;
+}
 
 async function exists(p: string): Promise<boolean> {
   try {
@@ -55,11 +83,15 @@ export async function parseSourceRef(raw: string): Promise<SourceRef> {
     parseReference(m![2], '--base reference');
     return { transport, ref: m![2], bare: false, raw };
   }
-  if (transport === 'docker' || transport === 'oci-archive' || transport === 'containers-storage' || transport === 'dir') {
+  if (transport === 'docker' && m![2].startsWith('//')) {
+    return { transport: 'docker', ref: parseRegistryRef(m![2].slice(2), [], '--base reference'), raw };
+  }
+  if (transport === 'oci-archive' || transport === 'containers-storage' || transport === 'dir') {
     throw new VriftError(`parsing --base ${raw}: the ${transport}: transport is not supported yet (registries come later); use docker-archive:<file>, oci:<dir> or docker-daemon:<ref>`);
   }
   // A bare reference ("name:tag" also matches the transport pattern, so parse it as a reference).
   parseReference(raw, '--base');
+  if (hasRegistryHost(raw)) return { transport: 'docker', ref: parseRegistryRef(raw, [], '--base'), raw };
   return { transport: 'docker-daemon', ref: raw, bare: true, raw };
 }
 
@@ -68,13 +100,14 @@ export async function parseSourceRef(raw: string): Promise<SourceRef> {
  * stat) so that a missing base is reported before any expensive work.
  * @throws VriftError naming the source and what to do
  */
-export async function checkSource(src: SourceRef, docker: () => Docker): Promise<void> {
+export async function checkSource(src: SourceRef, docker: () => Docker, opts: SourceOptions = {}): Promise<void> {
+  if (src.transport === 'docker') return checkRemoteImage(src.ref, poolOf(opts));
   if (src.transport === 'docker-daemon') {
     try {
       await docker().getImage(src.ref).inspect();
     } catch (err) {
       if ((err as { statusCode?: number }).statusCode === 404) {
-        const more = src.bare ? '. A bare --base reference means the local engine for now; pulling from registries is not supported yet' : '';
+        const more = src.bare ? '. A plain --base reference without a registry host means the local engine; to pull, name the registry (host[:port]/repo:tag or docker://<ref>)' : '';
         throw new VriftError(`reading base image ${src.raw}: the local engine has no such image; build or \`docker load\` it first (\`docker images\` lists what is there)${more}`, { cause: err });
       }
       throw engineError(`reading base image ${src.raw}`, err);
@@ -105,7 +138,7 @@ export interface OpenedSource {
  * @param tmpRoot where the daemon source spools its archive
  * @throws VriftError when the source is missing or unreadable
  */
-export async function openSource(src: SourceRef, docker: () => Docker, tmpRoot?: string): Promise<OpenedSource> {
+export async function openSource(src: SourceRef, docker: () => Docker, tmpRoot?: string, opts: SourceOptions = {}): Promise<OpenedSource> {
   const none = async () => undefined;
   switch (src.transport) {
     case 'docker-archive': {
@@ -115,13 +148,25 @@ export async function openSource(src: SourceRef, docker: () => Docker, tmpRoot?:
     }
     case 'oci': {
       await checkSource(src, docker);
-      const image = await readOciLayoutPath(src.path, { ref: src.ref });
+      const image = await readOciLayoutPath(src.path, { ref: src.ref, platform: opts.platform });
       return { image, where: src.raw, dispose: none };
     }
     case 'docker-daemon': {
       await checkSource(src, docker);
       const d = await readDaemonImage(docker(), src.ref, tmpRoot);
       return { image: d.image, where: `docker-daemon:${src.ref}`, dispose: d.dispose };
+    }
+    case 'docker': {
+      const dir = await fsp.mkdtemp(path.join(tmpRoot ?? os.tmpdir(), 'vrift-pull-'));
+      const dispose = () => fsp.rm(dir, { recursive: true, force: true });
+      try {
+        const r = await readRemoteImage(src.ref, { pool: poolOf(opts), tmpDir: dir, platform: opts.platform });
+        const at = `${src.ref.registry}/${src.ref.repository}@${r.manifestDigest}${r.platform ? ` (${r.platform})` : ''}`;
+        return { image: r.image, where: `docker://${at}`, dispose };
+      } catch (err) {
+        await dispose();
+        throw err;
+      }
     }
   }
 }

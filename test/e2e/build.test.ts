@@ -338,7 +338,7 @@ describe('bad input through the CLI: one clear line, exit code != 0, nothing lef
 
   const cases: { name: string; args: (b: string) => string[]; env?: Record<string, string>; asNobody?: boolean; noSinks?: boolean; expect: (b: string) => RegExp; exit?: number }[] = [
     { name: 'missing base image in the engine', args: (b) => ['--base', 'docker-daemon:vrift-e2e/no-such-image:1', '--add', `${b}/good:/vrift/x`], expect: () => /^vrift: reading base image docker-daemon:vrift-e2e\/no-such-image:1: the local engine has no such image; build or `docker load` it first/ },
-    { name: 'missing base image, bare reference', args: (b) => ['--base', 'vrift-e2e/no-such-image:1', '--add', `${b}/good:/vrift/x`], expect: () => /no such image.*pulling from registries is not supported yet/ },
+    { name: 'missing base image, bare reference', args: (b) => ['--base', 'vrift-e2e/no-such-image:1', '--add', `${b}/good:/vrift/x`], expect: () => /no such image.*without a registry host means the local engine/ },
     { name: 'missing base archive', args: (b) => ['--base', `docker-archive:${b}/nope.tar`, '--add', `${b}/good:/vrift/x`], expect: (b) => new RegExp(`reading base image docker-archive:${b}/nope.tar: ${b}/nope.tar: no such file or directory; check the path`) },
     { name: 'missing source', args: (b) => ['--base', `docker-archive:${b}/base.tar`, '--add', `${b}/nope:/vrift/x`], expect: (b) => new RegExp(`adding ${b}/nope: no such directory`) },
     { name: 'source is a file', args: (b) => ['--base', `docker-archive:${b}/base.tar`, '--add', `${b}/plain-file:/vrift/x`], expect: (b) => new RegExp(`adding ${b}/plain-file: not a directory`) },
@@ -356,7 +356,7 @@ describe('bad input through the CLI: one clear line, exit code != 0, nothing lef
     { name: 'malformed SOURCE_DATE_EPOCH', env: { SOURCE_DATE_EPOCH: '17e8' }, args: (b) => ['--base', `docker-archive:${b}/base.tar`, '--add', `${b}/good:/vrift/x`], expect: () => /^vrift: reading SOURCE_DATE_EPOCH: "17e8" is not/ },
     { name: 'output directory missing', args: (b) => ['--base', `docker-archive:${b}/base.tar`, '--add', `${b}/good:/vrift/x`, '--output', `${b}/no-dir/out.tar`], expect: (b) => new RegExp(`writing ${b}/no-dir/out.tar: directory ${b}/no-dir does not exist`) },
     { name: 'output directory not writable', asNobody: true, args: (b) => ['--base', `docker-archive:${b}/base.tar`, '--add', `${b}/good:/vrift/x`, '--output', `${b}/out.tar`], expect: (b) => new RegExp(`writing ${b}/out.tar: directory ${b} is not writable by this user`) },
-    { name: 'neither --load nor --output', exit: 2, noSinks: true, args: (b) => ['--base', `docker-archive:${b}/base.tar`, '--add', `${b}/good:/vrift/x`], expect: () => /^vrift: Say where the image goes: --load, --output <file.tar>, or both\.$/ },
+    { name: 'neither --load nor --output', exit: 2, noSinks: true, args: (b) => ['--base', `docker-archive:${b}/base.tar`, '--add', `${b}/good:/vrift/x`], expect: () => /^vrift: Say where the image goes: --load, --output <file.tar>, --push, or several\.$/ },
   ];
 
   test('a base that already carries a vrift tree is refused (blobs do not merge yet)', () => {

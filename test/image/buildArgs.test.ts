@@ -52,8 +52,10 @@ describe('vrift build argument parsing', () => {
     expect(await parseSourceRef(`oci:${dir}/a:v1`)).toMatchObject({ transport: 'oci', path: `${dir}/a`, ref: 'v1' });
     expect(await parseSourceRef('docker-daemon:debian:12')).toMatchObject({ transport: 'docker-daemon', ref: 'debian:12', bare: false });
     expect(await parseSourceRef('debian:12')).toMatchObject({ transport: 'docker-daemon', ref: 'debian:12', bare: true });
-    expect(await parseSourceRef('localhost:5000/x/y:1')).toMatchObject({ transport: 'docker-daemon', ref: 'localhost:5000/x/y:1' });
-    await expect(parseSourceRef('docker://debian:12')).rejects.toThrow(/not supported yet/);
+    // registry transport (H9): a plain reference whose first component is a host is a registry
+    expect(await parseSourceRef('localhost:5000/x/y:1')).toMatchObject({ transport: 'docker', ref: { registry: 'localhost:5000', repository: 'x/y', tag: '1', scheme: 'http' } });
+    expect(await parseSourceRef('docker-daemon:localhost:5000/x/y:1')).toMatchObject({ transport: 'docker-daemon', ref: 'localhost:5000/x/y:1' });
+    expect(await parseSourceRef('docker://debian:12')).toMatchObject({ transport: 'docker', ref: { registry: 'docker.io', apiHost: 'registry-1.docker.io', repository: 'library/debian', tag: '12', scheme: 'https' } });
     await expect(parseSourceRef('Bad Ref')).rejects.toThrow(/not a valid reference/);
   });
 

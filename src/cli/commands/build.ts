@@ -8,6 +8,7 @@ import { parseSourceRef } from '../../image/source';
 import { VRIFT_ROOT, type TreeAdd } from '../../layer/types';
 import { buildShimLayer, buildVriftLayer, parseSourceDateEpoch } from '../../tree';
 import { PACKAGE_ROOT, shimPath } from './shimPath';
+import type { RegistryOptions } from '../../registry/client';
 
 // Owned by the image builder work (issue 3).
 
@@ -15,7 +16,7 @@ import { PACKAGE_ROOT, shimPath } from './shimPath';
 export function buildOptions(y: Argv) {
   return y
     .options({
-      base: { type: 'string', demandOption: true, description: 'Base image: docker-archive:<file>[:<name:tag>], oci:<dir-or-tar>[:<ref>], docker-daemon:<ref>, or a bare <ref> (= local engine; registries are not supported yet)' },
+      base: { type: 'string', demandOption: true, description: 'Base image: docker-archive:<file>[:<name:tag>], oci:<dir-or-tar>[:<ref>], docker-daemon:<ref>, docker://<ref> (registry), or a plain <ref>: a registry when its first component is a host (has "." or ":" or is localhost, e.g. 127.0.0.1:5000/app:1), else the local engine (e.g. vrift-test/bookworm-python:latest)' },
       add: { type: 'string', array: true, demandOption: true, description: 'Add <host-dir>:<path under /vrift> (repeatable); files are stored content-addressed under /vrift/.cas' },
       tag: { type: 'string', demandOption: true, description: 'Name of the built image, name[:tag] (tag defaults to latest)' },
       load: { type: 'boolean', default: false, description: 'Load the image into the local Docker engine' },
@@ -24,14 +25,23 @@ export function buildOptions(y: Argv) {
       'cache-dir': { type: 'string', description: 'Digest cache directory (default $XDG_CACHE_HOME/vrift or ~/.cache/vrift)' },
       json: { type: 'boolean', default: false, description: 'Print a JSON summary on stdout' },
       quiet: { type: 'boolean', default: false, description: 'No progress lines on stderr' },
+      // registry (H9)
+      push: { type: 'boolean', default: false, description: 'Push the image to the registry named by --tag (host[:port]/repo:tag) as an OCI manifest with gzip layers' },
+      platform: { type: 'string', description: 'Platform to take from a multi-platform base, os/arch[/variant] (default: the host\'s, linux/amd64 here)' },
+      'insecure-registry': { type: 'string', array: true, description: 'Registry host[:port] to reach over plain HTTP (repeatable; loopback registries always are; also VRIFT_INSECURE_REGISTRIES)' },
     })
     .check((a) => {
-      if (!a.load && a.output === undefined) throw new VriftError('Say where the image goes: --load, --output <file.tar>, or both.', { exitCode: EXIT.usage });
+      if (!a.load && a.output === undefined && !a.push) throw new VriftError('Say where the image goes: --load, --output <file.tar>, --push, or several.', { exitCode: EXIT.usage });
       return true;
     })
     .example('$0 build --base vrift-test/bookworm-python:latest --add ./site-packages:/vrift/python --tag app:1 --load', 'Add a Python tree to a local image and load the result')
     .example('SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) $0 build --base docker-archive:base.tar --add deps:/vrift/deps --tag app:1 --output app.tar', 'Reproducible build to a docker-archive file')
-    .epilogue('Environment: SOURCE_DATE_EPOCH (whole seconds) clamps file mtimes and sets the image and history times; unset means 1970-01-01T00:00:00Z.');
+    .example('$0 build --base 127.0.0.1:5000/base/python:3 --add ./site-packages:/vrift/python --tag 127.0.0.1:5000/app:1 --push', 'Pull the base from a registry, push the result (base layers are mounted, not re-uploaded)')
+    .epilogue(
+      'Environment: SOURCE_DATE_EPOCH (whole seconds) clamps file mtimes and sets the image and history times; unset means 1970-01-01T00:00:00Z. ' +
+        'Registries: credentials from $DOCKER_CONFIG/config.json (default ~/.docker/config.json: auths entries, credHelpers/credsStore); ' +
+        'VRIFT_INSECURE_REGISTRIES (comma-separated host[:port]) for plain HTTP; VRIFT_REGISTRY_CHUNK_THRESHOLD (bytes, default 67108864) from which blobs upload in chunks; VRIFT_REGISTRY_RETRIES (default 3).',
+    );
 }
 
 type BuildArgs = Awaited<ReturnType<ReturnType<typeof buildOptions>['parseAsync']>>;
@@ -132,7 +142,32 @@ export async function runBuild(a: BuildArgs, log: (line: string) => void): Promi
     builders: { buildVriftLayer, buildShimLayer },
     docker: dockerClient,
     log,
+    push: a.push,
+    platform: a.platform,
+    registry: registryOptionsFromEnv(a['insecure-registry'] as string[] | undefined),
   });
+}
+
+/**
+ * Registry settings from `--insecure-registry` and the environment
+ * (VRIFT_REGISTRY_CHUNK_THRESHOLD, VRIFT_REGISTRY_RETRIES: whole numbers).
+ * @throws VriftError naming a malformed variable
+ */
+export function registryOptionsFromEnv(insecure: string[] | undefined, env: NodeJS.ProcessEnv = process.env): RegistryOptions {
+  const num = (name: string, min: number): number | undefined => {
+    const v = env[name];
+    if (v === undefined || v === '') return undefined;
+    if (!/^[0-9]{1,15}$/.test(v) || Number(v) < min) throw new VriftError(`reading ${name}: ${JSON.stringify(v)} is not a whole number >= ${min}; fix or unset it`);
+    return Number(v);
+  };
+  const chunkThreshold = num('VRIFT_REGISTRY_CHUNK_THRESHOLD', 1);
+  return {
+    insecure: insecure ?? [],
+    retries: num('VRIFT_REGISTRY_RETRIES', 0),
+    chunkThreshold,
+    // chunks no larger than the threshold, so that a low threshold really splits blobs
+    chunkSize: chunkThreshold !== undefined ? Math.min(chunkThreshold, 16 * 1024 * 1024) : undefined,
+  };
 }
 
 export const buildCommand: CommandModule<object, BuildArgs> = {
