@@ -30,7 +30,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/auxv.h>
 #include <sys/syscall.h>
 
 #include "psfs_core.h"
@@ -101,6 +100,26 @@ _Static_assert(sizeof(struct kstat) == 128, "aarch64 struct stat");
 #define GLIBC_BASE "GLIBC_2.17"
 #else
 #error "libvrift: only x86_64 and aarch64 are supported"
+#endif
+
+/*
+ * Binary compatibility (issue 7): the prebuilt glibc variants must load in
+ * images with old glibc, so every versioned import is pinned to the
+ * architecture's base version (GLIBC_2.2.5 / GLIBC_2.17), which every glibc
+ * since then still provides.  Built on glibc >= 2.34, dlsym/dlvsym would
+ * bind to their new GLIBC_2.34 default; .symver binds the old one.  On
+ * glibc < 2.34 they live in libdl.so.2, which the Makefile links with
+ * --no-as-needed so it is loaded there.  getauxval (GLIBC_2.16) is not
+ * used: see is_secure().  test/variants/abi.test.ts checks `objdump -T`.
+ */
+#if defined(__GLIBC__) && !defined(VRIFT_NO_SYMVER)
+#if defined(__x86_64__)
+__asm__(".symver dlsym,dlsym@GLIBC_2.2.5");
+__asm__(".symver dlvsym,dlvsym@GLIBC_2.2.5");
+#else
+__asm__(".symver dlsym,dlsym@GLIBC_2.17");
+__asm__(".symver dlvsym,dlvsym@GLIBC_2.17");
+#endif
 #endif
 
 struct kstatx_ts {
@@ -639,12 +658,42 @@ static int load_blob(struct vrift_state *s, const char *file)
 	return 0;
 }
 
+#define V_AT_NULL 0
+#define V_AT_SECURE 23
+
+/*
+ * AT_SECURE from the auxiliary vector, read from /proc/self/auxv with raw
+ * syscalls (getauxval needs GLIBC_2.16, newer than the x86_64 base).  Cold:
+ * once, in the constructor.  When the vector cannot be read (no /proc in a
+ * chroot) the answer is "secure": VRIFT_BLOB is then ignored and the
+ * default blob path is used, never a path from the environment.
+ */
+static int is_secure(void)
+{
+	uint64_t av[128];  /* (type, value) pairs; Linux passes < 32 of them */
+	long fd = RAW(SYS_openat, V_AT_FDCWD, "/proc/self/auxv", V_O_RDONLY | V_O_CLOEXEC, 0, 0, 0);
+	if (fd < 0)
+		return 1;
+	long n = 0, r;
+	while (n < (long)sizeof av &&
+	       (r = RAW(SYS_read, fd, (char *)av + n, sizeof av - (unsigned long)n, 0, 0, 0)) > 0)
+		n += r;
+	RAW(SYS_close, fd, 0, 0, 0, 0, 0);
+	for (long i = 0; i + 1 < n / 8; i += 2) {
+		if (av[i] == V_AT_SECURE)
+			return av[i + 1] != 0;
+		if (av[i] == V_AT_NULL)
+			break;
+	}
+	return 1;   /* no AT_SECURE entry seen: assume secure */
+}
+
 __attribute__((constructor)) static void vrift_init(void)
 {
 	struct vrift_state *s = &g_state;
 	resolve_real(s);
 	/* VRIFT_BLOB is ignored for set-uid/set-gid/capability programs. */
-	const char *file = getauxval(AT_SECURE) ? NULL : getenv("VRIFT_BLOB");
+	const char *file = is_secure() ? NULL : getenv("VRIFT_BLOB");
 	if (!file || !file[0])
 		file = VRIFT_DEFAULT_BLOB;
 	s->active = load_blob(s, file) == 0;

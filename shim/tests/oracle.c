@@ -29,6 +29,33 @@
 #define STAT_VER 0
 #endif
 
+/* musl before 1.2.5 has no struct statx and no statx(): the uapi layout
+ * here, and only syscall(SYS_statx) is called (what musl programs can do). */
+#if !defined(__GLIBC__) && !defined(STATX_BASIC_STATS)
+#include <stdint.h>
+#define STATX_BASIC_STATS 0x7ffU
+#define STATX_BTIME 0x800U
+#define AT_STATX_FORCE_SYNC 0x2000
+#define AT_STATX_DONT_SYNC 0x4000
+struct statx_timestamp {
+	int64_t tv_sec;
+	uint32_t tv_nsec;
+	int32_t reserved;
+};
+struct statx {
+	uint32_t stx_mask, stx_blksize;
+	uint64_t stx_attributes;
+	uint32_t stx_nlink, stx_uid, stx_gid;
+	uint16_t stx_mode, spare0;
+	uint64_t stx_ino, stx_size, stx_blocks, stx_attributes_mask;
+	struct statx_timestamp stx_atime, stx_btime, stx_ctime, stx_mtime;
+	uint32_t stx_rdev_major, stx_rdev_minor, stx_dev_major, stx_dev_minor;
+	uint64_t stx_mnt_id;
+	uint64_t spare[13];
+};
+#define ORACLE_NO_STATX_FN 1
+#endif
+
 /* Pre-2.33 glibc ABI, no longer declared by the headers. */
 #ifdef __GLIBC__
 extern int __xstat(int, const char *, struct stat *);
@@ -140,11 +167,17 @@ static void probe(const char *p)
 	ST64("fstatat64", fstatat64(AT_FDCWD, p, &st, 0));
 	ST64("fstatat64:NOFOLLOW", fstatat64(AT_FDCWD, p, &st, NF));
 	ST("fstatat:badfd", fstatat(-5, p, &st, 0));
+#ifndef ORACLE_NO_STATX_FN
 	STX("statx", statx(AT_FDCWD, p, 0, XMASK, &stx));
 	STX("statx:NOFOLLOW", statx(AT_FDCWD, p, NF, XMASK, &stx));
 	STX("statx:DONT_SYNC", statx(AT_FDCWD, p, AT_STATX_DONT_SYNC, STATX_BASIC_STATS, &stx));
 	STX("statx:FORCE_SYNC", statx(AT_FDCWD, p, AT_STATX_FORCE_SYNC, STATX_BASIC_STATS, &stx));
 	STX("statx:mask0", statx(AT_FDCWD, p, 0, 0, &stx));
+#else
+	STX("syscall(statx):DONT_SYNC", syscall(SYS_statx, AT_FDCWD, p, AT_STATX_DONT_SYNC, STATX_BASIC_STATS, &stx));
+	STX("syscall(statx):FORCE_SYNC", syscall(SYS_statx, AT_FDCWD, p, AT_STATX_FORCE_SYNC, STATX_BASIC_STATS, &stx));
+	STX("syscall(statx):mask0", syscall(SYS_statx, AT_FDCWD, p, 0, 0, &stx));
+#endif
 #ifdef __GLIBC__
 	ST("__xstat", __xstat(STAT_VER, p, &st));
 	ST64("__xstat64", __xstat64(STAT_VER, p, &st));
