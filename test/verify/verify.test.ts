@@ -1,0 +1,132 @@
+/**
+ * `vrift verify` with the kernel as the oracle: inside a container of a
+ * vrift image (the host's node binary mounted in; bookworm images have its
+ * libraries), against a rootfs unpacked by umoci, against that rootfs after
+ * deliberate changes, and inside a derived image whose Dockerfile RUN step
+ * wrote into /vrift (classic builder).
+ */
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, promises as fsp, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { ROOT, sh, vrift } from '../e2e/helpers';
+import { buildFixture, nodeMounts, type BuiltFixture } from './fixture';
+
+jest.setTimeout(300_000);
+
+let fx: BuiltFixture;
+let rootfs: string;
+const DRIFT_TAG = `vrift-verify/drift:${process.pid}`;
+
+interface Report {
+  outcome: string;
+  entries: number;
+  checked: { lstat: number; stat: number };
+  identityFields: string[];
+  mismatches: { path: string; call: string; field: string; blob: string; kernel: string }[];
+  missing: string[];
+  extra: string[];
+  shimBypassed: boolean;
+}
+
+function run(args: string[], cmd: string[], tag = fx.tag): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync('docker', ['run', '--rm', '--network', 'none', ...nodeMounts(ROOT), ...args, tag, ...cmd], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+beforeAll(() => {
+  fx = buildFixture('verify');
+  const layout = path.join(fx.work, 'oci');
+  sh('skopeo', ['copy', `docker-archive:${fx.archive}`, `oci:${layout}:x`]);
+  sh('umoci', ['unpack', '--image', `${layout}:x`, path.join(fx.work, 'bundle')]);
+  rootfs = path.join(fx.work, 'bundle', 'rootfs');
+});
+
+afterAll(async () => {
+  spawnSync('docker', ['rmi', '-f', DRIFT_TAG], { stdio: 'ignore' });
+  if (fx) {
+    spawnSync('docker', ['rmi', '-f', fx.tag], { stdio: 'ignore' });
+    await fsp.rm(fx.work, { recursive: true, force: true });
+  }
+});
+
+test('in a container with the shim active: every entry matches the kernel (exit 0), compared without the shim', () => {
+  // The shim really answers in this container's node processes: synthetic st_ino ("VR" prefix).
+  const ino = run([], ['node', '-e', "console.log(require('fs').lstatSync('/vrift/app/pkg/mod.py',{bigint:true}).ino.toString(16))"]);
+  expect(ino.stdout.trim()).toMatch(/^5652/);
+  const r = run([], ['node', '/opt/vrift/bin/vrift.js', 'verify', '--json']);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  const rep = JSON.parse(r.stdout) as Report;
+  expect(rep.outcome).toBe('ok');
+  expect(rep.shimBypassed).toBe(true); // re-executed with LD_PRELOAD emptied
+  const s = fx.summary.stats;
+  expect(rep.entries).toBe(s.files + s.dirs + s.symlinks + s.casObjects);
+  expect(rep.checked.lstat).toBe(rep.entries);
+  expect(rep.checked.stat).toBe(2); // alias.py -> mod.py and deeplink -> sub/deep; dangling.py has no target entry
+  expect(rep.identityFields).toEqual(['st_ino', 'st_dev', 'st_atime', 'st_ctime']);
+  expect(rep.mismatches).toEqual([]);
+  expect(rep.extra).toEqual([]);
+  // Without the re-exec the shim would answer lstat from the blob itself: verify refuses to run then.
+  const forced = run(['-e', 'VRIFT_VERIFY_NO_SHIM=1'], ['node', '/opt/vrift/bin/vrift.js', 'verify']);
+  expect(forced.status).toBe(1);
+  expect(forced.stderr).toMatch(/libvrift.so is loaded even with LD_PRELOAD emptied/);
+});
+
+test('--root on a rootfs unpacked by umoci: exit 0, table output', () => {
+  const r = vrift(['verify', '--root', rootfs]);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  expect(r.stdout).toMatch(/^verify: OK: every entry matches the kernel$/m);
+});
+
+test('--root after changes to the tree: each one reported, exit 3', () => {
+  const app = path.join(rootfs, 'vrift', 'app');
+  chmodSync(path.join(app, 'pkg', 'tool.sh'), 0o700);
+  writeFileSync(path.join(app, 'pkg', 'sub', 'deep', 'big.bin'), Buffer.alloc(200_000, 7)); // same inode, new size and blocks
+  unlinkSync(path.join(app, 'pkg', 'alias.py'));
+  symlinkSync('sub/copy.py', path.join(app, 'pkg', 'alias.py'));
+  rmSync(path.join(app, 'many', 'file-with-a-longish-name-0000.txt'));
+  mkdirSync(path.join(app, 'added'));
+  writeFileSync(path.join(app, 'added', 'x.txt'), 'x');
+  utimesSync(path.join(rootfs, 'vrift'), new Date(0), new Date(1_000_000));
+  const r = vrift(['verify', '--root', rootfs, '--json']);
+  expect(r.status).toBe(3);
+  expect(r.stderr).toMatch(/^vrift: verifying \/vrift: \d+ field mismatches, 1 missing, 2 paths not in the blob \(first: \/vrift\/app\/added\)$/m);
+  const rep = JSON.parse(r.stdout) as Report;
+  expect(rep.outcome).toBe('mismatch');
+  const has = (p: string, field: string, call = 'lstat') => rep.mismatches.some((m) => m.path === p && m.field === field && m.call === call);
+  expect(has('/vrift/app/pkg/tool.sh', 'st_mode')).toBe(true);
+  expect(has('/vrift/app/pkg/sub/deep/big.bin', 'st_size')).toBe(true);
+  expect(has('/vrift/app/pkg/sub/deep/big.bin', 'st_blocks')).toBe(true);
+  expect(has('/vrift/app/pkg/alias.py', 'target')).toBe(true);
+  expect(has('/vrift/app/pkg/alias.py', 'st_size')).toBe(true); // target length 6 -> 11
+  expect(has('/vrift', 'st_mtime')).toBe(true);
+  expect(has('/vrift/app', 'st_nlink')).toBe(true); // a new subdirectory
+  expect(rep.missing).toEqual(['/vrift/app/many/file-with-a-longish-name-0000.txt']);
+  expect(rep.extra).toEqual(['/vrift/app/added', '/vrift/app/added/x.txt']);
+  // Nothing outside the documented identity fields is ignored: st_ctime changed on every touched path, yet is not reported.
+  expect(rep.mismatches.filter((m) => ['st_ino', 'st_dev', 'st_atime', 'st_ctime'].includes(m.field))).toEqual([]);
+});
+
+test('a derived image whose RUN step wrote into /vrift: verify names the path (exit 3); the shim passes everything through there', () => {
+  const ctx = path.join(fx.work, 'drift');
+  mkdirSync(ctx);
+  writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${fx.tag}\nRUN echo x > /vrift/app/pkg/new.txt\n`);
+  sh('docker', ['build', '-q', '--network', 'none', '-t', DRIFT_TAG, ctx], { env: { ...process.env, DOCKER_BUILDKIT: '0' } } as never);
+  const r = run([], ['node', '/opt/vrift/bin/vrift.js', 'verify'], DRIFT_TAG);
+  expect(r.status).toBe(3);
+  expect(r.stdout).toMatch(/^ {2}\/vrift\/app\/pkg\/new\.txt$/m);
+  expect(r.stderr).toMatch(/first: \/vrift\/app\/pkg\/new\.txt\)$/m);
+  // The commit of the RUN layer drops /vrift's mtime nanoseconds (the tree fingerprint):
+  // the shim rejects the blob, so stat results are the kernel's, st_ino included.
+  const dump = `
+const fs = require('fs'); const out = {};
+const walk = (p) => { for (const [n, f] of [['l', fs.lstatSync], ['s', fs.statSync]]) { try { const s = f(p, { bigint: true }); out[n + p] = [s.mode, s.ino, s.nlink, s.size, s.blocks, s.mtimeNs, s.uid].join(' '); } catch (e) { out[n + p] = e.code; } }
+  let st; try { st = fs.lstatSync(p); } catch { return; } if (st.isDirectory()) for (const c of fs.readdirSync(p)) walk(p + '/' + c); };
+walk('/vrift'); console.log(JSON.stringify(out));`;
+  const withShim = JSON.parse(run([], ['node', '-e', dump], DRIFT_TAG).stdout) as Record<string, string>;
+  const without = JSON.parse(run(['-e', 'LD_PRELOAD='], ['node', '-e', dump], DRIFT_TAG).stdout) as Record<string, string>;
+  expect(withShim['l/vrift/app/pkg/new.txt']).toMatch(/^\d+ /); // present, not a stale ENOENT from the blob
+  expect(Object.keys(withShim).length).toBeGreaterThan(fx.summary.stats.files);
+  expect(withShim).toEqual(without);
+});
