@@ -29,4 +29,4 @@ done
 chmod 0755 "$bin.tmp"/*
 rm -rf "$bin"
 mv "$bin.tmp" "$bin"
-echo "build-feature: $(cd "$bin" && ls | tr '\n' ' ')in $bin"
+echo "build-feature: $(cd "$bin" && for f in *; do printf '%s ' "$f"; done)in $bin"

@@ -38,6 +38,10 @@ die() {
   exit 1
 }
 
+# containerEnv puts LD_PRELOAD in the image ENV before this step runs: nothing here needs
+# the shim (and it is not installed yet).
+unset LD_PRELOAD
+
 [ "$(id -u)" = 0 ] || die "install.sh must run as root (it does during a devcontainer build)"
 
 # --- 1. variant -----------------------------------------------------------------------------
@@ -53,7 +57,7 @@ done
 SHIM="$FEATURE_DIR/bin/libvrift-$ARCH-$LIBC.so"
 TOOL="$FEATURE_DIR/bin/vrift-mkblob-$ARCH"
 if [ ! -f "$SHIM" ]; then
-  have=$(cd "$FEATURE_DIR/bin" 2>/dev/null && ls libvrift-*.so 2>/dev/null | tr '\n' ' ')
+  have=$(cd "$FEATURE_DIR/bin" 2>/dev/null && for f in libvrift-*.so; do [ -e "$f" ] && printf '%s ' "$f"; done)
   die "no shim for linux/$ARCH $LIBC in this feature (it ships: ${have:-nothing}); build the variant (issue 7) and repackage with 'npm run build:feature', or remove the feature for this image"
 fi
 [ -f "$TOOL" ] || die "no vrift-mkblob for linux/$ARCH in this feature; repackage with 'npm run build:feature'"
@@ -71,7 +75,7 @@ log "installed $LIBDIR/libvrift.so (linux/$ARCH $LIBC) and $MKBLOB"
 # --- 2. which directories -------------------------------------------------------------------
 python_paths() { # python3's sys.path directories under /usr/lib (stdlib, Debian dist-packages)
   command -v python3 >/dev/null 2>&1 || return 0
-  LD_PRELOAD= python3 -S -c 'import sys, site
+  LD_PRELOAD='' python3 -S -c 'import sys, site
 for p in sys.path + site.getsitepackages():
     if p.startswith("/usr/lib/"): print(p)' 2>/dev/null || true
 }
@@ -132,16 +136,16 @@ pth_site=
 if [ "$PYTHON" = true ] && [ -n "$final" ] && command -v python3 >/dev/null 2>&1; then
   map=
   for p in $final; do map="$map('$p', '$ROOT$p'), "; done
-  # First existing site dir python3 processes .pth files in (moved or not: a moved one is
-  # copied with the .pth in it).
-  pth_site=$(LD_PRELOAD= python3 -S -c 'import os, site
-print(next((d for d in site.getsitepackages() if os.path.isdir(d)), ""))' 2>/dev/null || true)
+  # The last existing site dir: site.py processes its .pth files after every site dir is on
+  # sys.path, so the rewrite sees them all (a moved one is copied with the .pth in it).
+  pth_site=$(LD_PRELOAD='' python3 -S -c 'import os, site
+print(([d for d in site.getsitepackages() if os.path.isdir(d)] or [""])[-1])' 2>/dev/null || true)
   if [ -n "$pth_site" ]; then
     # One line: .pth lines starting with "import" are executed by site.py at startup.
     printf '%s\n' "import sys; sys.path[:] = [next((d + p[len(s):] for s, d in ($map) if p == s or p.startswith(s + '/')), p) for p in sys.path]" \
-      >"$pth_site/00-vrift.pth"
-    chmod 0644 "$pth_site/00-vrift.pth"
-    log "python3: $pth_site/00-vrift.pth maps sys.path entries to $ROOT"
+      >"$pth_site/zz-vrift.pth"
+    chmod 0644 "$pth_site/zz-vrift.pth"
+    log "python3: $pth_site/zz-vrift.pth maps sys.path entries to $ROOT"
   else
     log "python3: no site-packages directory to hold a .pth; set PYTHONPATH to the $ROOT paths yourself"
   fi
