@@ -26,6 +26,7 @@ import { appendLayers, rfc3339, withLdPreload } from './mutate';
 import { removeOnSignal } from './cleanup';
 import { checkSource, openSource, type SourceRef } from './source';
 import { inspectShim, type ShimInfo } from './shimInfo';
+import { baseLibc } from './baseLibc';
 import { parseReference } from './reference';
 // registry push and pull (H9)
 import { RegistryPool, type RegistryOptions } from '../registry/client';
@@ -56,6 +57,14 @@ export interface BuildImageOptions {
   /** Parsed SOURCE_DATE_EPOCH (seconds), or undefined when unset. */
   sourceDateEpoch?: number;
   shimPath: string;
+  /**
+   * Pick the shim variant from the base (issue 7): called with the base
+   * config's `architecture` (OCI name; the shim's when unset) and its libc
+   * (musl when a base layer holds /lib/ld-musl-*); returns the shim's host
+   * path, or throws VriftError when that variant is not built. Without it,
+   * `shimPath` is used whatever the base.
+   */
+  pickShim?: (arch: string, libc: 'glibc' | 'musl') => string;
   vriftVersion: string;
   builders: LayerBuilders;
   docker: () => Docker;
@@ -151,8 +160,8 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
     const out = await fsp.stat(o.output).catch(() => undefined);
     if (out?.isDirectory()) throw new VriftError(`writing ${o.output}: it is a directory; give a file name such as ${path.join(o.output, 'image.tar')}`);
   }
-  const shim: ShimInfo = await inspectShim(o.shimPath);
-  o.log(`shim: ${shim.path} (${shim.variant})`);
+  let shim: ShimInfo = await inspectShim(o.shimPath);
+  if (!o.pickShim) o.log(`shim: ${shim.path} (${shim.variant})`);
 
   const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'vrift-build-'));
   const unregisterWork = removeOnSignal(work);
@@ -170,7 +179,6 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       cacheDir: o.cacheDir,
       tmpDir: work,
     });
-    const shimLayerFile = await o.builders.buildShimLayer(o.shimPath, work);
     const s = tree.stats;
     o.log(`tree: ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks, ${s.bytes} bytes, ${s.casObjects} CAS objects (dedup ${s.dedupRatio.toFixed(3)}x), hashed ${s.hashMisses}, cached ${s.hashHits}`);
     o.log(`blob: ${tree.blob.length} bytes, ${tree.blobDigest}`);
@@ -186,10 +194,17 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       throw new VriftError(`building on ${o.base.raw}: the base already carries a vrift tree (label ${LABEL_BLOB_DIGEST}=${previous}); building on a vrift image is not supported yet, use its original base and pass every --add at once`);
     }
     const baseArch = baseConfig.architecture;
+    if (o.pickShim) {
+      const { libc, evidence } = await baseLibc(source.image);
+      const arch = baseArch || shim.arch;
+      shim = await inspectShim(o.pickShim(arch, libc));
+      o.log(`shim: picked ${arch}-${libc} for base ${baseConfig.os ?? 'linux'}/${arch} (${evidence}): ${shim.path} (${shim.variant})`);
+    }
     if (baseArch && baseArch !== shim.arch) {
       throw new VriftError(`building on ${o.base.raw}: the base image is ${baseConfig.os ?? 'linux'}/${baseArch} but the shim is built for ${shim.arch}; use a ${shim.arch} base or build the shim for ${baseArch}`);
     }
 
+    const shimLayerFile = await o.builders.buildShimLayer(shim.path, work);
     lap('base');
     const created = rfc3339(o.sourceDateEpoch ?? 0);
     const shimLayer = layerFromFile(shimLayerFile);

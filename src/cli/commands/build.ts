@@ -7,7 +7,7 @@ import { dockerClient } from '../../image/daemon';
 import { parseSourceRef } from '../../image/source';
 import { VRIFT_ROOT, type TreeAdd } from '../../layer/types';
 import { buildShimLayer, buildVriftLayer, parseSourceDateEpoch } from '../../tree';
-import { PACKAGE_ROOT, shimPath } from './shimPath';
+import { PACKAGE_ROOT, SHIM_VARIANTS, shimPath, variantFor } from './shimPath';
 import type { RegistryOptions } from '../../registry/client';
 
 // Owned by the image builder work (issue 3).
@@ -138,6 +138,11 @@ export async function runBuild(a: BuildArgs, log: (line: string) => void): Promi
     cacheDir: a['cache-dir'],
     sourceDateEpoch,
     shimPath: shim,
+    pickShim: (arch, libc) => {
+      const v = variantFor(arch, libc);
+      if (!v) throw new VriftError(`picking the shim for a linux/${arch} ${libc} base: no such variant (built: ${SHIM_VARIANTS.join(', ')}); use a base of one of those`);
+      return shimPath(v);
+    },
     vriftVersion: vriftVersion(),
     builders: { buildVriftLayer, buildShimLayer },
     docker: dockerClient,
