@@ -715,7 +715,8 @@ static void report(const char *path, const char *field, uint64_t blob, uint64_t 
 
 /* Compare the blob with the kernel's lstat of every path under each root
  * (and of every path on disk with the blob's list).  st_dev is skipped with
- * PSFS_H_DEV_RUNTIME; st_ino, st_atim and st_ctim with synthetic identity. */
+ * PSFS_H_DEV_RUNTIME; st_ino, st_dev, st_atim and st_ctim with synthetic
+ * identity (synthetic < 0: detected from roots[0]'s st_ino). */
 static int verify(const char *blob_file, int synthetic)
 {
 	int fd = open(blob_file, O_RDONLY | O_CLOEXEC);
@@ -742,6 +743,10 @@ static int verify(const char *blob_file, int synthetic)
 	if (psfs_crc32(base + PSFS_HEADER_SIZE, size - PSFS_HEADER_SIZE) != v.h->body_crc32)
 		die(EXIT_FAIL, "verifying: %s: body CRC-32 mismatch (corrupt); regenerate the blob with vrift-mkblob", blob_file);
 
+	if (synthetic < 0) {  /* default: synthetic when roots[0]'s st_ino is in that range */
+		const struct psfs_entry *re = psfs_lookup(&v, v.strings + v.roots[0].path_off, v.roots[0].path_len);
+		synthetic = re && re->ino >= SYNTHETIC_INO_BASE;
+	}
 	unsigned long checked = 0;
 	for (uint32_t r = 0; r < v.root_count; r++) {
 		char *root = xmemdup(v.strings + v.roots[r].path_off, v.roots[r].path_len);
@@ -785,7 +790,7 @@ static int verify(const char *blob_file, int synthetic)
 			if (b->rdev != (uint64_t)st->st_rdev) report(p, "st_rdev", b->rdev, (uint64_t)st->st_rdev);
 			if (b->mtime_sec != st->st_mtim.tv_sec) report(p, "st_mtim.tv_sec", (uint64_t)b->mtime_sec, (uint64_t)st->st_mtim.tv_sec);
 			if (b->mtime_nsec != st->st_mtim.tv_nsec) report(p, "st_mtim.tv_nsec", b->mtime_nsec, (uint64_t)st->st_mtim.tv_nsec);
-			if (!(v.flags & PSFS_H_DEV_RUNTIME) && b->dev != (uint64_t)st->st_dev)
+			if (!(v.flags & PSFS_H_DEV_RUNTIME) && !synthetic && b->dev != (uint64_t)st->st_dev)
 				report(p, "st_dev", b->dev, (uint64_t)st->st_dev);
 			if (!synthetic) {
 				if (b->ino != (uint64_t)st->st_ino) report(p, "st_ino", b->ino, (uint64_t)st->st_ino);
@@ -845,7 +850,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			printf("usage: vrift-mkblob [--root /vrift] [--blob /usr/lib/vrift/psfs.blob] [--identity host|synthetic]\n"
 			       "                    [--dev-runtime] [--check-root-mtime] [--truncate-mtime-ns] [--copy SRC:DEST]...\n"
-			       "       vrift-mkblob --verify [--blob FILE] [--identity host|synthetic]\n");
+			       "       vrift-mkblob --verify [--blob FILE] [--identity host|synthetic]   (exit 3 on mismatch)\n");
 			return 0;
 		} else {
 			char why[128];
@@ -857,16 +862,7 @@ int main(int argc, char **argv)
 	if (do_verify) {
 		if (ncopies || trunc || dev_runtime || check_mtime)
 			usage("--verify takes only --blob, --root and --identity");
-		int synthetic = identity;
-		if (synthetic < 0) {           /* default: what the header says */
-			uint8_t h[PSFS_HEADER_SIZE];
-			int fd = open(blob, O_RDONLY | O_CLOEXEC);
-			synthetic = fd >= 0 && read(fd, h, sizeof h) == (ssize_t)sizeof h &&
-				    (h[offsetof(struct psfs_header, flags)] & PSFS_H_DEV_RUNTIME);
-			if (fd >= 0)
-				close(fd);
-		}
-		return verify(blob, synthetic);
+		return verify(blob, identity);
 	}
 
 	for (size_t i = 0; i < ncopies; i++) {
