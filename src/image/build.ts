@@ -28,6 +28,7 @@ import { checkSource, openSource, type SourceRef } from './source';
 import { inspectShim, type ShimInfo } from './shimInfo';
 import { baseLibc } from './baseLibc';
 import { parseReference } from './reference';
+import { readVriftBase, type VriftBase } from '../verify/imageScan';
 // registry push and pull (H9)
 import { RegistryPool, type RegistryOptions } from '../registry/client';
 import { hasRegistryHost, parseRegistryRef } from '../registry/reference';
@@ -172,13 +173,15 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
     // Cheap checks first, the tree next (bad sources fail fast), the base export last.
     await checkSource(o.base, o.docker, sourceOpts);
     o.log(`building /vrift tree layer from ${o.adds.map((a) => `${a.src} -> ${a.dest}`).join(', ')}`);
-    const tree = await o.builders.buildVriftLayer({
+    const buildTree = (merge?: VriftBase['merge']) => o.builders.buildVriftLayer({
       adds: o.adds,
       chown: o.chown,
       sourceDateEpoch: o.sourceDateEpoch,
       cacheDir: o.cacheDir,
       tmpDir: work,
+      merge,
     });
+    let tree = await buildTree();
     const s = tree.stats;
     o.log(`tree: ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks, ${s.bytes} bytes, ${s.casObjects} CAS objects (dedup ${s.dedupRatio.toFixed(3)}x), hashed ${s.hashMisses}, cached ${s.hashHits}`);
     o.log(`blob: ${tree.blob.length} bytes, ${tree.blobDigest}`);
@@ -188,10 +191,15 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
     source = await openSource(o.base, o.docker, work, sourceOpts);
     const baseConfig = await source.image.config();
     const previous = baseConfig.config?.Labels?.[LABEL_BLOB_DIGEST];
+    let vriftBase: VriftBase | undefined;
     if (previous) {
-      // Its /vrift files would stay in the image but be missing from the new blob,
-      // and the shim would answer for them from the new blob: refuse until blobs merge.
-      throw new VriftError(`building on ${o.base.raw}: the base already carries a vrift tree (label ${LABEL_BLOB_DIGEST}=${previous}); building on a vrift image is not supported yet, use its original base and pass every --add at once`);
+      // Its /vrift stays in its layers; the new blob must cover the union (src/tree/merge.ts).
+      // The tree layer is written again with the merged blob (hashes come from the digest cache).
+      o.log(`base carries a vrift tree (blob ${previous}): merging`);
+      vriftBase = await readVriftBase(source.image, o.base.raw);
+      await fsp.rm(tree.layer.path, { force: true });
+      tree = await buildTree(vriftBase.merge);
+      o.log(`blob: merged with the base's ${vriftBase.merge.entries.length} entries: ${tree.blob.length} bytes, ${tree.blobDigest}`);
     }
     const baseArch = baseConfig.architecture;
     if (o.pickShim) {
@@ -209,10 +217,13 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
     const created = rfc3339(o.sourceDateEpoch ?? 0);
     const shimLayer = layerFromFile(shimLayerFile);
     const treeLayer = layerFromFile(tree.layer);
+    // A base that already has this very shim layer (an earlier vrift build) does not get it twice.
+    const addShim = vriftBase?.shimDiffID !== shimLayerFile.diffID;
+    if (!addShim) o.log('shim: the base already has this shim layer; not adding it again');
     const image = appendLayers(
       source.image,
       [
-        { layer: shimLayer, history: { created_by: `vrift build: shim ${SHIM_IMAGE_PATH}`, comment: `libvrift ${shim.arch} ${shim.libc}` } },
+        ...(addShim ? [{ layer: shimLayer, history: { created_by: `vrift build: shim ${SHIM_IMAGE_PATH}`, comment: `libvrift ${shim.arch} ${shim.libc}` } }] : []),
         { layer: treeLayer, history: { created_by: treeCreatedBy(o.adds, o.chown), comment: `vrift tree, PSFS blob ${tree.blobDigest}` } },
       ],
       {
@@ -264,11 +275,11 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
 
     const manifest = await image.manifest();
     const layers = await image.layers();
-    const baseCount = layers.length - 2;
+    const baseCount = layers.length - (addShim ? 2 : 1);
     const built: BuiltLayer[] = [];
     for (let i = 0; i < layers.length; i++) {
       built.push({
-        role: i < baseCount ? 'base' : i === baseCount ? 'shim' : 'vrift',
+        role: i < baseCount ? 'base' : addShim && i === baseCount ? 'shim' : 'vrift',
         digest: manifest.layers[i].digest,
         diffID: await layers[i].diffID(),
         size: manifest.layers[i].size,

@@ -153,6 +153,11 @@ export interface BuildVriftLayerOptions extends PlanOptions {
   adds: TreeAdd[];
   /** Directory for temp and output layer files. Default os.tmpdir(). */
   tmpDir?: string;
+  /**
+   * The base image's vrift tree (its blob) when building on an image that
+   * already has one: the new blob then covers the union (src/tree/merge.ts).
+   */
+  merge?: import('../tree/merge').MergeBase;
 }
 
 export interface BuildVriftLayerResult {

@@ -11,6 +11,7 @@ import {
   type BuildVriftLayerOptions, type BuildVriftLayerResult, type LayerEntry, type LayerFile, type TreePlan,
 } from '../layer/types';
 import { planTree } from './plan';
+import { checkMergeConflicts, mergeBlobEntries, mergeFingerprint } from './merge';
 
 /**
  * Filesystem model used for the fields tar does not carry (st_size of
@@ -205,9 +206,17 @@ async function renameToDigest(layer: LayerFile, dir: string, prefix: string): Pr
  * @throws VriftError from planTree, encodeBlob or writeLayer; no layer file is left behind on error
  */
 export async function buildVriftLayer(opts: BuildVriftLayerOptions): Promise<BuildVriftLayerResult> {
+  if (opts.merge) checkMergeConflicts(opts.merge, opts.adds.map((a) => path.posix.normalize(a.dest).replace(/\/+$/, '')));
   const plan = await planTree(opts.adds, opts);
-  const { entries, uncertain } = blobEntriesFromPlan(plan);
-  const blob = encodeBlob({ roots: [plan.root], entries, flags: H_DEV_RUNTIME | H_CHECK_ROOT_MTIME });
+  if (opts.merge) {
+    checkMergeConflicts(opts.merge, [], plan);
+    mergeFingerprint(plan, opts.merge);
+  }
+  const fresh = blobEntriesFromPlan(plan);
+  const entries = opts.merge ? mergeBlobEntries(opts.merge, fresh.entries, plan.entries) : fresh.entries;
+  const uncertain = fresh.uncertain;
+  const roots = opts.merge ? [plan.root, ...opts.merge.roots.filter((r) => !r.equals(plan.root))] : [plan.root];
+  const blob = encodeBlob({ roots, entries, flags: H_DEV_RUNTIME | H_CHECK_ROOT_MTIME });
   const layerEntries: LayerEntry[] = [
     ...usrDirs(),
     { type: 'file', path: Buffer.from(BLOB_IMAGE_PATH), mode: 0o100644, uid: 0, gid: 0, mtime: { sec: 0n, nsec: 0 }, size: BigInt(blob.length), source: { content: blob }, nlink: 1 },

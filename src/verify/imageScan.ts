@@ -14,6 +14,8 @@ import { VriftError } from '../errors';
 import { normalizeMemberName } from '../image/files';
 import type { Image, Layer } from '../image/types';
 import { BLOB_IMAGE_PATH, SHIM_IMAGE_PATH, VRIFT_ROOT } from '../layer/types';
+import { decodeBlob } from '../blob/reader';
+import type { MergeBase } from '../tree/merge';
 
 /** Label keys (mirrors src/image/build.ts, kept here to avoid an import cycle). */
 export const LABEL_BLOB_DIGEST = 'dev.vrift.blob.digest';
@@ -210,4 +212,47 @@ export function mergedVriftPaths(layers: LayerScan[]): Map<string, { kind: PathK
     }
   }
   return out;
+}
+
+/** What `vrift build` needs from a base that already carries a vrift tree. */
+export interface VriftBase {
+  merge: MergeBase;
+  /** diffID of the layer that holds the visible shim, when the base has one. */
+  shimDiffID?: string;
+}
+
+/**
+ * Read a base image's vrift tree for a merge: its visible blob (which must
+ * match the dev.vrift.blob.digest label) and, from its layers' tar headers,
+ * the /vrift paths the engine will show, which must be exactly the blob's
+ * keys (a later layer that wrote into /vrift would make the merged blob lie).
+ * @param where names the base in messages
+ * @throws VriftError when the blob is missing, does not match the label or does not decode, or /vrift drifted from it
+ */
+export async function readVriftBase(image: Image, where: string, onLayer?: (i: number, n: number) => void): Promise<VriftBase> {
+  const scan = await scanImage(image, where, onLayer);
+  if (!scan.blob || !scan.blobDigest) {
+    throw new VriftError(`merging onto ${where}: the config has the ${LABEL_BLOB_DIGEST} label but no layer holds ${BLOB_IMAGE_PATH}; the base is not a complete vrift image, build from its original base`);
+  }
+  if (scan.labelBlobDigest !== undefined && scan.labelBlobDigest !== scan.blobDigest) {
+    throw new VriftError(`merging onto ${where}: ${BLOB_IMAGE_PATH} is ${scan.blobDigest} but the ${LABEL_BLOB_DIGEST} label says ${scan.labelBlobDigest}; a later layer replaced the blob, build from the original base`);
+  }
+  let decoded;
+  try {
+    decoded = decodeBlob(scan.blob);
+  } catch (err) {
+    throw new VriftError(`merging onto ${where}: the base's PSFS blob does not decode (${(err as Error).message})`, { cause: err });
+  }
+  const onDisk = mergedVriftPaths(scan.layers);
+  const inBlob = new Set(decoded.entries.map((e) => e.path.toString('latin1')));
+  const extra = [...onDisk.keys()].filter((p) => !inBlob.has(Buffer.from(p).toString('latin1'))).sort();
+  const missing = decoded.entries.map((e) => e.path.toString('latin1')).filter((p) => !onDisk.has(Buffer.from(p, 'latin1').toString())).sort();
+  if (extra.length || missing.length) {
+    const first = extra.length ? `${extra.length} paths not in its blob (first: ${extra[0]})` : `${missing.length} blob paths missing (first: ${missing[0]})`;
+    throw new VriftError(`merging onto ${where}: the base's /vrift differs from its blob: ${first}; a later layer changed /vrift (check with \`vrift verify\`), build from the original base`);
+  }
+  return {
+    merge: { entries: decoded.entries, roots: decoded.roots, blobDigest: scan.blobDigest, dests: scan.historyDests, where },
+    shimDiffID: scan.shimLayer !== undefined ? scan.layers[scan.shimLayer].diffID : undefined,
+  };
 }
