@@ -22,6 +22,12 @@
  *   PSFS_H_CHECK_ROOT_MTIME) also cover the base blob's digest, so the new
  *   blob validates only over this exact union.
  *
+ * Known difference on a flattened rootfs (umoci unpack, docker export): a
+ * CAS object the new layer writes again replaces the base's file there, so a
+ * base tree path hardlinked to it reports st_nlink one lower than in the
+ * blob (overlayfs keeps the lower inode and its link count; the blob follows
+ * overlayfs, what containers see). `vrift verify --root` reports it.
+ *
  * Conflicts (refused): a new destination that exists in the base, or that
  * contains or lies inside a destination of an earlier vrift build, or a
  * directory the new tree needs where the base has a file or symlink.
