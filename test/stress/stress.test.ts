@@ -145,4 +145,11 @@ test('a preloaded library whose constructor stats a domain path, before and afte
     if (r.stderr === kernel.stderr) same++;
   }
   expect(same).toBe(n);
+  // Both paths really ran: with the canary blob, the constructor that runs before ours gets the
+  // kernel's size (raw-syscall passthrough), the one that runs after ours the blob's.
+  const sizes = [`${EARLY}:${SHIM}`, `${SHIM}:${EARLY}`].map((order) => {
+    const r = run('/bin/true', [], { env: { EARLY_PATH: canary, LD_PRELOAD: order, VRIFT_BLOB: canaryBlob }, timeoutMs: 30_000 });
+    return /early stat rc=0 size=(\d+) statx rc=0 size=\1$/m.exec(r.stderr)?.[1];
+  });
+  expect(sizes.sort()).toEqual(['0', String(CANARY_SIZE)]);
 });
