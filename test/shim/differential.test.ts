@@ -18,6 +18,7 @@ import { scanHostTree } from '../../src/blob/hostTree';
 import { encodeBlob } from '../../src/blob/writer';
 import * as F from '../../src/blob/format';
 import {
+  adversarial,
   blobFor,
   buildShim,
   countCalls,
@@ -37,62 +38,6 @@ let input: Buffer;
 let kernel: string[];
 
 const B = (s: string): Buffer => Buffer.from(s, 'latin1');
-
-/** >= 200 adversarial spellings of domain (and near-domain) paths. */
-function adversarial(fx: HostFixture): (Buffer | null)[] {
-  const root = fx.root.toString('latin1');
-  const parent = root.slice(0, root.lastIndexOf('/'));
-  const base = root.slice(root.lastIndexOf('/') + 1);
-  const out: string[] = [];
-  const rels = [
-    'small', 'empty', 'big', 'setuid', 'noperm', 'fifo', 'd', 'd/f', 'd/sub', 'emptydir', 'deep/a/b/c/d/e/f/g/h/leaf',
-    'l-rel-file', 'l-abs-file', 'l-rel-dir', 'l-abs-dir', 'l-dir-slash', 'l-file-slash', 'l-outside', 'l-dangling',
-    'l-loop-a', 'l-chain-1', 'd/sub/l-up', 'd/l-above-root', 'l-dot', 'd/l-dotdot', 'private', 'private/secret',
-    'locked', 'locked/x', 'noexec', 'noexec/y', 'hop0', 'hop1', 'hop2', 'sticky', 'l-through-link', 'l-into-noexec',
-  ];
-  for (const rel of rels) {
-    const p = `${root}/${rel}`;
-    out.push(
-      `${p}/`, `${p}//`, `${p}/.`, `${p}/./`, `${p}/..`, `${p}/../`, `${p}/x`, `${p}/x/y`, `${p}/./x`,
-      `${root}//${rel}`, `${root}/./${rel}`, `/${p}`, `${root}/d/../${rel}`,
-    );
-  }
-  out.push(
-    root, `${root}/`, `${root}/.`, `${root}/..`, `${root}/../${base}`, `${root}/../${base}/small`,
-    `${root}/../../../../../../../../..${root}/small`, `${parent}/./${base}/small`, `${parent}//${base}//small`,
-    `${root}/missing`, `${root}/missing/`, `${root}/missing/x`, `${root}/d/missing`, `${root}/d/missing/..`,
-    `${root}/deep/a/b/missing/c`, `${root}/deep/a/b/c/d/e/f/g/h/leaf/..`, `${root}/deep/a/b/c/../../b/c/d`,
-    `${root}/deep/./a/./b/../b/c`, `${root}/d/sub/../../small`, `${root}/d/sub/../../../${base}/small`,
-    `${root}/small/..`, `${root}/l-rel-dir/..`, `${root}/l-rel-dir/../small`, `${root}/l-rel-dir/f`,
-    `${root}/l-abs-dir/sub`, `${root}/l-abs-dir/missing`, `${root}/private/missing`, `${root}/locked/missing`,
-    `${root}/noexec/missing`, `${root}/noexec/../small`, `${root}/private/../small`,
-    `${root}/${'a'.repeat(256)}`, `${root}/${'a'.repeat(255)}`, `${root}/${'n'.repeat(255)}`, `${root}/${'n'.repeat(256)}`,
-    `${root}/${'a'.repeat(300)}/..`, `${root}/missing/${'a'.repeat(256)}`, `${root}/${'L'.repeat(255)}/${'M'.repeat(255)}`,
-    `${root}/${'L'.repeat(255)}/${'M'.repeat(255)}/`, `${root}/${'L'.repeat(255)}/../small`,
-    `${root}/${'a'.repeat(5000)}`, `${root}/${'./'.repeat(2100)}small`, `${root}${'/'.repeat(4100)}small`,
-    `${root}/...`, `${root}/.hidden`, `${root}/sp ace`, `${root}/sp`, `${root}/.../`, `${root}/..../`,
-    `${root}x`, `${root}x/small`, `${root.slice(0, -1)}`, `${parent}`, `${parent}/`, `/`, `//`, `/.`, `/..`,
-    `${fx.outside.toString('latin1')}/file`, `${root}/../outside/file`, `.`, `..`, `dom/small`, `./small`, `small`,
-    `/nonexistent/path`, `/etc/hostname`, `/dev/null`,
-  );
-  // PATH_MAX boundary: the longest accepted path, then one byte more.
-  const longest = fx.paths.reduce((a, p) => (p.length > a.length ? p : a), Buffer.alloc(0)).toString('latin1');
-  const dirOfLongest = longest.slice(0, longest.lastIndexOf('/'));
-  out.push(longest, `${longest}/`, `${dirOfLongest}//${longest.slice(dirOfLongest.length + 1)}`, `${dirOfLongest}/./missing`);
-  out.push(`${dirOfLongest}/${'q'.repeat(F.PATH_MAX - 1 - dirOfLongest.length - 1)}`);
-  out.push(`${dirOfLongest}/${'q'.repeat(F.PATH_MAX - dirOfLongest.length - 1)}`);
-  // A spelling of a short path with exactly PATH_MAX-1 bytes (accepted), then PATH_MAX and PATH_MAX+1.
-  for (const n of [F.PATH_MAX - 1, F.PATH_MAX, F.PATH_MAX + 1]) out.push(`${root}/${'/'.repeat(n - root.length - 1 - 5)}small`);
-  const res: (Buffer | null)[] = out.map(B);
-  // non-UTF-8 spellings
-  res.push(Buffer.concat([fx.root, B('/'), Buffer.from([0xff, 0xfe, 0x41]), B('/')]));
-  res.push(Buffer.concat([fx.root, B('/'), Buffer.from([0xe9, 0x74, 0xe9]), B('/./'), Buffer.from([0x80, 0x2e, 0x2e])]));
-  res.push(Buffer.concat([fx.root, B('/'), Buffer.from([0xe9, 0x74, 0xe9]), B('/'), Buffer.from([0x80, 0x2e, 0x2e]), B('/..')]));
-  res.push(Buffer.concat([fx.root, B('/'), Buffer.from([0xff])]));
-  res.push(null, Buffer.alloc(0));
-  return res;
-}
-
 beforeAll(async () => {
   buildShim();
   fx = await makeHostTree();
