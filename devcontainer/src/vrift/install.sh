@@ -13,19 +13,19 @@
 # 4. writes /usr/lib/vrift/psfs.blob with synthetic identity, PSFS_H_DEV_RUNTIME and
 #    PSFS_H_CHECK_ROOT_MTIME, after truncating mtimes to whole seconds (the classic
 #    builder's layer commit keeps seconds only), and checks it with vrift-mkblob --verify;
-# 5. installs an apt/dpkg hook that drops the blob while dpkg runs and rewrites it after.
+# 5. installs a dpkg hook that drops the blob while dpkg runs and rewrites it after.
 #
 # Options (devcontainer-feature.json) arrive as environment variables:
 #   PATHS    "auto" (default), "none", or comma-separated absolute directories
 #   PYTHON   "true" (default): add the sys.path rewrite for python3
-#   APTHOOK  "true" (default): refresh the blob after every dpkg run
+#   DPKGHOOK "true" (default): drop the blob while dpkg runs, rewrite it after
 # Docs: docs/integrations/devcontainer.md
 set -eu
 
 FEATURE_DIR=$(cd "$(dirname "$0")" && pwd)
 PATHS="${PATHS:-auto}"
 PYTHON="${PYTHON:-true}"
-APTHOOK="${APTHOOK:-true}"
+DPKGHOOK="${DPKGHOOK:-true}"
 LIBDIR=/usr/lib/vrift
 BLOB="$LIBDIR/psfs.blob"
 MKBLOB=/usr/local/bin/vrift-mkblob
@@ -152,6 +152,15 @@ print(([d for d in site.getsitepackages() if os.path.isdir(d)] or [""])[-1])' 2>
 fi
 
 # --- 4. tree and blob -------------------------------------------------------------------------
+# python3 writes a missing or stale __pycache__/*.pyc next to the source at import time; in
+# /vrift that would change the tree after the blob is written. Compile them now.
+if command -v python3 >/dev/null 2>&1; then
+  for p in $final; do
+    case " $(python_paths | tr '\n' ' ') " in
+      *" $p "*) LD_PRELOAD='' python3 -m compileall -q -j0 "$p" >/dev/null 2>&1 || true ;;
+    esac
+  done
+fi
 copies=
 for p in $final; do copies="$copies --copy $p:$ROOT$p"; done
 mkdir -m 0755 "$ROOT"
@@ -168,16 +177,18 @@ else
   log "no directories to accelerate (paths=$PATHS): the shim is installed with an empty domain"
 fi
 
-# --- 5. apt/dpkg hook ---------------------------------------------------------------------------
-if [ "$APTHOOK" = true ] && [ -d /etc/apt/apt.conf.d ]; then
-  # Before dpkg: drop the blob (processes started meanwhile pass through: a package writing
-  # into a moved directory must not be answered from the old blob). After: write it again.
-  cat >/etc/apt/apt.conf.d/80vrift <<EOF
-// vrift devcontainer feature: keep /usr/lib/vrift/psfs.blob true to /vrift across dpkg runs.
-DPkg::Pre-Invoke { "rm -f $BLOB"; };
-DPkg::Post-Invoke { "$MKBLOB $MKBLOB_ARGS >/dev/null 2>&1 || rm -f $BLOB"; };
+# --- 5. dpkg hook ---------------------------------------------------------------------------------
+if [ "$DPKGHOOK" = true ] && [ -d /etc/dpkg/dpkg.cfg.d ]; then
+  # dpkg runs these around every unpack/configure/remove (apt-get and dpkg -i alike). Before:
+  # drop the blob, so processes started meanwhile (maintainer scripts, py3compile) pass
+  # through instead of being answered from a blob that no longer matches a directory dpkg
+  # writes into. After: write it again (or leave none: passthrough, never a stale answer).
+  cat >/etc/dpkg/dpkg.cfg.d/vrift <<EOF
+# vrift devcontainer feature: keep $BLOB true to $ROOT across dpkg runs.
+pre-invoke=rm -f $BLOB
+post-invoke=$MKBLOB $MKBLOB_ARGS >/dev/null 2>&1 || rm -f $BLOB
 EOF
-  log "apt: /etc/apt/apt.conf.d/80vrift refreshes the blob after dpkg runs"
+  log "dpkg: /etc/dpkg/dpkg.cfg.d/vrift rewrites the blob after every dpkg run"
 fi
 # For a manual refresh after changing a directory under /vrift (see the docs).
 printf '%s\n' "$MKBLOB_ARGS" >"$LIBDIR/mkblob.args"

@@ -8,5 +8,5 @@ check "/vrift is empty" test -z "$(ls -A /vrift)"
 check "python3 untouched" test ! -L /usr/lib/python3.11
 check "python3 runs under the shim" python3 -c 'import json'
 check "blob matches the kernel" vrift-mkblob --verify
-check "no apt hook (aptHook=false)" test ! -e /etc/apt/apt.conf.d/80vrift
+check "no dpkg hook (dpkgHook=false)" test ! -e /etc/dpkg/dpkg.cfg.d/vrift
 reportResults
