@@ -211,17 +211,29 @@ export function oracleInput(paths: (Buffer | null)[]): Buffer {
   );
 }
 
+let oracleCwd: string | undefined;
+
+function makeOracleCwd(): string {
+  const top = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'vrift-oracle-cwd-')));
+  fs.mkdirSync(path.join(top, 'sub'));
+  fs.chmodSync(top, 0o755);
+  return path.join(top, 'sub');
+}
+
 /**
  * Run the oracle; with `blob`, under LD_PRELOAD=libvrift.so VRIFT_BLOB=blob;
  * with `uid`, as that user (and group), to see permission-dependent answers.
  */
 export function runOracle(input: Buffer, blob?: string, uid?: number): string[] {
+  // Relative spellings ("..", "a/b") pass through; they resolve against a
+  // private, never-written directory so both runs see the same kernel state.
+  oracleCwd ??= makeOracleCwd();
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH };
   if (blob) {
     env.LD_PRELOAD = SHIM;
     env.VRIFT_BLOB = blob;
   }
-  const r = spawnSync(ORACLE, [], { input, env, maxBuffer: 1 << 30, ...(uid !== undefined ? { uid, gid: uid } : {}) });
+  const r = spawnSync(ORACLE, [], { input, env, cwd: oracleCwd, maxBuffer: 1 << 30, ...(uid !== undefined ? { uid, gid: uid } : {}) });
   if (r.status !== 0) throw new Error(`oracle exited ${r.status} signal ${r.signal}: ${r.stderr}`);
   return r.stdout.toString('latin1').split('\n');
 }
