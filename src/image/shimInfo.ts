@@ -49,7 +49,8 @@ export function describeShim(buf: Buffer, p: string): ShimInfo {
   const machine = little ? buf.readUInt16LE(18) : buf.readUInt16BE(18);
   const arch = MACHINES[machine] ?? `unknown(${machine})`;
   // DT_NEEDED names live in .dynstr; looking for the sonames is enough here.
-  const libc = buf.includes('libc.musl-') || buf.includes('ld-musl-') ? 'musl' : buf.includes('libc.so.6') ? 'glibc' : 'none';
+  // musl: Alpine's gcc records libc.musl-<arch>.so.1, musl-gcc (Debian) the bare soname libc.so.
+  const libc = buf.includes('libc.musl-') || buf.includes('ld-musl-') || buf.includes('\0libc.so\0') ? 'musl' : buf.includes('libc.so.6') ? 'glibc' : 'none';
   const sha256 = `sha256:${createHash('sha256').update(buf).digest('hex')}`;
   return { path: p, size: buf.length, sha256, arch, libc, variant: `linux/${arch} ${libc}, ${buf.length} bytes, ${sha256}` };
 }
