@@ -473,8 +473,9 @@ static uint8_t *encode(struct ents *es, uint32_t flags, uint64_t *size)
 		F32(mode, e->st.st_mode);
 		F32(uid, e->st.st_uid);
 		F32(gid, e->st.st_gid);
-		if ((uint64_t)e->st.st_nlink > UINT32_MAX)
-			die(EXIT_FAIL, "encoding PSFS blob: \"%s\": st_nlink %" PRIu64 " is outside 0..2^32-1", e->path, (uint64_t)e->st.st_nlink);
+		uint64_t nlink = e->st.st_nlink;   /* nlink_t is 64-bit on x86_64, 32 on arm64 */
+		if (nlink > UINT32_MAX)
+			die(EXIT_FAIL, "encoding PSFS blob: \"%s\": st_nlink %" PRIu64 " is outside 0..2^32-1", e->path, (uint64_t)nlink);
 		F32(nlink, e->st.st_nlink);
 		F64(size, e->st.st_size);
 		F64(blocks, e->st.st_blocks);

@@ -189,6 +189,29 @@ describe('devcontainer build / up / exec with an explicit paths list', () => {
   });
 });
 
+describe('install.sh in other images, run directly', () => {
+  test('bullseye (glibc 2.31, no python3): auto is an empty domain; an explicit path is served by the shim', () => {
+    const r = run('docker', ['run', '--rm', '--network', 'none', '-v', `${FEATURE}:/feature:ro`, 'vrift-test/bullseye:latest', 'sh', '-c', [
+      'sh /feature/install.sh 2>/tmp/auto.log || { cat /tmp/auto.log >&2; exit 1; }',
+      'grep -c "shim is installed with an empty domain" /tmp/auto.log',
+      'rm -rf /vrift /usr/lib/vrift',
+      'PATHS=/usr/share/doc sh /feature/install.sh 2>/dev/null',
+      'vrift-mkblob --verify 2>&1 | grep -o "0 mismatches"',
+      // dash's test -e / -f: stat64 -> __xstat64 in glibc 2.31 (answered by the shim's __xstat64)
+      'n() { LD_PRELOAD=$1 strace -f -qq -e trace=%stat,%lstat,%fstat -o /tmp/t sh -c \'for f in /vrift/usr/share/doc/*/* /vrift/usr/share/doc/*/missing; do [ -e "$f" ] && [ -f "$f" ]; done\'; grep -c \'"/vrift\' /tmp/t || true; }',
+      'echo "$(n "") $(n /usr/lib/vrift/libvrift.so)"',
+    ].join('\n')]);
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.slice(0, 2)).toEqual(['1', '0 mismatches']);
+    const [off, on] = lines[2].split(' ').map(Number);
+    process.stdout.write(`bullseye, sh test -e/-f over /vrift/usr/share/doc/*/*: ${off} stat-family syscalls on /vrift without the shim, ${on} with it\n`);
+    expect(off).toBeGreaterThan(100);
+    expect(on * 10).toBeLessThanOrEqual(off);
+    expect(r.status).toBe(0);
+  });
+});
+
 describe('install.sh fails clearly', () => {
   function install(env: Record<string, string>, pre = ''): Run {
     const envArgs = Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
@@ -196,7 +219,7 @@ describe('install.sh fails clearly', () => {
   }
   test.each([
     ['an unsupported architecture', {}, 'mkdir -p /tmp/b && printf "#!/bin/sh\\necho riscv64\\n" >/tmp/b/uname && chmod +x /tmp/b/uname && export PATH=/tmp/b:$PATH;', /unsupported architecture riscv64; vrift has shims for x86_64 \(amd64\) and aarch64 \(arm64\) only/],
-    ['a musl image (variant not built yet)', {}, 'touch /lib/ld-musl-x86_64.so.1;', /no shim for linux\/amd64 musl in this feature \(it ships: libvrift-amd64-glibc.so \); build the variant/],
+    ['a glibc image that looks like musl: the musl shim does not load', {}, 'touch /lib/ld-musl-x86_64.so.1;', /the amd64-musl shim does not load in this image: /],
     ['a relative path', { PATHS: 'usr/lib/python3.11' }, '', /paths: 'usr\/lib\/python3.11' is not an absolute path/],
     ['a system directory', { PATHS: '/usr/lib' }, '', /paths: '\/usr\/lib' is a system directory/],
     ['a missing directory', { PATHS: '/opt/nothing' }, '', /paths: '\/opt\/nothing' is not a directory in the image/],
@@ -208,5 +231,17 @@ describe('install.sh fails clearly', () => {
     const errors = r.stderr.split('\n').filter((l) => l.startsWith('vrift feature: error:'));
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(re as RegExp);
+  });
+
+  test('a variant this build of the feature does not ship (arm64 from a feature packaged with amd64-glibc only)', () => {
+    const partial = path.join(tmp, 'partial-feature');
+    fs.cpSync(FEATURE, partial, { recursive: true });
+    for (const f of fs.readdirSync(path.join(partial, 'bin'))) {
+      if (f !== 'libvrift-amd64-glibc.so' && f !== 'vrift-mkblob-amd64') fs.rmSync(path.join(partial, 'bin', f));
+    }
+    const fake = 'mkdir -p /tmp/b && printf "#!/bin/sh\\necho aarch64\\n" >/tmp/b/uname && chmod +x /tmp/b/uname && export PATH=/tmp/b:$PATH;';
+    const r = run('docker', ['run', '--rm', '--network', 'none', '-v', `${partial}:/feature:ro`, BASE, 'sh', '-c', `${fake} sh /feature/install.sh`]);
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toMatch(/^vrift feature: error: no shim for linux\/arm64 glibc in this feature \(it ships: libvrift-amd64-glibc.so \); build the variant/);
   });
 });

@@ -58,7 +58,7 @@ SHIM="$FEATURE_DIR/bin/libvrift-$ARCH-$LIBC.so"
 TOOL="$FEATURE_DIR/bin/vrift-mkblob-$ARCH"
 if [ ! -f "$SHIM" ]; then
   have=$(cd "$FEATURE_DIR/bin" 2>/dev/null && for f in libvrift-*.so; do [ -e "$f" ] && printf '%s ' "$f"; done)
-  die "no shim for linux/$ARCH $LIBC in this feature (it ships: ${have:-nothing}); build the variant (issue 7) and repackage with 'npm run build:feature', or remove the feature for this image"
+  die "no shim for linux/$ARCH $LIBC in this feature (it ships: ${have:-nothing}); build the variant (make -C shim variants) and repackage with 'npm run build:feature', or remove the feature for this image"
 fi
 [ -f "$TOOL" ] || die "no vrift-mkblob for linux/$ARCH in this feature; repackage with 'npm run build:feature'"
 [ ! -e "$ROOT" ] || die "$ROOT already exists in the base image (built by 'vrift build'?); the feature creates $ROOT itself: use a base without it, or drop the feature and keep the image's own blob"
