@@ -71,7 +71,7 @@ function buildTree(dir: string): void {
 
 beforeAll(() => {
   if (!fs.existsSync(path.join(PKG, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` first');
-  execFileSync('make', ['-s', '-C', path.join(PKG, 'shim'), 'build/vrift-mkblob'], { stdio: 'inherit' });
+  execFileSync('make', ['-s', '-C', path.join(PKG, 'shim'), 'mkblob'], { stdio: 'inherit' });
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vrift-mkblob-'));
   fs.chmodSync(tmp, 0o755);
   tree = path.join(tmp, 'tree');
@@ -108,6 +108,18 @@ describe('vrift-mkblob is byte-identical to the TypeScript writer', () => {
     expect(d.entries.some((e) => e.path.includes(0xff))).toBe(true);
     expect(ab.equals(bb)).toBe(true);
     expect(fs.statSync(a).mode & 0o777).toBe(0o644);
+  });
+
+  test('the arm64 build (static, run with qemu-aarch64-static) writes the same bytes', () => {
+    const arm = path.join(PKG, 'shim', 'build', 'vrift-mkblob-arm64');
+    if (!fs.existsSync(arm)) throw new Error('shim/build/vrift-mkblob-arm64 is missing: install gcc-aarch64-linux-gnu (scripts/setup-machine.sh)');
+    const a = path.join(tmp, 'arm.psfs');
+    const b = path.join(tmp, 'amd.psfs');
+    const r = spawnSync('qemu-aarch64-static', [arm, '--identity', 'synthetic', '--dev-runtime', '--root', tree, '--blob', a], { encoding: 'utf8' });
+    expect(r.stderr).toMatch(/wrote/);
+    expect(r.status).toBe(0);
+    expect(mkblob(['--identity', 'synthetic', '--dev-runtime', '--root', tree, '--blob', b]).status).toBe(0);
+    expect(fs.readFileSync(a).equals(fs.readFileSync(b))).toBe(true);
   });
 
   test('synthetic identity: hardlinks share one st_ino from the high range, atime = ctime = mtime, st_dev 0', () => {
