@@ -19,6 +19,7 @@
  * Containers and images made here are removed in afterAll.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -186,6 +187,39 @@ describe('devcontainer build / up / exec with an explicit paths list', () => {
     expect(r.stdout.trim().split('\n')).toEqual(['42 /vrift/usr/lib/python3/dist-packages/vrift_probe/__init__.py', 'rewritten', 'removed']);
     expect(r.stderr).toMatch(/0 mismatches[\s\S]*0 mismatches/);
     expect(r.status).toBe(0);
+  });
+});
+
+describe('vrift-mkblob --copy survives the classic builder\'s layer commit', () => {
+  test('a 4000-entry directory copied in byte order keeps the st_size/st_blocks the blob recorded', () => {
+    // What the feature relies on: moby tars the step's upper directory in lexical order and
+    // the committed layer recreates each directory's entries in that order; ext4's htree
+    // blocks (st_size) depend on insertion order. cp -a (readdir order) is the control.
+    const ctx = path.join(tmp, 'commit-ctx');
+    fs.mkdirSync(ctx);
+    fs.copyFileSync(path.join(ROOT, 'shim', 'build', 'vrift-mkblob'), path.join(ctx, 'vrift-mkblob'));
+    const names = Array.from({ length: 4000 }, (_, i) => `module_${createHash('sha256').update(String(i)).digest('hex').slice(0, (i % 40) + 5)}.py`);
+    fs.writeFileSync(path.join(ctx, 'names'), `${names.join('\n')}\n`);
+    fs.writeFileSync(
+      path.join(ctx, 'Dockerfile'),
+      [
+        `FROM ${BASE}`,
+        'COPY vrift-mkblob names /',
+        'RUN mkdir -p /src/big /vrift/control /usr/lib/vrift && cd /src/big && xargs touch </names && cp -a /src/big /vrift/control/ && /vrift-mkblob --copy /src/big:/vrift/sorted/big --identity synthetic --dev-runtime --truncate-mtime-ns',
+      ].join('\n'),
+    );
+    const tag = `vrift-dc-test/commit:${process.pid}`;
+    const b = spawnSync('docker', ['build', '-q', '--network', 'none', '-t', tag, ctx], { encoding: 'utf8', env: { ...process.env, DOCKER_BUILDKIT: '0' }, timeout: 240_000 });
+    if (b.status !== 0) throw new Error(`docker build failed: ${b.stderr}`);
+    try {
+      const r = run('docker', ['run', '--rm', '--network', 'none', tag, '/vrift-mkblob', '--verify']);
+      const bad = r.stdout.split('\n').filter((l) => l && !/st_mtim|st_atim/.test(l));
+      process.stdout.write(`layer commit: ${r.stderr.trim()}; differences: ${JSON.stringify(bad)}\n`);
+      expect(bad.filter((l) => l.includes('/vrift/sorted'))).toEqual([]);
+      expect(r.stderr).toMatch(/8005 entries checked/);
+    } finally {
+      spawnSync('docker', ['rmi', '-f', tag], { stdio: 'ignore' });
+    }
   });
 });
 
