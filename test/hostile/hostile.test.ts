@@ -17,6 +17,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { checkHeader, decodeBlob } from '../../src/blob/reader';
 import { fuzzSeeds, hostileCorpus, isOutside, probePaths, ROOT, type HostileBlob } from './corpus';
 import { BLOBCHECK, buildAll, CORPUS_DIR, FUZZ_CORPUS_DIR, ORACLE, perPath, probeInput, run, shimEnv, writeFileMode } from './helpers';
 
@@ -139,4 +140,17 @@ test('hash-only match: a bucket whose hash matches but whose key differs is neve
 test('unreachable everywhere: every domain path passes through (answers equal the kernel)', () => {
   const c = corpus.find((x) => x.name === 'unreachable-all')!;
   expect(underShim(c)).toEqual(kernel);
+});
+
+test('the TS reader agrees with psfs_view_init on every blob, and its full check (decodeBlob) catches every body fault', () => {
+  const verdicts = corpus.map((c) => {
+    const code = checkHeader(c.bytes).code;
+    return { name: c.name, c: checked(c)[0], ts: code === 0 ? 'accept' : `reject ${code}` };
+  });
+  expect(verdicts.filter((v) => v.c !== v.ts)).toEqual([]);
+  // O(n) tool check (vrift verify / vrift-mkblob --verify): body CRC, keys, buckets, probe bound.
+  for (const c of corpus) {
+    if (c.level === 'valid') expect(() => decodeBlob(c.bytes)).not.toThrow();
+    else expect({ name: c.name, thrown: (() => { try { decodeBlob(c.bytes); return false; } catch { return true; } })() }).toEqual({ name: c.name, thrown: true });
+  }
 });
