@@ -7,29 +7,28 @@
 # `docker import`; rootfs trees and tarballs are cached under $VRIFT_CACHE
 # (/var/cache/vrift), so a rerun only imports an image that was deleted.
 #
-#   vrift-test/bookworm-node:latest        minbase + nodejs (Debian's 18.x) + strace:
-#                                          the run-time base of the vrift tool image
-#   vrift-test/bookworm-node-build:latest  the same + npm, gcc, make, libc6-dev: the
-#                                          builder stage (npm ci, tsc, make -C shim)
+#   vrift-test/bookworm-node:latest   minbase + nodejs (Debian's 18.19) + strace: both
+#                                     stages of the vrift tool image. Its builder stage
+#                                     installs npm, gcc, make and libc6-dev with apt
+#                                     (`docker build --network host`), a cached layer.
 #
-# The public equivalents users build with are node:20-bookworm-slim (both stages; the
-# Dockerfile installs gcc/make with apt when the builder base lacks them).
+# A builder base with npm cannot be debootstrapped: `--include=npm` (about 300 node-*
+# packages) fails in debootstrap's configure pass (dependency order; measured), so npm
+# comes from apt inside the build. The public equivalent users build with is
+# node:20-bookworm-slim (npm included; the Dockerfile adds gcc/make/libc6-dev).
 #
 # Usage:  scripts/base-images.sh            # both images (idempotent)
 #         source scripts/base-images.sh     # functions only
-# Exit status: 0 when both images exist, 1 with "base-images: error: ..." on stderr.
+# Exit status: 0 when the image exists, 1 with "base-images: error: ..." on stderr.
 
 # shellcheck source=scripts/setup-machine.sh
 source "$(dirname "${BASH_SOURCE[0]}")/setup-machine.sh"
 
 VRIFT_NODE_IMAGE=vrift-test/bookworm-node:latest
-VRIFT_NODE_BUILD_IMAGE=vrift-test/bookworm-node-build:latest
 
-# Make both node bases (debootstrap only when the cached rootfs is missing).
+# Make the node base (debootstrap only when the cached rootfs is missing).
 vrift_ensure_node_images() {
   vrift_ensure_base_image "$VRIFT_NODE_IMAGE" bookworm-node bookworm nodejs,strace
-  vrift_ensure_base_image "$VRIFT_NODE_BUILD_IMAGE" bookworm-node-build bookworm \
-    nodejs,npm,gcc,make,libc6-dev,strace
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -9,7 +9,7 @@ import type { HostTree } from '../../blob/hostTree';
 import { BLOB_IMAGE_PATH, SHIM_IMAGE_PATH, type LayerEntry } from '../../layer/types';
 import { blobEntriesFromPlan, planTree, SYNTHETIC_INO_BASE } from '../../tree';
 import { parseAdds, parseChown, sourceDateEpochFromEnv } from './build';
-import { shimPath } from './shimPath';
+import { PACKAGE_ROOT, shimPath } from './shimPath';
 
 // Owned by the integrations work (issue 6): `vrift layer` is what a `docker build`
 // stage runs, because `vrift build` needs an engine and a base image, neither of
@@ -21,6 +21,7 @@ export interface LayerArgs {
   'out-dir': string;
   chown?: string;
   'cache-dir'?: string;
+  variant?: string;
   json: boolean;
   quiet: boolean;
 }
@@ -28,7 +29,7 @@ export interface LayerArgs {
 /** JSON summary `vrift layer --json` prints on stdout. */
 export interface LayerSummary {
   outcome: 'written';
-  /** Absolute output directory: holds tree/vrift/... and lib/{psfs.blob,libvrift.so}. */
+  /** Absolute output directory: holds tree/vrift/... and lib/{psfs.blob,libvrift.so,vrift-mkblob}. */
   outDir: string;
   /** Paths written under /vrift (root included; hardlinks counted per path). */
   entries: number;
@@ -115,7 +116,8 @@ export async function materializeEntries(entries: LayerEntry[], outDir: string):
  * directory instead of a layer: `<out>/tree/vrift/...` (content-addressed
  * tree, hardlinks into `/vrift/.cas`), `<out>/lib/psfs.blob` (generated from
  * the written entries, flags PSFS_H_DEV_RUNTIME | PSFS_H_CHECK_ROOT_MTIME) and
- * `<out>/lib/libvrift.so`. Meant for a `docker build` stage; later stages
+ * `<out>/lib/libvrift.so` (and `<out>/lib/vrift-mkblob`, the static blob
+ * generator, when built). Meant for a `docker build` stage; later stages
  * `COPY --from=<stage> <out>/tree/ /` (the parent is copied, not /vrift itself:
  * `COPY <dir>/ /vrift/` gives /vrift a new mtime, measured) and
  * `COPY --from=<stage> <out>/lib/ /usr/lib/vrift/`.
@@ -139,7 +141,11 @@ export async function runLayer(a: LayerArgs, log: (line: string) => void): Promi
       throw new VriftError(`writing ${outDir}: it is inside the source ${add.src}; choose an --out-dir outside every --add source`, { exitCode: EXIT.usage });
     }
   }
-  const shim = shimPath();
+  const shim = shimPath(a.variant);
+  // The static blob generator (shim/mkblob.c), so the image's last build step can
+  // regenerate the blob over the tree as COPY laid it down (needs no node, no libc).
+  const mkblob = path.join(PACKAGE_ROOT, 'shim', 'build', a.variant?.startsWith('arm64') ? 'vrift-mkblob-arm64' : 'vrift-mkblob');
+  const haveMkblob = await fsp.access(mkblob).then(() => true, () => false);
 
   const plan = await planTree(adds, { chown, sourceDateEpoch, cacheDir: a['cache-dir'] });
   const entries = wholeSecondRoot(plan.entries, plan.root);
@@ -153,6 +159,8 @@ export async function runLayer(a: LayerArgs, log: (line: string) => void): Promi
     await fsp.writeFile(path.join(tmp, 'lib', path.basename(BLOB_IMAGE_PATH)), blob, { mode: 0o644 });
     await fsp.copyFile(shim, path.join(tmp, 'lib', path.basename(SHIM_IMAGE_PATH)));
     await fsp.chmod(path.join(tmp, 'lib', path.basename(SHIM_IMAGE_PATH)), 0o755);
+    if (haveMkblob) await fsp.copyFile(mkblob, path.join(tmp, 'lib', 'vrift-mkblob'));
+    if (haveMkblob) await fsp.chmod(path.join(tmp, 'lib', 'vrift-mkblob'), 0o755);
     for (const d of ['', 'tree', 'lib']) await fsp.chmod(path.join(tmp, d), 0o755);
     await materializeEntries(entries, path.join(tmp, 'tree'));
     if (existing) await fsp.rmdir(outDir);
@@ -212,9 +220,10 @@ export const layerCommand: CommandModule<object, LayerArgs> = {
     y
       .options({
         add: { type: 'string', array: true, demandOption: true, description: 'Add <dir>:<path under /vrift> (repeatable)' },
-        'out-dir': { type: 'string', demandOption: true, requiresArg: true, description: 'Directory to write (must not exist or be empty): tree/vrift/... and lib/{psfs.blob,libvrift.so}' },
+        'out-dir': { type: 'string', demandOption: true, requiresArg: true, description: 'Directory to write (must not exist or be empty): tree/vrift/... and lib/{psfs.blob,libvrift.so,vrift-mkblob}' },
         chown: { type: 'string', description: 'Owner uid:gid of every /vrift entry (default 0:0)' },
         'cache-dir': { type: 'string', description: 'Digest cache directory (default $XDG_CACHE_HOME/vrift or ~/.cache/vrift)' },
+        variant: { type: 'string', requiresArg: true, description: 'Shim variant for the target image, <arch>-<libc> (amd64-glibc, amd64-musl, arm64-glibc, arm64-musl); default the host\'s' },
         json: { type: 'boolean', default: false, description: 'Print a JSON summary on stdout' },
         quiet: { type: 'boolean', default: false, description: 'No progress lines on stderr' },
       })
