@@ -4,8 +4,9 @@
  * Built as shim/build/stress-storm; driven by test/stress/stress.test.ts.
  *
  *   stress-storm storm  <threads> <passes> path...  threads stat every path
- *        <passes> times while one more thread forks (the child stats before
- *        and after exec) and execs "stress-storm child path..." in a loop
+ *        <passes> times (and on until 100 forks were made) while one more
+ *        thread forks (the child stats before and after exec) and execs
+ *        "stress-storm child path..." in a loop
  *   stress-storm spawn  <threads> <passes> path...  every thread alternates
  *        posix_spawn and vfork+execve of the child with stat passes
  *   stress-storm signal <passes> path...            the main thread stats in
@@ -159,10 +160,12 @@ static void reap(pid_t pid)
 static long passes;
 static atomic_int running;
 
+#define MIN_FORKS 100    /* the storm lasts until the fork thread made this many */
+
 static void *stat_thread(void *arg)
 {
 	(void)arg;
-	for (long i = 0; i < passes; i++)
+	for (long i = 0; i < passes || atomic_load(&forks) < MIN_FORKS; i++)
 		count_pass();
 	atomic_fetch_sub(&running, 1);
 	return NULL;

@@ -117,8 +117,8 @@ function storm(args: string[], timeoutMs = 240_000): Record<string, string> {
 
 test('32-thread stat storm while another thread forks (child stats before exec) and execs', () => {
   const kv = storm(['storm', '32', String(PASSES)]);
-  expect(Number(kv.forks)).toBeGreaterThan(0);
-  expect(Number(kv.calls)).toBe(32 * PASSES * 3 * (paths.length - 1));
+  expect(Number(kv.forks)).toBeGreaterThanOrEqual(100);
+  expect(Number(kv.calls)).toBeGreaterThanOrEqual(32 * PASSES * 3 * (paths.length - 1));
 }, 300_000);
 
 test('vfork and posix_spawn from a 16-thread storm', () => {
