@@ -246,6 +246,26 @@ describe('install.sh in other images, run directly', () => {
   });
 });
 
+describe('install.sh with a venv', () => {
+  test("a venv's site-packages: its python imports from /vrift, pyc compiled before the copy, verify passes", () => {
+    const r = run('docker', ['run', '--rm', '--network', 'none', '-v', `${FEATURE}:/feature:ro`, BASE, 'sh', '-c', [
+      'set -e',
+      'python3 -m venv --without-pip /opt/venv',
+      'mkdir /opt/venv/lib/python3.11/site-packages/vpkg && echo "V = 7" >/opt/venv/lib/python3.11/site-packages/vpkg/__init__.py',
+      'PATHS=/opt/venv/lib/python3.11/site-packages sh /feature/install.sh 2>/dev/null',
+      '/opt/venv/bin/python -c "import vpkg; print(vpkg.V, vpkg.__file__)"',
+      'ls /vrift/opt/venv/lib/python3.11/site-packages/vpkg/__pycache__',
+      'vrift-mkblob --verify 2>&1',
+    ].join('\n')]);
+    expect(r.stdout.trim().split('\n')).toEqual([
+      '7 /vrift/opt/venv/lib/python3.11/site-packages/vpkg/__init__.py',
+      '__init__.cpython-311.pyc',
+      expect.stringMatching(/entries checked, 0 mismatches \(synthetic identity\)$/),
+    ]);
+    expect(r.status).toBe(0);
+  });
+});
+
 describe('install.sh fails clearly', () => {
   function install(env: Record<string, string>, pre = ''): Run {
     const envArgs = Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]);

@@ -140,15 +140,20 @@ if [ "$PYTHON" = true ] && [ -n "$final" ] && command -v python3 >/dev/null 2>&1
   # sys.path, so the rewrite sees them all (a moved one is copied with the .pth in it).
   pth_site=$(LD_PRELOAD='' python3 -S -c 'import os, site
 print(([d for d in site.getsitepackages() if os.path.isdir(d)] or [""])[-1])' 2>/dev/null || true)
-  if [ -n "$pth_site" ]; then
+  # Also in every moved */site-packages or */dist-packages (a venv's, another python's): the
+  # python that uses it runs the .pth from there. The rewrite is idempotent.
+  pth_dirs=$pth_site
+  for p in $final; do
+    case "$p" in */site-packages | */dist-packages) [ "$p" = "$pth_site" ] || pth_dirs="$pth_dirs $p" ;; esac
+  done
+  for d in $pth_dirs; do
     # One line: .pth lines starting with "import" are executed by site.py at startup.
     printf '%s\n' "import sys; sys.path[:] = [next((d + p[len(s):] for s, d in ($map) if p == s or p.startswith(s + '/')), p) for p in sys.path]" \
-      >"$pth_site/zz-vrift.pth"
-    chmod 0644 "$pth_site/zz-vrift.pth"
-    log "python3: $pth_site/zz-vrift.pth maps sys.path entries to $ROOT"
-  else
-    log "python3: no site-packages directory to hold a .pth; set PYTHONPATH to the $ROOT paths yourself"
-  fi
+      >"$d/zz-vrift.pth"
+    chmod 0644 "$d/zz-vrift.pth"
+    log "python3: $d/zz-vrift.pth maps sys.path entries to $ROOT"
+  done
+  [ -n "$pth_dirs" ] || log "python3: no site-packages directory to hold a .pth; set PYTHONPATH to the $ROOT paths yourself"
 fi
 
 # --- 4. tree and blob -------------------------------------------------------------------------
@@ -157,7 +162,8 @@ fi
 if command -v python3 >/dev/null 2>&1; then
   for p in $final; do
     case " $(python_paths | tr '\n' ' ') " in
-      *" $p "*) LD_PRELOAD='' python3 -m compileall -q -j0 "$p" >/dev/null 2>&1 || true ;;
+      *" $p "* | *" $p/"*) LD_PRELOAD='' python3 -m compileall -q -j0 "$p" >/dev/null 2>&1 || true ;;
+      *) case "$p" in */site-packages | */dist-packages) LD_PRELOAD='' python3 -m compileall -q -j0 "$p" >/dev/null 2>&1 || true ;; esac ;;
     esac
   done
 fi
