@@ -22,6 +22,14 @@
  *   PSFS_H_CHECK_ROOT_MTIME) also cover the base blob's digest, so the new
  *   blob validates only over this exact union.
  *
+ * Known engine-dependent value: st_blocks of a merged directory. Exporting
+ * the image (`docker save`, which `vrift build` and `vrift inspect` use for
+ * docker-daemon images) mounts its layers as overlayfs upper directories and
+ * the kernel stores `trusted.overlay.origin`/`impure` xattrs on merged
+ * directories, which can take an extra ext4 block: st_blocks 8 -> 16 from
+ * then on (measured). The blob records the value before that (8); `vrift
+ * verify` does not compare it.
+ *
  * Known difference on a flattened rootfs (umoci unpack, docker export): a
  * CAS object the new layer writes again replaces the base's file there, so a
  * base tree path hardlinked to it reports st_nlink one lower than in the

@@ -4,6 +4,7 @@
  * files (dedup), an executable, relative symlinks to a file and to a
  * directory, a dangling symlink, and a directory large enough for an htree.
  */
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -60,4 +61,10 @@ export function buildFixture(name: string): BuiltFixture {
 /** `docker run` args that make the host's node and this checkout available in a container. */
 export function nodeMounts(root: string): string[] {
   return ['-v', `${process.execPath}:/usr/local/bin/node:ro`, '-v', `${root}:/opt/vrift:ro`];
+}
+
+/** `docker build` with the classic builder (what this engine has), no network. @throws with its output on failure */
+export function classicBuild(tag: string, ctx: string): void {
+  const r = spawnSync('docker', ['build', '-q', '--network', 'none', '-t', tag, ctx], { encoding: 'utf8', env: { ...process.env, DOCKER_BUILDKIT: '0' } });
+  if (r.status !== 0) throw new Error(`docker build ${ctx} failed: ${r.stderr}`);
 }

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, promises as fsp, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { ROOT, sh, vrift } from '../e2e/helpers';
-import { buildFixture, nodeMounts, type BuiltFixture } from './fixture';
+import { buildFixture, classicBuild, nodeMounts, type BuiltFixture } from './fixture';
 
 jest.setTimeout(300_000);
 
@@ -112,7 +112,7 @@ test('a derived image whose RUN step wrote into /vrift: verify names the path (e
   const ctx = path.join(fx.work, 'drift');
   mkdirSync(ctx);
   writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${fx.tag}\nRUN echo x > /vrift/app/pkg/new.txt\n`);
-  sh('docker', ['build', '-q', '--network', 'none', '-t', DRIFT_TAG, ctx], { env: { ...process.env, DOCKER_BUILDKIT: '0' } } as never);
+  classicBuild(DRIFT_TAG, ctx);
   const r = run([], ['node', '/opt/vrift/bin/vrift.js', 'verify'], DRIFT_TAG);
   expect(r.status).toBe(3);
   expect(r.stdout).toMatch(/^ {2}\/vrift\/app\/pkg\/new\.txt$/m);

@@ -1,0 +1,152 @@
+/**
+ * Building on a base that already carries a vrift tree (issue 5, item 4), on
+ * the real engine: A = base + --add x, B = A + --add y. In B's containers
+ * `vrift verify` passes, the shim serves stats for both trees (strace), and
+ * the stat values equal the kernel's; the shim layer is not added twice.
+ * Conflicting destinations and a base whose /vrift drifted are refused.
+ */
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, promises as fsp, readFileSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { classicBuild, nodeMounts } from '../verify/fixture';
+import { BASE_IMAGE, ROOT, imageExists, requireEnvironment, sh, vrift } from './helpers';
+
+jest.setTimeout(300_000);
+
+const A = `vrift-merge/a:${process.pid}`;
+const B = `vrift-merge/b:${process.pid}`;
+const BAD = `vrift-merge/bad:${process.pid}`;
+const DRIFT = `vrift-merge/drift:${process.pid}`;
+let work: string;
+let a: Summary;
+let b: Summary;
+let bLog: string;
+
+interface Summary {
+  blobDigest: string;
+  layers: { role: string; digest: string; diffID: string }[];
+  stats: { files: number; dirs: number; symlinks: number; casObjects: number };
+}
+
+function env(): NodeJS.ProcessEnv {
+  const e = { ...process.env };
+  delete e.SOURCE_DATE_EPOCH;
+  return e;
+}
+
+function tree(name: string, prefix: string): string {
+  const d = path.join(work, name);
+  mkdirSync(path.join(d, 'lib', 'sub'), { recursive: true });
+  for (let i = 0; i < 40; i++) writeFileSync(path.join(d, 'lib', `${prefix}${i}.py`), `V = ${i}\n`);
+  writeFileSync(path.join(d, 'lib', 'sub', '__init__.py'), ''); // same content in both trees: same CAS object
+  writeFileSync(path.join(d, 'lib', 'shared.txt'), 'shared\n');
+  return d;
+}
+
+function docker(args: string[], image: string, cmd: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync('docker', ['run', '--rm', '--network', 'none', ...nodeMounts(ROOT), '-v', `${work}/scripts:/scripts`, ...args, image, ...cmd], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+beforeAll(() => {
+  requireEnvironment();
+  work = mkdtempSync(path.join(os.tmpdir(), 'vrift-merge-'));
+  chmodSync(work, 0o755);
+  mkdirSync(path.join(work, 'scripts'), { mode: 0o777 });
+  chmodSync(path.join(work, 'scripts'), 0o777);
+  const x = tree('x', 'a');
+  const y = tree('y', 'b');
+  const ra = vrift(['build', '--base', BASE_IMAGE, '--add', `${x}:/vrift/x`, '--tag', A, '--load', '--json', '--quiet', '--cache-dir', path.join(work, 'cache')], { env: env() });
+  if (ra.status !== 0) throw new Error(`build A failed: ${ra.stderr}`);
+  a = JSON.parse(ra.stdout) as Summary;
+  const rb = vrift(['build', '--base', `docker-daemon:${A}`, '--add', `${y}:/vrift/y`, '--tag', B, '--load', '--json', '--cache-dir', path.join(work, 'cache')], { env: env() });
+  if (rb.status !== 0) throw new Error(`build B failed: ${rb.stderr}`);
+  b = JSON.parse(rb.stdout) as Summary;
+  bLog = rb.stderr;
+});
+
+afterAll(async () => {
+  for (const t of [A, B, BAD, DRIFT]) spawnSync('docker', ['rmi', '-f', t], { stdio: 'ignore' });
+  if (work) await fsp.rm(work, { recursive: true, force: true });
+});
+
+test('B = A + one tree layer: the shim layer is not added again, the new blob replaces the old one', () => {
+  expect(b.layers.slice(0, -1).map((l) => l.diffID)).toEqual(a.layers.map((l) => l.diffID));
+  expect(b.layers[b.layers.length - 1].role).toBe('vrift');
+  expect(bLog).toMatch(/base carries a vrift tree .*: merging/);
+  expect(bLog).toMatch(/the base already has this shim layer; not adding it again/);
+  expect(b.blobDigest).not.toBe(a.blobDigest);
+  const r = vrift(['inspect', `docker-daemon:${B}`, '--json']);
+  expect(r.status).toBe(0);
+  const rep = JSON.parse(r.stdout);
+  expect(rep.layers.map((l: { role: string }) => l.role).filter((x: string) => x === 'shim')).toHaveLength(1);
+  expect(rep.blob.digest).toBe(b.blobDigest);
+  expect(rep.blob.labelMatches).toBe(true);
+  expect(rep.blob.layer).toBe(rep.layers.length - 1);
+  // The union: both trees' files.
+  expect(rep.blob.files).toBe(a.stats.files + b.stats.files);
+  expect(rep.blob.casObjects).toBe(42); // both trees have the same 42 contents: B's layer writes them again (shadowing A's)
+});
+
+test('in B: verify passes (exit 0) over both trees', () => {
+  const r = docker([], B, ['node', '/opt/vrift/bin/vrift.js', 'verify', '--json']);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  const rep = JSON.parse(r.stdout);
+  expect(rep.outcome).toBe('ok');
+  expect(rep.mismatches).toEqual([]);
+  expect(rep.checked.lstat).toBe(rep.entries);
+});
+
+test('in B: the shim serves stats of both trees (strace), with the kernel\'s values', () => {
+  writeFileSync(path.join(work, 'scripts', 'st.py'), `
+import os, json
+out = {}
+for top in ('/vrift/x', '/vrift/y'):
+    for root, dirs, files in os.walk(top):
+        for n in [root] + [os.path.join(root, f) for f in dirs + files]:
+            for fn in (os.stat, os.lstat):
+                s = fn(n)
+                out[fn.__name__ + n] = [s.st_mode, s.st_nlink, s.st_uid, s.st_gid, s.st_size, s.st_blocks, s.st_mtime_ns]
+print(json.dumps(out, sort_keys=True))
+`);
+  const count = (name: string, extra: string[]) => {
+    const r = docker(extra, B, ['strace', '-f', '-qq', '-o', `/scripts/${name}.trace`, '-e', 'trace=%%stat', 'python3', '/scripts/st.py']);
+    expect(r.status).toBe(0);
+    const lines = readFileSync(path.join(work, 'scripts', `${name}.trace`), 'utf8').split('\n');
+    return { out: r.stdout, x: lines.filter((l) => l.includes('"/vrift/x')).length, y: lines.filter((l) => l.includes('"/vrift/y')).length };
+  };
+  const on = count('on', []);
+  const off = count('off', ['-e', 'LD_PRELOAD=']);
+  expect(off.x).toBeGreaterThan(80);
+  expect(off.y).toBeGreaterThan(80);
+  expect(on.x).toBe(0);
+  expect(on.y).toBe(0);
+  expect(JSON.parse(on.out)).toEqual(JSON.parse(off.out));
+});
+
+test('conflicting destinations are refused with one clear line, nothing built', () => {
+  const y = path.join(work, 'y');
+  for (const [dest, re] of [
+    ['/vrift/x', /^vrift: merging onto docker-daemon:.*: destination \/vrift\/x already exists in the base image's \/vrift tree; choose another destination/],
+    ['/vrift/x/more', /^vrift: merging onto docker-daemon:.*: destination \/vrift\/x\/more overlaps \/vrift\/x, added by an earlier vrift build of the base/],
+  ] as const) {
+    const r = vrift(['build', '--quiet', '--base', `docker-daemon:${A}`, '--add', `${y}:${dest}`, '--tag', BAD, '--load'], { env: env() });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(re);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(imageExists(BAD)).toBe(false);
+  }
+});
+
+test('a base whose /vrift was written after its blob (RUN step) is refused', () => {
+  const ctx = path.join(work, 'drift');
+  mkdirSync(ctx);
+  writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${A}\nRUN echo x > /vrift/x/lib/late.txt\n`);
+  classicBuild(DRIFT, ctx);
+  const r = vrift(['build', '--quiet', '--base', `docker-daemon:${DRIFT}`, '--add', `${path.join(work, 'y')}:/vrift/y`, '--tag', BAD, '--load'], { env: env() });
+  expect(r.status).toBe(1);
+  expect(r.stderr).toMatch(/^vrift: merging onto docker-daemon:.*: the base's \/vrift differs from its blob: 1 paths not in its blob \(first: \/vrift\/x\/lib\/late.txt\)/);
+  expect(imageExists(BAD)).toBe(false);
+});
