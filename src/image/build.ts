@@ -19,6 +19,7 @@ import type { BuildVriftLayerOptions, BuildVriftLayerResult, LayerFile, TreeAdd,
 import { SHIM_IMAGE_PATH } from '../layer/types';
 import { loadIntoDaemon, removeFromDaemon } from './daemon';
 import { writeDockerArchive, type WrittenArchive } from './dockerArchiveWrite';
+import { writeOciLayoutDir } from './ociLayoutWrite';
 import { sha256Digest } from './digest';
 import { configDigest as configDigestOf } from './partial';
 import { layerFromFile } from './layer';
@@ -51,8 +52,14 @@ export interface BuildImageOptions {
   /** Tag for the image (`name[:tag]`). */
   tag: string;
   load: boolean;
-  /** docker-archive to write. */
+  /** docker-archive to write (or an OCI layout, see `format`). */
   output?: string;
+  /**
+   * Format of `output`: `docker-archive` (default), or `oci`: an OCI image
+   * layout directory, or, for a path ending in `.tar`, an OCI layout tar (the
+   * docker-archive bytes, which are also one).
+   */
+  format?: 'docker-archive' | 'oci';
   chown?: { uid: number; gid: number };
   cacheDir?: string | false;
   /** Parsed SOURCE_DATE_EPOCH (seconds), or undefined when unset. */
@@ -149,6 +156,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
   const pushRef = o.push ? parseRegistryRef(tagName, o.registry?.insecure, '--tag') : undefined;
   const pool = new RegistryPool({ log: o.log, ...o.registry });
   const sourceOpts = { pool, platform: o.platform };
+  const ociDir = o.format === 'oci' && o.output !== undefined && !o.output.endsWith('.tar');
   if (o.output !== undefined) {
     const dir = path.dirname(path.resolve(o.output));
     const st = await fsp.stat(dir).catch(() => undefined);
@@ -159,7 +167,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       throw new VriftError(`writing ${o.output}: directory ${dir} is not writable by this user; choose a writable location`);
     }
     const out = await fsp.stat(o.output).catch(() => undefined);
-    if (out?.isDirectory()) throw new VriftError(`writing ${o.output}: it is a directory; give a file name such as ${path.join(o.output, 'image.tar')}`);
+    if (out?.isDirectory() && !ociDir) throw new VriftError(`writing ${o.output}: it is a directory; give a file name such as ${path.join(o.output, 'image.tar')}`);
   }
   let shim: ShimInfo = await inspectShim(o.shimPath);
   if (!o.pickShim) o.log(`shim: ${shim.path} (${shim.variant})`);
@@ -235,8 +243,13 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
 
     const archiveOpts = { tags: [tagName], mtime: o.sourceDateEpoch ?? 0 };
     let written: WrittenArchive | undefined;
-    if (o.output !== undefined) {
-      o.log(`writing docker-archive ${o.output}`);
+    if (o.output !== undefined && ociDir) {
+      o.log(`writing OCI image layout ${o.output}`);
+      await writeOciLayoutDir(image, o.output, [tagName]);
+      wroteOutput = true;
+      lap('output');
+    } else if (o.output !== undefined) {
+      o.log(`writing ${o.format === 'oci' ? 'OCI layout tar (also a docker-archive)' : 'docker-archive'} ${o.output}`);
       written = await writeDockerArchive(image, o.output, archiveOpts);
       wroteOutput = true;
       lap('output');
@@ -306,7 +319,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
     };
   } catch (err) {
     if (loaded) await removeFromDaemon(o.docker(), tagName).catch(() => undefined);
-    if (wroteOutput && o.output) await fsp.rm(o.output, { force: true });
+    if (wroteOutput && o.output) await fsp.rm(o.output, { force: true, recursive: ociDir });
     throw err;
   } finally {
     await source?.dispose().catch(() => undefined);

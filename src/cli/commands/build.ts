@@ -20,7 +20,8 @@ export function buildOptions(y: Argv) {
       add: { type: 'string', array: true, demandOption: true, description: 'Add <host-dir>:<path under /vrift> (repeatable); files are stored content-addressed under /vrift/.cas' },
       tag: { type: 'string', demandOption: true, description: 'Name of the built image, name[:tag] (tag defaults to latest)' },
       load: { type: 'boolean', default: false, description: 'Load the image into the local Docker engine' },
-      output: { type: 'string', description: 'Write the image as a docker-archive tar to this file' },
+      output: { type: 'string', description: 'Write the image as a docker-archive tar to this file (or an OCI layout with --format oci)' },
+      format: { choices: ['docker-archive', 'oci'] as const, default: 'docker-archive' as const, description: 'Format of --output: docker-archive tar, or oci: an OCI image layout directory (a path ending in .tar: an OCI layout tar)' },
       chown: { type: 'string', description: 'Owner uid:gid of every /vrift entry (default 0:0)' },
       'cache-dir': { type: 'string', description: 'Digest cache directory (default $XDG_CACHE_HOME/vrift or ~/.cache/vrift)' },
       json: { type: 'boolean', default: false, description: 'Print a JSON summary on stdout' },
@@ -37,6 +38,7 @@ export function buildOptions(y: Argv) {
     .example('$0 build --base vrift-test/bookworm-python:latest --add ./site-packages:/vrift/python --tag app:1 --load', 'Add a Python tree to a local image and load the result')
     .example('SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) $0 build --base docker-archive:base.tar --add deps:/vrift/deps --tag app:1 --output app.tar', 'Reproducible build to a docker-archive file')
     .example('$0 build --base 127.0.0.1:5000/base/python:3 --add ./site-packages:/vrift/python --tag 127.0.0.1:5000/app:1 --push', 'Pull the base from a registry, push the result (base layers are mounted, not re-uploaded)')
+    .example('$0 build --base docker-daemon:app:1 --add ./more:/vrift/more --tag app:2 --output app2-layout --format oci', 'Build on a vrift image (the blobs merge) and write an OCI image layout directory')
     .epilogue(
       'Environment: SOURCE_DATE_EPOCH (whole seconds) clamps file mtimes and sets the image and history times; unset means 1970-01-01T00:00:00Z. ' +
         'Registries: credentials from $DOCKER_CONFIG/config.json (default ~/.docker/config.json: auths entries, credHelpers/credsStore); ' +
@@ -134,6 +136,7 @@ export async function runBuild(a: BuildArgs, log: (line: string) => void): Promi
     tag: a.tag,
     load: a.load,
     output: a.output,
+    format: a.format,
     chown,
     cacheDir: a['cache-dir'],
     sourceDateEpoch,
