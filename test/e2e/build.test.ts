@@ -359,10 +359,10 @@ describe('bad input through the CLI: one clear line, exit code != 0, nothing lef
     { name: 'neither --load nor --output', exit: 2, noSinks: true, args: (b) => ['--base', `docker-archive:${b}/base.tar`, '--add', `${b}/good:/vrift/x`], expect: () => /^vrift: Say where the image goes: --load, --output <file.tar>, --push, or several\.$/ },
   ];
 
-  test('a base that already carries a vrift tree is refused (blobs do not merge yet)', () => {
-    const r = vrift(['build', '--quiet', '--tag', BAD_TAG, '--load', '--output', path.join(bad, 'out.tar'), '--base', `docker-archive:${outTar}`, '--add', `${bad}/good:/vrift/x`], { env: env() });
+  test('a vrift base: an --add onto a destination the base already has is refused (merging: test/e2e/merge.test.ts)', () => {
+    const r = vrift(['build', '--quiet', '--tag', BAD_TAG, '--load', '--output', path.join(bad, 'out.tar'), '--base', `docker-archive:${outTar}`, '--add', `${bad}/good:/vrift/python`], { env: env() });
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(new RegExp(`^vrift: building on docker-archive:${outTar}: the base already carries a vrift tree \\(label dev.vrift.blob.digest=${summary.blobDigest}\\); building on a vrift image is not supported yet`));
+    expect(r.stderr).toMatch(new RegExp(`^vrift: merging onto docker-archive:${outTar}: destination /vrift/python already exists in the base image's /vrift tree`));
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(existsSync(path.join(bad, 'out.tar'))).toBe(false);
     expect(imageExists(BAD_TAG)).toBe(false);
