@@ -36,8 +36,9 @@ function syncDir(dir: string, want: Record<string, Buffer>): string[] {
   }
   const have = fs.existsSync(dir) ? fs.readdirSync(dir).sort() : [];
   const bad: string[] = [];
-  for (const n of Object.keys(want).sort()) if (!have.includes(n) || !fs.readFileSync(path.join(dir, n)).equals(want[n])) bad.push(`${dir}/${n} differs or is missing`);
-  for (const n of have) if (!(n in want)) bad.push(`${dir}/${n} is not generated`);
+  const hint = '(after a deliberate format or generator change: VRIFT_UPDATE_CORPUS=1 npx jest test/hostile/hostile.test.ts, then commit shim/corpus and shim/fuzz/corpus)';
+  for (const n of Object.keys(want).sort()) if (!have.includes(n) || !fs.readFileSync(path.join(dir, n)).equals(want[n])) bad.push(`${dir}/${n} differs or is missing ${hint}`);
+  for (const n of have) if (!(n in want)) bad.push(`${dir}/${n} is not generated ${hint}`);
   return bad;
 }
 
