@@ -230,7 +230,13 @@ export class Registry {
     let refreshed = false;
     for (let attempt = 0; ; ) {
       const headers: Record<string, string> = { ...(r.headers ?? {}) };
-      const authz = await this.authorization(scopes, refreshed);
+      let authz: string | undefined;
+      try {
+        authz = await this.authorization(scopes, refreshed);
+      } catch (err) {
+        if (err instanceof RegistryError) throw new RegistryError(`${doing}: ${err.message}`, { status: err.status, method: err.method, url: err.url, errors: err.errors, cause: err });
+        throw err;
+      }
       if (authz) headers.authorization = authz;
       const body = r.body ? await r.body() : undefined;
       const init: RequestInit & { duplex?: 'half' } = { method: r.method, headers, redirect: 'follow' };

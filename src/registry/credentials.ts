@@ -56,9 +56,9 @@ function keyHost(key: string): string {
   return h === 'index.docker.io' || h === 'registry-1.docker.io' ? 'docker.io' : h;
 }
 
-function fromHelper(helper: string, registry: string): Credentials | undefined {
+function fromHelper(helper: string, registry: string, env: NodeJS.ProcessEnv): Credentials | undefined {
   const server = registry === 'docker.io' ? 'https://index.docker.io/v1/' : registry;
-  const r = spawnSync(`docker-credential-${helper}`, ['get'], { input: server, encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(`docker-credential-${helper}`, ['get'], { input: server, encoding: 'utf8', timeout: 30_000, env });
   if (r.error || r.status !== 0) return undefined; // missing helper or "credentials not found"
   try {
     const c = JSON.parse(r.stdout) as { Username?: string; Secret?: string };
@@ -80,7 +80,7 @@ export function credentialsFor(registry: string, env: NodeJS.ProcessEnv = proces
   if (!cfg) return undefined;
   const helper = cfg.credHelpers?.[registry] ?? cfg.credsStore;
   if (helper) {
-    const c = fromHelper(helper, registry);
+    const c = fromHelper(helper, registry, env);
     if (c) return c;
   }
   for (const [key, entry] of Object.entries(cfg.auths ?? {})) {
