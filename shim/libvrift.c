@@ -224,6 +224,7 @@ struct vrift_state {
 	int active;                 /* blob mapped and valid */
 	struct psfs_view view;
 	int dev_runtime;            /* PSFS_H_DEV_RUNTIME: use dev below */
+	int tagged;                 /* PSFS_H_IDENTITY_TAG (with dev_runtime) */
 	uint64_t dev;
 	uint32_t dev_maj, dev_min;
 	uint32_t statx_extra;       /* STATX_MNT_ID when captured */
@@ -346,6 +347,65 @@ static __attribute__((noinline)) int hot(const struct vrift_state *s, const char
 	}
 }
 
+/*
+ * Identity for kernel answers (PSFS_H_IDENTITY_TAG, cold side only).
+ * The blob gives domain inodes a synthetic st_ino (the build cannot know
+ * the engine's), so a kernel answer about the same inode - fstat of an
+ * open file, fstatat relative to a directory fd, a path the shim passed
+ * through - must carry the same identity, or `cp` ("replaced while being
+ * copied"), `du -L`, `find -samefile` and os.path.samefile see two files.
+ * The builder wrote each inode's mtime nanoseconds as its tag, so the
+ * answer itself names its entry: O(1), no syscall, and a file that is
+ * not a domain inode (other device, other fields) is left alone.
+ */
+#define V_STATX_TAGGED 0x2ceu      /* MODE NLINK UID GID MTIME SIZE */
+#define V_STATX_ATIME 0x20u
+#define V_STATX_CTIME 0x80u
+#define V_STATX_INO 0x100u
+
+static int tag_stat(const struct vrift_state *s, int rc, void *buf)
+{
+	struct kstat *st = buf;
+	const struct psfs_entry *e;
+	if (rc != 0 || !s || !s->tagged || st->st_dev != s->dev)
+		return rc;
+	e = psfs_tagged(&s->view, st->st_mode, st->st_uid, st->st_gid,
+			(uint64_t)st->st_nlink, (uint64_t)st->st_size,
+			st->st_mtime_sec, (uint32_t)st->st_mtime_nsec);
+	if (e) {
+		st->st_ino = e->ino;
+		st->st_atime_sec = e->atime_sec;
+		st->st_atime_nsec = e->atime_nsec;
+		st->st_ctime_sec = e->ctime_sec;
+		st->st_ctime_nsec = e->ctime_nsec;
+	}
+	return rc;
+}
+
+static int tag_statx(const struct vrift_state *s, int rc, void *buf)
+{
+	struct kstatx *x = buf;
+	const struct psfs_entry *e;
+	if (rc != 0 || !s || !s->tagged || (x->stx_mask & V_STATX_TAGGED) != V_STATX_TAGGED ||
+	    x->stx_dev_major != s->dev_maj || x->stx_dev_minor != s->dev_min)
+		return rc;
+	e = psfs_tagged(&s->view, x->stx_mode, x->stx_uid, x->stx_gid, x->stx_nlink,
+			x->stx_size, x->stx_mtime.tv_sec, x->stx_mtime.tv_nsec);
+	if (e) {
+		if (x->stx_mask & V_STATX_INO)
+			x->stx_ino = e->ino;
+		if (x->stx_mask & V_STATX_ATIME) {
+			x->stx_atime.tv_sec = e->atime_sec;
+			x->stx_atime.tv_nsec = e->atime_nsec;
+		}
+		if (x->stx_mask & V_STATX_CTIME) {
+			x->stx_ctime.tv_sec = e->ctime_sec;
+			x->stx_ctime.tv_nsec = e->ctime_nsec;
+		}
+	}
+	return rc;
+}
+
 /* fstatat-style flags we can answer, given the path (empty -> kernel). */
 static inline int at_ok(const char *path, int flags, int allowed)
 {
@@ -364,23 +424,24 @@ static inline int at_ok(const char *path, int flags, int allowed)
 		if (hot(s, path, nofollow, buf, 0, &rc))                       \
 			return rc;                                             \
 		if (s && s->real.field)                                        \
-			return s->real.field(path, buf);                       \
-		return (int)raw_fstatat(V_AT_FDCWD, path, buf,                 \
-					nofollow ? V_AT_SYMLINK_NOFOLLOW : 0); \
+			return tag_stat(s, s->real.field(path, buf), buf);     \
+		return tag_stat(s, (int)raw_fstatat(V_AT_FDCWD, path, buf,     \
+				nofollow ? V_AT_SYMLINK_NOFOLLOW : 0), buf);   \
 	}
 PATH_WRAPPER(stat, stat, 0)
 PATH_WRAPPER(stat64, stat64, 0)
 PATH_WRAPPER(lstat, lstat, 1)
 PATH_WRAPPER(lstat64, lstat64, 1)
 
-/* fstat: a descriptor names no path; pure passthrough. */
+/* fstat: a descriptor names no path: the kernel answers; a domain inode
+ * gets its blob identity (tag_stat). */
 #define FD_WRAPPER(name, field)                                                \
 	EXPORT int name(int fd, void *buf)                                     \
 	{                                                                      \
 		const struct vrift_state *s = state();                         \
 		if (s && s->real.field)                                        \
-			return s->real.field(fd, buf);                         \
-		return (int)raw_fstat(fd, buf);                                \
+			return tag_stat(s, s->real.field(fd, buf), buf);       \
+		return tag_stat(s, (int)raw_fstat(fd, buf), buf);              \
 	}
 FD_WRAPPER(fstat, fstat)
 FD_WRAPPER(fstat64, fstat64)
@@ -396,8 +457,8 @@ FD_WRAPPER(fstat64, fstat64)
 		    hot(s, path, flags & V_AT_SYMLINK_NOFOLLOW, buf, 0, &rc))  \
 			return rc;                                             \
 		if (s && s->real.field)                                        \
-			return s->real.field(dirfd, path, buf, flags);         \
-		return (int)raw_fstatat(dirfd, path, buf, flags);              \
+			return tag_stat(s, s->real.field(dirfd, path, buf, flags), buf); \
+		return tag_stat(s, (int)raw_fstatat(dirfd, path, buf, flags), buf); \
 	}
 AT_WRAPPER(fstatat, fstatat)
 AT_WRAPPER(fstatat64, fstatat64)
@@ -420,8 +481,8 @@ EXPORT int statx(int dirfd, const char *path, int flags, unsigned mask, void *bu
 	    hot(s, path, flags & V_AT_SYMLINK_NOFOLLOW, buf, 1, &rc))
 		return rc;
 	if (s && s->real.statx)
-		return s->real.statx(dirfd, path, flags, mask, buf);
-	return (int)raw_statx(dirfd, path, flags, mask, buf);
+		return tag_statx(s, s->real.statx(dirfd, path, flags, mask, buf), buf);
+	return tag_statx(s, (int)raw_statx(dirfd, path, flags, mask, buf), buf);
 }
 
 /* Pre-2.33 glibc ABI: `ver` selects the struct layout; we only know the
@@ -433,14 +494,16 @@ EXPORT int statx(int dirfd, const char *path, int flags, unsigned mask, void *bu
 		int rc;                                                        \
 		if (ver == STAT_VER && hot(s, path, nofollow, buf, 0, &rc))    \
 			return rc;                                             \
-		if (s && s->real.field)                                        \
-			return s->real.field(ver, path, buf);                  \
-		if (ver != STAT_VER) {                                         \
+		if (ver != STAT_VER) {  /* another layout: never touch it */  \
+			if (s && s->real.field)                                \
+				return s->real.field(ver, path, buf);          \
 			errno = EINVAL;                                        \
 			return -1;                                             \
 		}                                                              \
-		return (int)raw_fstatat(V_AT_FDCWD, path, buf,                 \
-					nofollow ? V_AT_SYMLINK_NOFOLLOW : 0); \
+		if (s && s->real.field)                                        \
+			return tag_stat(s, s->real.field(ver, path, buf), buf); \
+		return tag_stat(s, (int)raw_fstatat(V_AT_FDCWD, path, buf,     \
+				nofollow ? V_AT_SYMLINK_NOFOLLOW : 0), buf);   \
 	}
 XSTAT_WRAPPER(__xstat, xstat, 0)
 XSTAT_WRAPPER(__xstat64, xstat64, 0)
@@ -451,13 +514,15 @@ XSTAT_WRAPPER(__lxstat64, lxstat64, 1)
 	EXPORT int name(int ver, int fd, void *buf)                            \
 	{                                                                      \
 		const struct vrift_state *s = state();                         \
-		if (s && s->real.field)                                        \
-			return s->real.field(ver, fd, buf);                    \
-		if (ver != STAT_VER) {                                         \
+		if (ver != STAT_VER) {  /* another layout: never touch it */  \
+			if (s && s->real.field)                                \
+				return s->real.field(ver, fd, buf);            \
 			errno = EINVAL;                                        \
 			return -1;                                             \
 		}                                                              \
-		return (int)raw_fstat(fd, buf);                                \
+		if (s && s->real.field)                                        \
+			return tag_stat(s, s->real.field(ver, fd, buf), buf);  \
+		return tag_stat(s, (int)raw_fstat(fd, buf), buf);              \
 	}
 FXSTAT_WRAPPER(__fxstat, fxstat)
 FXSTAT_WRAPPER(__fxstat64, fxstat64)
@@ -471,13 +536,15 @@ FXSTAT_WRAPPER(__fxstat64, fxstat64)
 		if (ver == STAT_VER && at_ok(path, flags, FSTATAT_FLAGS) &&    \
 		    hot(s, path, flags & V_AT_SYMLINK_NOFOLLOW, buf, 0, &rc))  \
 			return rc;                                             \
-		if (s && s->real.field)                                        \
-			return s->real.field(ver, dirfd, path, buf, flags);    \
-		if (ver != STAT_VER) {                                         \
+		if (ver != STAT_VER) {  /* another layout: never touch it */  \
+			if (s && s->real.field)                                \
+				return s->real.field(ver, dirfd, path, buf, flags); \
 			errno = EINVAL;                                        \
 			return -1;                                             \
 		}                                                              \
-		return (int)raw_fstatat(dirfd, path, buf, flags);              \
+		if (s && s->real.field)                                        \
+			return tag_stat(s, s->real.field(ver, dirfd, path, buf, flags), buf); \
+		return tag_stat(s, (int)raw_fstatat(dirfd, path, buf, flags), buf); \
 	}
 FXSTATAT_WRAPPER(__fxstatat, fxstatat)
 FXSTATAT_WRAPPER(__fxstatat64, fxstatat64)
@@ -508,6 +575,8 @@ EXPORT long syscall(long n, ...)
 		    hot(s, p, (int)a[2] & V_AT_SYMLINK_NOFOLLOW, (void *)a[4], 1, &rc))
 			return rc;
 		break;
+	case SYS_fstat:
+		break;
 	case SYS_newfstatat:
 		p = (const char *)a[1];
 		if (at_ok(p, (int)a[3], FSTATAT_FLAGS) &&
@@ -522,9 +591,16 @@ EXPORT long syscall(long n, ...)
 		break;
 #endif
 	default:
-		break;
+		return sys_ret(raw6(n, a[0], a[1], a[2], a[3], a[4], a[5]));
 	}
-	return sys_ret(raw6(n, a[0], a[1], a[2], a[3], a[4], a[5]));
+	/* A stat number the blob did not answer: the kernel does, and a
+	 * domain inode gets its blob identity. */
+	long r = sys_ret(raw6(n, a[0], a[1], a[2], a[3], a[4], a[5]));
+	if (n == SYS_statx)
+		return tag_statx(s, (int)r, (void *)a[4]);
+	if (n == SYS_newfstatat)
+		return tag_stat(s, (int)r, (void *)a[2]);
+	return tag_stat(s, (int)r, (void *)a[1]);   /* fstat, stat, lstat */
 }
 
 /* ---- constructor (cold, once per process) -------------------------------- */
@@ -645,6 +721,7 @@ static int load_blob(struct vrift_state *s, const char *file)
 		}
 		if (s->view.flags & PSFS_H_DEV_RUNTIME) {
 			s->dev_runtime = 1;
+			s->tagged = (s->view.flags & PSFS_H_IDENTITY_TAG) != 0;
 			s->dev_maj = x.stx_dev_major;
 			s->dev_min = x.stx_dev_minor;
 			s->dev = dev_make(x.stx_dev_major, x.stx_dev_minor);

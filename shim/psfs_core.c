@@ -178,19 +178,28 @@ int psfs_view_init(struct psfs_view *v, const void *base, uint64_t size)
 	    h->root_count < 1 || h->root_count > PSFS_MAX_ROOTS)
 		return -PSFS_EINVAL;
 
+	/* The inode table exists only with identity tags, and then is either
+	 * empty (offset 0) or a real section. */
+	int tagged = (h->flags & PSFS_H_IDENTITY_TAG) != 0;
+	if ((!tagged && (h->inodes_off || h->inode_count)) ||
+	    h->inode_count > PSFS_TAG_MAX || (!h->inode_count && h->inodes_off))
+		return -PSFS_EINVAL;
+
 	/* Sections: u32 counts times small sizes cannot overflow a u64. */
 	uint64_t roots_len = (uint64_t)h->root_count * PSFS_ROOT_SIZE;
 	uint64_t buckets_len = (uint64_t)nb * PSFS_BUCKET_SIZE;
 	uint64_t entries_len = (uint64_t)h->entry_count * PSFS_ENTRY_SIZE;
+	uint64_t inodes_len = (uint64_t)h->inode_count * 4u;
 	if (!section_ok(h->roots_off, roots_len, size) ||
 	    !section_ok(h->buckets_off, buckets_len, size) ||
 	    !section_ok(h->entries_off, entries_len, size) ||
-	    !section_ok(h->strings_off, h->strings_size, size))
+	    !section_ok(h->strings_off, h->strings_size, size) ||
+	    (inodes_len && !section_ok(h->inodes_off, inodes_len, size)))
 		return -PSFS_EINVAL;
-	const uint64_t off[4] = {h->roots_off, h->buckets_off, h->entries_off, h->strings_off};
-	const uint64_t len[4] = {roots_len, buckets_len, entries_len, h->strings_size};
-	for (int i = 0; i < 4; i++)
-		for (int j = i + 1; j < 4; j++)
+	const uint64_t off[5] = {h->roots_off, h->buckets_off, h->entries_off, h->strings_off, h->inodes_off};
+	const uint64_t len[5] = {roots_len, buckets_len, entries_len, h->strings_size, inodes_len};
+	for (int i = 0; i < 5; i++)
+		for (int j = i + 1; j < 5; j++)
 			if (!disjoint(off[i], len[i], off[j], len[j]))
 				return -PSFS_EINVAL;
 
@@ -217,6 +226,8 @@ int psfs_view_init(struct psfs_view *v, const void *base, uint64_t size)
 	v->seed = h->hash_seed;
 	v->root_count = h->root_count;
 	v->flags = h->flags;
+	v->inodes = inodes_len ? (const void *)(b + h->inodes_off) : NULL;
+	v->inode_count = h->inode_count;
 	for (uint32_t i = 0; i < h->root_count; i++) {
 		uint32_t f = fnv_init(h->hash_seed);
 		for (uint32_t j = 0; j < roots[i].path_len; j++)
@@ -253,6 +264,30 @@ const struct psfs_entry *psfs_lookup(const struct psfs_view *v,
 				     const uint8_t *path, uint32_t len)
 {
 	return lookup_h(v, path, len, psfs_hash(v->seed, path, len));
+}
+
+/* ---- identity tags -------------------------------------------------------
+ * Cold side only: called after a real stat succeeded, to give a domain
+ * inode the blob's identity whichever entry point the caller used. */
+const struct psfs_entry *psfs_tagged(const struct psfs_view *v, uint32_t mode,
+				     uint32_t uid, uint32_t gid, uint64_t nlink,
+				     uint64_t size, int64_t mtime_sec,
+				     uint32_t mtime_nsec)
+{
+	if (!v->inodes || mtime_nsec == 0 || mtime_nsec > v->inode_count)
+		return NULL;
+	uint32_t idx = v->inodes[mtime_nsec - 1];
+	if (idx == 0 || idx > v->entry_count)
+		return NULL;
+	const struct psfs_entry *e = &v->entries[idx - 1];
+	if (e->mtime_nsec != mtime_nsec || e->mtime_sec != mtime_sec ||
+	    e->mode != mode || e->uid != uid || e->gid != gid)
+		return NULL;
+	/* Directory size and link count depend on the layers that merge it
+	 * (overlayfs): not part of the match. */
+	if (!is_dir(e) && (e->size != size || e->nlink != nlink))
+		return NULL;
+	return e;
 }
 
 /* ---- resolve -------------------------------------------------------------
@@ -487,7 +522,8 @@ enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
 	if (scan_clean(v, p, r, &c)) {
 		/* Hot path: the usual spelling, looked up where it is. */
 		e = lookup_h(v, p, c.len, c.h);
-		if (e && (e->flags & PSFS_E_REACHABLE) && !is_lnk(e)) {
+		if (e && (e->flags & (PSFS_E_REACHABLE | PSFS_E_UNCERTAIN)) ==
+			      PSFS_E_REACHABLE && !is_lnk(e)) {
 			*out = e;
 			return PSFS_HIT;
 		}
@@ -526,6 +562,8 @@ enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
 			return PSFS_ENOTDIR;
 		if (w.dot_last && (e->mode & SEARCH_ALL) != SEARCH_ALL)
 			return PSFS_PASS;      /* "dir/." : EACCES for some callers */
+		if (e->flags & PSFS_E_UNCERTAIN)
+			return PSFS_PASS;      /* size is an estimate: ask the kernel */
 		*out = e;
 		return PSFS_HIT;
 	}

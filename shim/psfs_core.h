@@ -34,6 +34,9 @@ struct psfs_view {
 	 * finalizer.  Every domain path starts with a root, so the hot path
 	 * hashes only the bytes after it. */
 	uint32_t root_fnv[PSFS_MAX_ROOTS];
+	/* PSFS_H_IDENTITY_TAG inode table (NULL/0 without it). */
+	const uint32_t *inodes;
+	uint32_t inode_count;
 };
 
 /*
@@ -92,6 +95,19 @@ enum psfs_outcome {
 enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
 			       unsigned flags, char scratch[PSFS_PATH_MAX],
 			       const struct psfs_entry **out);
+
+/*
+ * psfs_tagged - the entry of the domain inode a kernel answer describes,
+ * or NULL.  Only for PSFS_H_IDENTITY_TAG blobs: the answer's mtime
+ * nanoseconds are the inode's tag; the entry the inode table names for it
+ * must agree on mtime, mode, uid, gid and (non-directories) size and nlink,
+ * so a file that merely shares the nanoseconds is not taken for a domain
+ * inode.  The caller checks st_dev.  O(1), bounds-checked.
+ */
+const struct psfs_entry *psfs_tagged(const struct psfs_view *v, uint32_t mode,
+				     uint32_t uid, uint32_t gid, uint64_t nlink,
+				     uint64_t size, int64_t mtime_sec,
+				     uint32_t mtime_nsec);
 
 /* psfs_crc32 - CRC-32 (IEEE 802.3, as zlib's crc32) of p[0..n). */
 uint32_t psfs_crc32(const uint8_t *p, uint64_t n);

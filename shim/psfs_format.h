@@ -14,6 +14,7 @@
  *   [buckets_off, +bucket_count*8) struct psfs_bucket[bucket_count]
  *   [entries_off, +entry_count*128) struct psfs_entry[entry_count]
  *   [strings_off, +strings_size)  path and symlink-target bytes (no NULs needed)
+ *   [inodes_off, +inode_count*4)  uint32 inode table (PSFS_H_IDENTITY_TAG only)
  *
  * Lookup: h = psfs_hash(seed, path bytes); slot = h & (bucket_count - 1);
  * linear probing for at most max_probe slots; a slot with entry == 0 ends the
@@ -37,7 +38,8 @@
  * Content version: what the writer put in the fields.  Readers accept any
  * content version <= PSFS_CONTENT_VERSION_MAX.
  * Version history:
- *   1 - initial: stat fields, symlink targets, REACHABLE flag.
+ *   1 - initial: stat fields, symlink targets, REACHABLE and UNCERTAIN
+ *       flags, IDENTITY_TAG inode table.
  */
 #define PSFS_CONTENT_VERSION_MAX 1u
 
@@ -62,8 +64,19 @@ enum {
 	/* At init the shim compares roots[0]'s real mtime with its entry and
 	 * rejects the blob on mismatch (cheap drift detection). */
 	PSFS_H_CHECK_ROOT_MTIME = 1u << 1,
+	/* Identity tags (image builds).  The builder wrote every inode of the
+	 * domain with mtime nanoseconds = its tag n (1..inode_count), and
+	 * inodes[n - 1] = index + 1 of an entry of that inode.  The kernel
+	 * reports the same nanoseconds, so the shim can recognise a kernel
+	 * answer about a domain inode (fstat, dirfd-relative fstatat, paths
+	 * it passed through) and give it the blob's st_ino/atime/ctime: every
+	 * entry point then agrees on identity (see docs/psfs-format.md). */
+	PSFS_H_IDENTITY_TAG = 1u << 2,
 };
-#define PSFS_H_KNOWN_FLAGS (PSFS_H_DEV_RUNTIME | PSFS_H_CHECK_ROOT_MTIME)
+#define PSFS_H_KNOWN_FLAGS \
+	(PSFS_H_DEV_RUNTIME | PSFS_H_CHECK_ROOT_MTIME | PSFS_H_IDENTITY_TAG)
+/* Largest tag: a tag is a tv_nsec value. */
+#define PSFS_TAG_MAX 999999999u
 
 /* Entry flags (psfs_entry.flags).  Unknown bits are ignored by readers. */
 enum {
@@ -71,6 +84,10 @@ enum {
 	 * has mode & 0111 == 0111, so any caller may resolve this path. Without
 	 * it the shim passes the call through (it must never widen access). */
 	PSFS_E_REACHABLE = 1u << 0,
+	/* st_size/st_blocks are the builder's estimate (e.g. a large ext4
+	 * directory, whose size depends on the filesystem's hash seed): the
+	 * shim never answers this path from memory. */
+	PSFS_E_UNCERTAIN = 1u << 1,
 };
 
 struct psfs_header {
@@ -96,7 +113,11 @@ struct psfs_header {
 	                            *      file_size); checked by tools, not
 	                            *      by the shim (O(n)) */
 	uint32_t content_version;  /* 100: 1..PSFS_CONTENT_VERSION_MAX */
-	uint32_t reserved[6];      /* 104: zero; room to grow without v2 */
+	uint64_t inodes_off;       /* 104: PSFS_H_IDENTITY_TAG: uint32 inode
+	                            *      table; else 0 */
+	uint32_t inode_count;      /* 112: entries of that table (largest tag,
+	                            *      <= PSFS_TAG_MAX); else 0 */
+	uint32_t reserved[3];      /* 116: zero; room to grow without v2 */
 };
 
 struct psfs_root {

@@ -31,10 +31,16 @@ export const NAME_MAX = 255;
 /** Header flags (psfs_header.flags). */
 export const H_DEV_RUNTIME = 1 << 0;
 export const H_CHECK_ROOT_MTIME = 1 << 1;
-export const H_KNOWN_FLAGS = H_DEV_RUNTIME | H_CHECK_ROOT_MTIME;
+/** Identity tags: mtime nsec of every domain inode = its tag; inode table maps tag -> entry. */
+export const H_IDENTITY_TAG = 1 << 2;
+export const H_KNOWN_FLAGS = H_DEV_RUNTIME | H_CHECK_ROOT_MTIME | H_IDENTITY_TAG;
+/** Largest identity tag (a tv_nsec value). */
+export const TAG_MAX = 999999999;
 
 /** Entry flags (psfs_entry.flags). */
 export const E_REACHABLE = 1 << 0;
+/** st_size/st_blocks are estimates: the shim passes such paths through. */
+export const E_UNCERTAIN = 1 << 1;
 
 /** Byte offsets of struct psfs_header fields. */
 export const HEADER = {
@@ -57,7 +63,9 @@ export const HEADER = {
   rootsOff: 88,
   bodyCrc32: 96,
   contentVersion: 100,
-  reserved: 104,
+  inodesOff: 104,
+  inodeCount: 112,
+  reserved: 116,
 } as const;
 
 /** Byte offsets of struct psfs_root fields. */

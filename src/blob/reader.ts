@@ -27,6 +27,9 @@ export interface BlobHeader {
   rootsOff: bigint;
   bodyCrc32: number;
   contentVersion: number;
+  /** PSFS_H_IDENTITY_TAG inode table: offset and count (0 and 0 without the flag). */
+  inodesOff: bigint;
+  inodeCount: number;
 }
 
 /** One decoded struct psfs_entry: the writer's BlobEntry plus its PSFS_E_* flags. */
@@ -73,6 +76,8 @@ export function readHeader(buf: Buffer): BlobHeader {
     rootsOff: buf.readBigUInt64LE(H.rootsOff),
     bodyCrc32: buf.readUInt32LE(H.bodyCrc32),
     contentVersion: buf.readUInt32LE(H.contentVersion),
+    inodesOff: buf.readBigUInt64LE(H.inodesOff),
+    inodeCount: buf.readUInt32LE(H.inodeCount),
   };
 }
 
@@ -116,11 +121,16 @@ export function checkHeader(buf: Buffer): HeaderCheck {
   if (h.maxProbe < 1 || h.maxProbe > h.bucketCount) return EINVAL(`max_probe ${h.maxProbe} is outside 1..bucket_count`);
   if (h.rootCount < 1 || h.rootCount > F.MAX_ROOTS) return EINVAL(`root_count ${h.rootCount} is outside 1..${F.MAX_ROOTS}`);
 
+  const tagged = (h.flags & F.H_IDENTITY_TAG) !== 0;
+  if (!tagged && (h.inodesOff !== 0n || h.inodeCount !== 0)) return EINVAL('inode table present without PSFS_H_IDENTITY_TAG');
+  if (h.inodeCount > F.TAG_MAX) return EINVAL(`inode_count ${h.inodeCount} exceeds ${F.TAG_MAX}`);
+  if (h.inodeCount === 0 && h.inodesOff !== 0n) return EINVAL('inodes_off set for an empty inode table');
   const sections: [string, bigint, bigint][] = [
     ['roots', h.rootsOff, BigInt(h.rootCount) * BigInt(F.ROOT_SIZE)],
     ['buckets', h.bucketsOff, BigInt(h.bucketCount) * BigInt(F.BUCKET_SIZE)],
     ['entries', h.entriesOff, BigInt(h.entryCount) * BigInt(F.ENTRY_SIZE)],
     ['strings', h.stringsOff, h.stringsSize],
+    ...(h.inodeCount > 0 ? [['inodes', h.inodesOff, BigInt(h.inodeCount) * 4n] as [string, bigint, bigint]] : []),
   ];
   const A = BigInt(F.ALIGN);
   for (const [name, off, len] of sections) {
@@ -254,5 +264,11 @@ export function decodeBlob(buf: Buffer): DecodedBlob {
   }
   const missing = referenced.indexOf(0);
   if (missing >= 0) fail(`entry ${missing} is not referenced by any bucket`);
+  for (let t = 1; t <= h.inodeCount; t++) {
+    const v = buf.readUInt32LE(Number(h.inodesOff) + (t - 1) * 4);
+    if (v === 0) continue;
+    if (v > h.entryCount) fail(`inode tag ${t} points at entry ${v - 1}, past entry_count ${h.entryCount}`);
+    if (entries[v - 1].mtime.nsec !== t) fail(`inode tag ${t} points at entry ${v - 1} whose mtime nanoseconds are ${entries[v - 1].mtime.nsec}`);
+  }
   return { header: h, roots, entries, buckets };
 }

@@ -37,6 +37,11 @@ export interface BlobEntry {
   ctime: Timespec;
   /** Symlink target bytes as readlink(2) returns them; required iff S_ISLNK(mode). */
   target?: Buffer;
+  /**
+   * st_size/st_blocks are estimates (PSFS_E_UNCERTAIN): the shim passes this
+   * path through instead of answering from memory. Default false.
+   */
+  uncertain?: boolean;
 }
 
 /** Input of encodeBlob. */
@@ -45,7 +50,12 @@ export interface BlobOptions {
   roots: Buffer[];
   /** Every path under the roots, roots included. Order does not matter (the writer sorts). */
   entries: BlobEntry[];
-  /** PSFS_H_* header flags. Default 0. */
+  /**
+   * PSFS_H_* header flags. Default 0. With PSFS_H_IDENTITY_TAG every entry's
+   * mtime.nsec (1..TAG_MAX) is its inode's tag: entries sharing a tag must
+   * share st_ino, and the writer emits the inode table (tag -> entry).
+   * Entries with mtime.nsec 0 carry no tag.
+   */
   flags?: number;
 }
 
@@ -204,12 +214,30 @@ export function encodeBlob(opts: BlobOptions): Buffer {
   let bucketCount = 1;
   while (bucketCount < entries.length * 2) bucketCount *= 2;
 
-  const layout = (): { rootsOff: number; bucketsOff: number; entriesOff: number; stringsOff: number; fileSize: number } => {
+  // Identity tags: inodes[tag - 1] = entry index + 1 (entries sorted above).
+  let inodes = new Uint32Array(0);
+  if (flags & F.H_IDENTITY_TAG) {
+    let maxTag = 0;
+    for (const e of entries) maxTag = Math.max(maxTag, e.mtime.nsec);
+    inodes = new Uint32Array(maxTag);
+    entries.forEach((e, i) => {
+      const tag = e.mtime.nsec;
+      if (tag === 0) return;
+      const prev = inodes[tag - 1];
+      if (prev !== 0 && entries[prev - 1].ino !== e.ino) {
+        throw new VriftError(`encoding PSFS blob: ${show(e.path)} and ${show(entries[prev - 1].path)} share identity tag ${tag} but not st_ino`);
+      }
+      if (prev === 0) inodes[tag - 1] = i + 1;
+    });
+  }
+
+  const layout = (): { rootsOff: number; bucketsOff: number; entriesOff: number; stringsOff: number; inodesOff: number; fileSize: number } => {
     const rootsOff = F.HEADER_SIZE;
     const bucketsOff = align(rootsOff + roots.length * F.ROOT_SIZE);
     const entriesOff = align(bucketsOff + bucketCount * F.BUCKET_SIZE);
     const stringsOff = align(entriesOff + entries.length * F.ENTRY_SIZE);
-    return { rootsOff, bucketsOff, entriesOff, stringsOff, fileSize: align(stringsOff + stringsSize) };
+    const inodesOff = align(stringsOff + stringsSize);
+    return { rootsOff, bucketsOff, entriesOff, stringsOff, inodesOff, fileSize: align(inodesOff + inodes.length * 4) };
   };
 
   // Pick the seed with the shortest worst-case probe chain among a fixed set
@@ -269,9 +297,10 @@ export function encodeBlob(opts: BlobOptions): Buffer {
     out.writeUInt32LE(e.mtime.nsec, o + E.mtimeNsec);
     out.writeUInt32LE(e.ctime.nsec, o + E.ctimeNsec);
     out.writeUInt32LE(e.blksize >>> 0, o + E.blksize);
-    out.writeUInt32LE(reachable.get(key(e.path)) ? F.E_REACHABLE : 0, o + E.flags);
+    out.writeUInt32LE((reachable.get(key(e.path)) ? F.E_REACHABLE : 0) | (e.uncertain ? F.E_UNCERTAIN : 0), o + E.flags);
   });
   Buffer.concat(strings, stringsSize).copy(out, L.stringsOff);
+  inodes.forEach((v, i) => out.writeUInt32LE(v, L.inodesOff + i * 4));
 
   const H = F.HEADER;
   F.MAGIC.copy(out, H.magic);
@@ -290,6 +319,10 @@ export function encodeBlob(opts: BlobOptions): Buffer {
   out.writeUInt32LE(seed, H.hashSeed);
   out.writeUInt32LE(roots.length, H.rootCount);
   out.writeBigUInt64LE(BigInt(L.rootsOff), H.rootsOff);
+  if (inodes.length > 0) {
+    out.writeBigUInt64LE(BigInt(L.inodesOff), H.inodesOff);
+    out.writeUInt32LE(inodes.length, H.inodeCount);
+  }
   out.writeUInt32LE(crc32(out.subarray(F.HEADER_SIZE)), H.bodyCrc32);
   out.writeUInt32LE(F.CONTENT_VERSION_MAX, H.contentVersion);
   out.writeUInt32LE(crc32(out.subarray(0, F.HEADER_SIZE)), H.headerCrc32);

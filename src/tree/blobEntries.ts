@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { encodeBlob, type BlobEntry } from '../blob/writer';
-import { H_CHECK_ROOT_MTIME, H_DEV_RUNTIME } from '../blob/format';
+import { H_CHECK_ROOT_MTIME, H_DEV_RUNTIME, H_IDENTITY_TAG, TAG_MAX } from '../blob/format';
 import { VriftError } from '../errors';
 import { writeLayer, writeFileLayer } from '../layer/tar';
 import {
@@ -11,7 +11,7 @@ import {
   type BuildVriftLayerOptions, type BuildVriftLayerResult, type LayerEntry, type LayerFile, type TreePlan,
 } from '../layer/types';
 import { planTree } from './plan';
-import { checkMergeConflicts, mergeBlobEntries, mergeFingerprint } from './merge';
+import { checkMergeConflicts, mergeBlobEntries } from './merge';
 
 /**
  * Filesystem model used for the fields tar does not carry (st_size of
@@ -148,13 +148,14 @@ export function blobEntriesFromPlan(plan: TreePlan | LayerEntry[], root?: Buffer
     let blocks: bigint;
     let nlink: number;
     let target: Buffer | undefined;
+    let estimated = false;
     switch (e.type) {
       case 'directory': {
         const ds = ext4DirSize(childNames.get(k) ?? []);
         size = ds.size;
         blocks = ds.size / 512n;
         nlink = 2 + (subdirs.get(k) ?? 0);
-        if (!ds.exact) uncertain.push(e.path);
+        estimated = !ds.exact;
         break;
       }
       case 'symlink':
@@ -168,15 +169,48 @@ export function blobEntriesFromPlan(plan: TreePlan | LayerEntry[], root?: Buffer
         size = e.size;
         blocks = ext4FileBlocks(e.size);
         nlink = e.nlink;
-        if (e.size > BigInt(FS_MODEL.inodeExtents * FS_MODEL.maxExtentBlocks * 4096)) uncertain.push(e.path);
+        estimated = e.size > BigInt(FS_MODEL.inodeExtents * FS_MODEL.maxExtentBlocks * 4096);
         break;
     }
     out.push({
       path: e.path, mode: e.mode, uid: e.uid, gid: e.gid, nlink, size, blocks, blksize: FS_MODEL.blksize,
       ino, dev: 0n, rdev: 0n, atime: t, mtime: { ...t }, ctime: { ...t }, ...(target ? { target } : {}),
+      ...(estimated ? { uncertain: true } : {}),
     });
+    if (estimated) uncertain.push(e.path);
   }
   return { entries: out, uncertain };
+}
+
+/**
+ * Identity tags (PSFS_H_IDENTITY_TAG, docs/psfs-format.md): give every inode
+ * of the domain mtime nanoseconds = its tag n + shift, where n counts inodes
+ * in layer order exactly as blobEntriesFromPlan numbers st_ino (so st_ino =
+ * SYNTHETIC_INO_BASE + tag); hardlink entries take their object's mtime.
+ * The kernel then reports the tag too, and the shim can give a kernel
+ * answer about a domain inode its blob identity. Mutates `entries`.
+ *
+ * @param entries layer entries in layer order (a TreePlan's)
+ * @param root domain root (entries outside it are left alone)
+ * @param shift added to every tag: the base's highest tag when merging, else 0
+ * @throws VriftError when a tag would exceed TAG_MAX (999999999) or a hardlink precedes its target
+ */
+export function assignIdentityTags(entries: LayerEntry[], root: Buffer, shift = 0): void {
+  const mtimeOf = new Map<string, LayerEntry['mtime']>();
+  let n = 0;
+  for (const e of entries) {
+    if (!(e.path.equals(root) || isUnder(e.path, root))) continue;
+    if (e.type === 'hardlink') {
+      const t = mtimeOf.get(e.linkTo.toString('latin1'));
+      if (t === undefined) throw new VriftError(`tagging inodes: hardlink ${e.path.toString()} precedes its target ${e.linkTo.toString()}`);
+      e.mtime = { ...t };
+    } else {
+      const tag = shift + ++n;
+      if (tag > TAG_MAX) throw new VriftError(`tagging inodes: more than ${TAG_MAX} inodes under ${root.toString()}; split the tree into several images`);
+      e.mtime = { sec: e.mtime.sec, nsec: tag };
+    }
+    mtimeOf.set(e.path.toString('latin1'), e.mtime);
+  }
 }
 
 const usrDirs = (): LayerEntry[] =>
@@ -208,15 +242,20 @@ async function renameToDigest(layer: LayerFile, dir: string, prefix: string): Pr
 export async function buildVriftLayer(opts: BuildVriftLayerOptions): Promise<BuildVriftLayerResult> {
   if (opts.merge) checkMergeConflicts(opts.merge, opts.adds.map((a) => path.posix.normalize(a.dest).replace(/\/+$/, '')));
   const plan = await planTree(opts.adds, opts);
+  let shift = 0;
   if (opts.merge) {
     checkMergeConflicts(opts.merge, [], plan);
-    mergeFingerprint(plan, opts.merge);
+    for (const e of opts.merge.entries) shift = Math.max(shift, Number(e.ino - SYNTHETIC_INO_BASE), e.mtime.nsec);
   }
+  // Tags replace the sub-second part of every mtime; /vrift's (the root
+  // checked by PSFS_H_CHECK_ROOT_MTIME) is new with every build, so a blob
+  // never validates over another tree.
+  assignIdentityTags(plan.entries, plan.root, shift);
   const fresh = blobEntriesFromPlan(plan);
   const entries = opts.merge ? mergeBlobEntries(opts.merge, fresh.entries, plan.entries) : fresh.entries;
   const uncertain = fresh.uncertain;
   const roots = opts.merge ? [plan.root, ...opts.merge.roots.filter((r) => !r.equals(plan.root))] : [plan.root];
-  const blob = encodeBlob({ roots, entries, flags: H_DEV_RUNTIME | H_CHECK_ROOT_MTIME });
+  const blob = encodeBlob({ roots, entries, flags: H_DEV_RUNTIME | H_CHECK_ROOT_MTIME | H_IDENTITY_TAG });
   const layerEntries: LayerEntry[] = [
     ...usrDirs(),
     { type: 'file', path: Buffer.from(BLOB_IMAGE_PATH), mode: 0o100644, uid: 0, gid: 0, mtime: { sec: 0n, nsec: 0 }, size: BigInt(blob.length), source: { content: blob }, nlink: 1 },
@@ -224,7 +263,11 @@ export async function buildVriftLayer(opts: BuildVriftLayerOptions): Promise<Bui
   ];
   const dir = path.resolve(opts.tmpDir ?? os.tmpdir());
   await fsp.mkdir(dir, { recursive: true });
-  const layer = await writeLayer(layerEntries, path.join(dir, `vrift-layer-${process.pid}-${randomBytes(4).toString('hex')}.tar.gz`));
+  // Expected tar bytes: a 512-byte header per entry plus file data padded to 512 (PAX headers aside).
+  const tarBytes = layerEntries.reduce((n, e) => n + 512 + (e.type === 'file' ? Math.ceil(Number(e.size) / 512) * 512 : 0), 1024);
+  const compressing = opts.progress?.phase('compressing', tarBytes);
+  const layer = await writeLayer(layerEntries, path.join(dir, `vrift-layer-${process.pid}-${randomBytes(4).toString('hex')}.tar.gz`), { onTarBytes: compressing ? (n) => compressing.add(n) : undefined });
+  compressing?.end();
   return {
     layer: await renameToDigest(layer, dir, 'vrift-layer'),
     blob,

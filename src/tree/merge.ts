@@ -18,9 +18,10 @@
  *   merged from several layers (measured: src/tree/README.md), so nlink = 1;
  * - synthetic st_ino of new inodes continue after the base's highest one, so
  *   identities stay unique;
- * - /vrift's mtime nanoseconds (the tree fingerprint the shim checks with
- *   PSFS_H_CHECK_ROOT_MTIME) also cover the base blob's digest, so the new
- *   blob validates only over this exact union.
+ * - identity tags (mtime nanoseconds, PSFS_H_IDENTITY_TAG) of new inodes
+ *   also continue after the base's highest tag; /vrift itself gets a new
+ *   tag, so the base's blob no longer validates over the union
+ *   (PSFS_H_CHECK_ROOT_MTIME) and the new blob only over it.
  *
  * Known engine-dependent value: st_blocks of a merged directory. Exporting
  * the image (`docker save`, which `vrift build` and `vrift inspect` use for
@@ -40,7 +41,6 @@
  * contains or lies inside a destination of an earlier vrift build, or a
  * directory the new tree needs where the base has a file or symlink.
  */
-import { createHash } from 'node:crypto';
 import { VriftError } from '../errors';
 import type { BlobEntry } from '../blob/writer';
 import type { LayerEntry, TreePlan } from '../layer/types';
@@ -90,16 +90,6 @@ export function checkMergeConflicts(base: MergeBase, dests: string[], plan?: Tre
       }
     }
   }
-}
-
-/**
- * Fold the base blob's digest into /vrift's mtime nanoseconds (in place):
- * the fingerprint then identifies the union, not only the new layer.
- */
-export function mergeFingerprint(plan: TreePlan, base: MergeBase): void {
-  const root = plan.entries[0];
-  const h = createHash('sha256').update(`${base.blobDigest} ${root.mtime.nsec}`).digest();
-  root.mtime = { sec: root.mtime.sec, nsec: h.readUInt32BE(0) % 1_000_000_000 };
 }
 
 /**

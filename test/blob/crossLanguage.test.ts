@@ -109,7 +109,7 @@ describe('psfs_view_init on encodeBlob output', () => {
     const d = (p: string): BlobEntry => ({ ...decoded.entries[0], path: B(p), target: undefined });
     const b = encodeBlob({ roots: [B('/a'), B('/b/c')], entries: [d('/a'), d('/b/c'), d('/a/x')], flags: F.H_KNOWN_FLAGS });
     expect(w.loadBlob(b)).toBe(0);
-    expect(w.u32('w_view_flags')).toBe(F.H_DEV_RUNTIME | F.H_CHECK_ROOT_MTIME);
+    expect(w.u32('w_view_flags')).toBe(F.H_KNOWN_FLAGS);
     expect(w.u32('w_view_root_count')).toBe(2);
     expect(w.resolve('/b/c', false).outcome).toBe('HIT');
     expect(w.resolve('/a/x', false).outcome).toBe('HIT');

@@ -158,7 +158,7 @@ describe('encodeBlob', () => {
     ['parent not a directory', () => ({ roots: [Buffer.from('/r')], entries: [dir('/r'), file('/r/a'), file('/r/a/x')] }), /parent is missing or not a directory/],
     ['symlink without target', () => ({ roots: [Buffer.from('/r')], entries: [dir('/r'), ent('/r/l', S_IFLNK | 0o777)] }), /needs a target/],
     ['target on a file', () => ({ roots: [Buffer.from('/r')], entries: [dir('/r'), file('/r/f'), { ...file('/r/g'), target: Buffer.from('x') }] }), /only a symlink/],
-    ['unknown header flag', () => ({ roots: [Buffer.from('/r')], entries: [dir('/r')], flags: 4 }), /unknown header flags 0x4/],
+    ['unknown header flag', () => ({ roots: [Buffer.from('/r')], entries: [dir('/r')], flags: 8 }), /unknown header flags 0x8/],
     ['nsec out of range', () => ({ roots: [Buffer.from('/r')], entries: [dir('/r'), file('/r/f', 0o644)].map((e, i) => (i ? { ...e, mtime: { sec: 0n, nsec: 1e9 } } : e)) }), /nanoseconds/],
     ['negative size', () => ({ roots: [Buffer.from('/r')], entries: [dir('/r'), { ...file('/r/f'), size: -1n }] }), /size/],
     ['uid above 32 bits', () => ({ roots: [Buffer.from('/r')], entries: [dir('/r'), { ...file('/r/f'), uid: 2 ** 32 }] }), /uid/],

@@ -4,7 +4,7 @@ import { promises as fsp, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildVriftLayer, buildShimLayer, blobEntriesFromPlan, planTree, SYNTHETIC_INO_BASE } from '../../src/tree';
-import { H_CHECK_ROOT_MTIME, H_DEV_RUNTIME } from '../../src/blob/format';
+import { H_CHECK_ROOT_MTIME, H_DEV_RUNTIME, H_IDENTITY_TAG } from '../../src/blob/format';
 import { decodeBlob, makeFixture, tar, walk, type Decoded } from './helpers';
 
 let dir: string;
@@ -108,11 +108,11 @@ describe('layer content: system tar lists it, tar -x as root reproduces the blob
     }
   });
 
-  test('the blob shipped in the layer is the returned blob: root /vrift, flags DEV_RUNTIME|CHECK_ROOT_MTIME', () => {
+  test('the blob shipped in the layer is the returned blob: root /vrift, flags DEV_RUNTIME|CHECK_ROOT_MTIME|IDENTITY_TAG', () => {
     const shipped = readFileSync(path.join(x, 'usr/lib/vrift/psfs.blob'));
     expect(shipped.equals(r.blob)).toBe(true);
     expect(r.blobDigest).toBe(`sha256:${createHash('sha256').update(shipped).digest('hex')}`);
-    expect(blob.flags).toBe(H_DEV_RUNTIME | H_CHECK_ROOT_MTIME);
+    expect(blob.flags).toBe(H_DEV_RUNTIME | H_CHECK_ROOT_MTIME | H_IDENTITY_TAG);
     expect(blob.roots.map(String)).toEqual(['/vrift']);
   });
 

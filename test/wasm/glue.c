@@ -94,6 +94,13 @@ int EXPORT(w_resolve)(uint32_t path, uint32_t flags)
 
 int32_t EXPORT(w_resolved_index)(void) { return index_of(resolved); }
 
+/* psfs_tagged: index of the entry a kernel answer with these fields is, or -1. */
+int32_t EXPORT(w_tagged)(uint32_t mode, uint32_t uid, uint32_t gid, uint32_t nlink,
+			 uint64_t size, int64_t mtime_sec, uint32_t mtime_nsec)
+{
+	return index_of(psfs_tagged(&view, mode, uid, gid, nlink, size, mtime_sec, mtime_nsec));
+}
+
 uint32_t EXPORT(w_crc32)(uint32_t p, uint32_t n)
 {
 	return psfs_crc32((const uint8_t *)(uintptr_t)p, n);
@@ -134,6 +141,8 @@ FIELD(header, root_count)
 FIELD(header, roots_off)
 FIELD(header, body_crc32)
 FIELD(header, content_version)
+FIELD(header, inodes_off)
+FIELD(header, inode_count)
 FIELD(header, reserved)
 
 STRUCT(root)
@@ -186,8 +195,11 @@ CONST(PSFS_PATH_MAX)
 CONST(PSFS_NAME_MAX)
 CONST(PSFS_H_DEV_RUNTIME)
 CONST(PSFS_H_CHECK_ROOT_MTIME)
+CONST(PSFS_H_IDENTITY_TAG)
+CONST(PSFS_TAG_MAX)
 CONST(PSFS_H_KNOWN_FLAGS)
 CONST(PSFS_E_REACHABLE)
+CONST(PSFS_E_UNCERTAIN)
 
 /* psfs_core.h */
 CONST(PSFS_EINVAL)

@@ -133,6 +133,15 @@ export class PsfsWasm {
     return this.blobAddr;
   }
 
+  /**
+   * psfs_tagged: index of the entry a kernel answer with these st_* fields
+   * describes (PSFS_H_IDENTITY_TAG blobs), or -1.
+   */
+  tagged(f: { mode: number; uid: number; gid: number; nlink: number; size: bigint; mtimeSec: bigint; mtimeNsec: number }): number {
+    const w = this.exports.w_tagged as unknown as (...a: (number | bigint)[]) => number;
+    return w(f.mode, f.uid, f.gid, f.nlink, f.size, f.mtimeSec, f.mtimeNsec);
+  }
+
   /** psfs_lookup: index of the entry whose key equals `key`, or -1. */
   lookup(key: Uint8Array): number {
     return this.exports.w_lookup(this.put(key), key.length);
