@@ -20,6 +20,7 @@ import { SHIM_IMAGE_PATH } from '../layer/types';
 import { loadIntoDaemon, removeFromDaemon } from './daemon';
 import { writeDockerArchive, type WrittenArchive } from './dockerArchiveWrite';
 import { writeOciLayoutDir } from './ociLayoutWrite';
+import type { Progress } from '../progress';
 import { sha256Digest } from './digest';
 import { configDigest as configDigestOf } from './partial';
 import { layerFromFile } from './layer';
@@ -83,6 +84,8 @@ export interface BuildImageOptions {
   thinLoad?: boolean;
   /** Progress lines (stderr in the CLI). */
   log: (line: string) => void;
+  /** Progress of hashing, compressing (and uploading) in bytes (src/progress). Default: none. */
+  progress?: Progress;
   // --- registry (H9) ---
   /** Push the image to the registry named by `tag` (which must name a registry host). */
   push?: boolean;
@@ -188,6 +191,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       cacheDir: o.cacheDir,
       tmpDir: work,
       merge,
+      progress: o.progress,
     });
     let tree = await buildTree();
     const s = tree.stats;

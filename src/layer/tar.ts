@@ -28,9 +28,12 @@ const TARSTREAM_MAX_MTIME = 0x7fffffff;
 class HashTap extends Transform {
   readonly hash: Hash = createHash('sha256');
   bytes = 0;
+  /** Called with each chunk's length (progress). */
+  onChunk?: (n: number) => void;
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.hash.update(chunk);
     this.bytes += chunk.length;
+    this.onChunk?.(chunk.length);
     cb(null, chunk);
   }
 }
@@ -262,16 +265,18 @@ async function addFile(pack: tar.Pack, header: Hdr, e: FileEntry, aborted: Promi
  *
  * @param entries layer entries; file contents are read from disk when written
  * @param outFile destination path of the .tar.gz
+ * @param opts.onTarBytes called with the number of uncompressed tar bytes as they are compressed (progress)
  * @returns the LayerFile (path = absolute outFile)
  * @throws VriftError on a malformed entry (relative path, ".." component, mode
  *   not matching the type, hardlink before its target), on a source that
  *   changed since it was hashed, or on I/O failure
  */
-export async function writeLayer(entries: LayerEntry[], outFile: string): Promise<LayerFile> {
+export async function writeLayer(entries: LayerEntry[], outFile: string, opts: { onTarBytes?: (n: number) => void } = {}): Promise<LayerFile> {
   const out = path.resolve(outFile);
   const tmp = path.join(path.dirname(out), `.${path.basename(out)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   const pack = tar.pack();
   const tarTap = new HashTap();
+  tarTap.onChunk = opts.onTarBytes;
   const gzTap = new HashTap();
   const gzip = createGzip({ level: GZIP_LEVEL, strategy: zc.Z_DEFAULT_STRATEGY });
   try {

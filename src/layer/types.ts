@@ -104,6 +104,8 @@ export interface PlanOptions {
   sourceDateEpoch?: number;
   /** Digest cache directory. Default $XDG_CACHE_HOME/vrift or ~/.cache/vrift. `false` disables the cache. */
   cacheDir?: string | false;
+  /** Progress of hashing (planTree) and compressing (buildVriftLayer), in bytes (src/progress). Default: none. */
+  progress?: import('../progress').Progress;
 }
 
 export interface CasObject {

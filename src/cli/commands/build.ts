@@ -8,6 +8,7 @@ import { parseSourceRef } from '../../image/source';
 import { VRIFT_ROOT, type TreeAdd } from '../../layer/types';
 import { buildShimLayer, buildVriftLayer, parseSourceDateEpoch } from '../../tree';
 import { PACKAGE_ROOT, SHIM_VARIANTS, shimPath, variantFor } from './shimPath';
+import { makeProgress, progressMode, type Progress } from '../../progress';
 import type { RegistryOptions } from '../../registry/client';
 
 // Owned by the image builder work (issue 3).
@@ -119,7 +120,7 @@ function vriftVersion(): string {
 
 
 /** Run `vrift build` with parsed arguments; returns the summary. */
-export async function runBuild(a: BuildArgs, log: (line: string) => void): Promise<BuildResult> {
+export async function runBuild(a: BuildArgs, log: (line: string) => void, progress?: Progress): Promise<BuildResult> {
   const sourceDateEpoch = sourceDateEpochFromEnv(process.env.SOURCE_DATE_EPOCH);
   const chown = parseChown(a.chown);
   const adds = await parseAdds(a.add as string[]);
@@ -150,6 +151,7 @@ export async function runBuild(a: BuildArgs, log: (line: string) => void): Promi
     builders: { buildVriftLayer, buildShimLayer },
     docker: dockerClient,
     log,
+    progress,
     push: a.push,
     platform: a.platform,
     registry: registryOptionsFromEnv(a['insecure-registry'] as string[] | undefined),
@@ -185,7 +187,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
   handler: async (a) => {
     const log = a.quiet ? () => undefined : (line: string) => process.stderr.write(`vrift: ${line}\n`);
     try {
-      const result = await runBuild(a, log);
+      const result = await runBuild(a, log, makeProgress(progressMode({ quiet: a.quiet, json: a.json })));
       process.stdout.write(a.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.tag} ${result.imageId}\n`);
     } catch (err) {
       if (a.json) process.stdout.write(`${JSON.stringify({ outcome: 'error', message: err instanceof Error ? err.message : String(err) })}\n`);
