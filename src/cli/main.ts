@@ -32,6 +32,10 @@ export async function main(argv: string[]): Promise<void> {
         if (err) throw err;
         throw new VriftError(msg, { exitCode: EXIT.usage });
       })
+      .example('$0 build --base vrift-test/bookworm-python:latest --add ./site-packages:/vrift/python --tag app:1 --load', 'Build an image with a /vrift tree')
+      .example('$0 inspect docker-daemon:app:1', 'What vrift put into an image')
+      .example('$0 <command> --help', 'Options and examples of one command')
+      .epilogue('Exit codes: 0 success, 1 failure (bad input, I/O), 2 usage error, 3 `vrift verify` found a mismatch.')
       .help()
       .version()
       .parseAsync();
