@@ -178,8 +178,9 @@ export async function verifyTree(o: VerifyOptions = {}): Promise<VerifyReport> {
       diff('st_ctime', ts(e.ctime.sec, e.ctime.nsec), ts(st.ctimeNs / 1_000_000_000n, st.ctimeNs % 1_000_000_000n));
     }
     diff('st_rdev', String(e.rdev), String(st.rdev));
-    let sizeKnown = true;
-    let blocksKnown = true;
+    // PSFS_E_UNCERTAIN: the writer knew these are estimates (the shim passes such paths through).
+    let sizeKnown = (e.flags & F.E_UNCERTAIN) === 0;
+    let blocksKnown = sizeKnown;
     if (type === S_IFDIR) {
       const k = key(e.path);
       if (!ext4DirSize(childNames.get(k) ?? []).exact) sizeKnown = blocksKnown = false;
