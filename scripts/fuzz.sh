@@ -6,7 +6,8 @@
 #   FUZZ_SECONDS=20 scripts/fuzz.sh    the short CI pass (test/hostile/fuzz.test.ts)
 #   scripts/fuzz.sh fuzz_lookup        one target
 #
-# Env: FUZZ_SECONDS (per target, default 60), FUZZ_KEEP=<dir> keeps the grown
+# Env: FUZZ_SECONDS (per target, default 60), FUZZ_MAX_LEN (bytes, overrides the
+# per-target longest input), FUZZ_KEEP=<dir> keeps the grown
 # corpus there (default: a temp dir, removed). The committed seed corpus
 # (shim/fuzz/corpus/<target>/) is only read. A crash, sanitizer report,
 # failed CHECK or an input running > 10 s (a hang) stops that target; its
@@ -38,7 +39,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$work/$t"
   log="$work/$t.log"
   rc=0
-  "shim/build/fuzz/$t" -max_total_time="$secs" -max_len="${max_len[$t]}" -timeout=10 -rss_limit_mb=2048 \
+  "shim/build/fuzz/$t" -max_total_time="$secs" -max_len="${FUZZ_MAX_LEN:-${max_len[$t]}}" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$art/$t-" "$work/$t" "shim/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
   execs=$(awk '/stat::number_of_executed_units/ {print $2}' "$log")
   if [ "$rc" -eq 0 ]; then
