@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, chmodSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PYTHON_BASE, ROOT, TOOL_IMAGE, dockerBuild, ensureToolImage, removeContainer, run, sh, startContainer, straceCount } from './helpers';
+import { CLI, PYTHON_BASE, ROOT, TOOL_IMAGE, dockerBuild, ensureToolImage, removeContainer, run, sh, startContainer, straceCount } from './helpers';
 
 jest.setTimeout(900_000);
 
@@ -89,6 +89,23 @@ describe('images/python-ci', () => {
     expect(on.out).toMatch(/6 passed/);
     expect(off.vrift).toBeGreaterThan(200);
     expect(on.vrift * 20).toBeLessThan(off.vrift);
+  });
+
+  test('vrift inspect: the blob vrift-mkblob regenerated is the visible one, over /vrift with the image flags', () => {
+    const r = JSON.parse(sh(process.execPath, [CLI, 'inspect', `docker-daemon:${TAG}`, '--json'])) as {
+      layers: { index: number; role: string; hasBlob: boolean; vriftPaths: number }[];
+      blob: { layer: number; roots: string[]; flags: string[]; entries: number };
+      shim: { path: string; libc: string };
+    };
+    const withBlob = r.layers.filter((l) => l.hasBlob).map((l) => l.index);
+    // COPY /out/lib/ (vrift layer's blob) and then RUN vrift-mkblob (the regenerated one, topmost).
+    expect(withBlob.length).toBe(2);
+    expect(r.blob.layer).toBe(withBlob[1]);
+    expect(r.blob.layer).toBe(r.layers.length - 1 - r.layers.slice().reverse().findIndex((l) => l.hasBlob));
+    expect(r.blob.roots).toEqual(['/vrift']);
+    expect(r.blob.flags).toEqual(['PSFS_H_DEV_RUNTIME', 'PSFS_H_CHECK_ROOT_MTIME']);
+    expect(r.blob.entries).toBe(r.layers.reduce((n, l) => n + l.vriftPaths, 0));
+    expect(r.shim).toMatchObject({ path: '/usr/lib/vrift/libvrift.so', libc: 'glibc' });
   });
 
   test('vrift verify (run from the tool image, as in the docs) passes on a running container of the image', () => {
