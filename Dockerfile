@@ -4,11 +4,12 @@
 #   docker build -t vrift:latest .                                   # public node base
 #   DOCKER_BUILDKIT=0 docker build --network host \
 #     --build-arg BASE=vrift-test/bookworm-node:latest \
-#     --build-arg BUILDER_BASE=vrift-test/bookworm-node-build:latest -t vrift:latest .
+#     --build-arg BUILDER_BASE=vrift-test/bookworm-node:latest -t vrift:latest .
 #
 # BASE is the run-time base (needs node >= 18.17; Debian bookworm's nodejs 18.19 works),
-# BUILDER_BASE the builder's (node + npm; gcc, make and libc headers are installed with
-# apt when it lacks them, which needs --network host on an engine without a bridge).
+# BUILDER_BASE the builder's (node; npm, gcc, make, libc headers and the shim variants'
+# toolchains are installed with apt when it lacks them, which needs --network host on an
+# engine without a bridge).
 # `npm ci` needs the npm registry unless its layer is cached. Behind a TLS-intercepting
 # proxy pass its CA certificate(s) as PEM text: --build-arg EXTRA_CA_CERTS="$(cat my-ca.crt)"
 # (used by npm in the builder stage only; the final image does not carry it).
