@@ -140,8 +140,8 @@ try {
   row('peak RSS of the builder process', mib(cold.rssKiB * 1024), mib(warm.rssKiB * 1024), '(in dockerd)');
   row('tree layer size', `${mib(cold.layer)} gz`, `${mib(warm.layer)} gz`, `${mib(copyBytes)} tar`);
   row('layer size / raw tree size', (cold.layer / t.bytes).toFixed(3), (warm.layer / t.bytes).toFixed(3), (copyBytes / t.bytes).toFixed(3));
-  const ph = (s) => `tree ${s.timings.tree.toFixed(1)}, base ${s.timings.base.toFixed(1)}, output ${s.timings.output.toFixed(1)}`;
-  row('vrift phases (s)', ph(cold.summary), ph(warm.summary), '');
+  const ph = (s) => `${s.timings.tree.toFixed(1)}/${s.timings.base.toFixed(1)}/${s.timings.output.toFixed(1)}`;
+  row('vrift phases tree/base/output (s)', ph(cold.summary), ph(warm.summary), '');
   console.log(`vrift: ${cold.summary.stats.casObjects} CAS objects for ${cold.summary.stats.files} files (dedup ${cold.summary.stats.dedupRatio.toFixed(3)}x), PSFS blob ${mib(cold.summary.stats.blobBytes)}; docker history of the COPY layer: ${copySize}; ${dockerLayer.RootFS.Layers.length} layers`);
   console.log('ratios (docker build time / vrift build time)');
   row('time ratio', `${(d.wall / cold.wall).toFixed(2)}x`, `${(d.wall / warm.wall).toFixed(2)}x`, '1.00x');

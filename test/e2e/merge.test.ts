@@ -10,7 +10,7 @@ import { chmodSync, mkdirSync, mkdtempSync, promises as fsp, readFileSync, write
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { classicBuild, nodeMounts } from '../verify/fixture';
-import { BASE_IMAGE, ROOT, imageExists, requireEnvironment, sh, vrift } from './helpers';
+import { BASE_IMAGE, ROOT, imageExists, requireEnvironment, vrift } from './helpers';
 
 jest.setTimeout(300_000);
 
