@@ -284,7 +284,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
     let pushed: PushResult | undefined;
     if (pushRef) {
       o.log(`pushing ${tagName} to ${pushRef.scheme}://${pushRef.registry}`);
-      pushed = await pushImage(image, pushRef, { pool, tmpDir: work, log: o.log });
+      pushed = await pushImage(image, pushRef, { pool, tmpDir: work, log: o.log, progress: o.progress });
       o.log(`pushed ${pushed.reference}@${pushed.manifestDigest}`);
     }
     const configDigest = await configDigestOf(image);

@@ -25,6 +25,8 @@ import { sha256Digest } from './digest';
 import { canonicalJsonBytes } from './json';
 import { compressionOfMediaType } from './layer';
 import { layerOrigin } from './remote';
+import { NO_PROGRESS } from '../progress';
+import type { Phase, Progress } from '../progress';
 import { MediaType, type Descriptor, type Image, type ImageIndex, type Layer, type Manifest, type Platform } from './types';
 
 /** Options of pushImage. */
@@ -35,6 +37,23 @@ export interface PushOptions {
   /** Layers pushed at once. [2] */
   concurrency?: number;
   log?: (line: string) => void;
+  /** Upload progress: one "uploading" phase over all layer bytes (skipped and mounted blobs count as done). */
+  progress?: Progress;
+}
+
+/** A stream opener that reports the bytes read through it. */
+function counted(open: () => Promise<Readable>, phase: Phase): () => Promise<Readable> {
+  return async () => {
+    const src = await open();
+    const tap = new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        phase.add(chunk.length);
+        cb(null, chunk);
+      },
+    });
+    src.on('error', (err) => tap.destroy(err));
+    return src.pipe(tap);
+  };
 }
 
 /** One pushed blob. Size in bytes. */
@@ -100,6 +119,9 @@ async function pushBlobs(image: Image, ref: RegistryRef, opts: PushOptions): Pro
   const layers = await image.layers();
   const src = await image.manifest();
   if (src.layers.length !== layers.length) throw new VriftError(`pushing ${ref.raw}: the manifest lists ${src.layers.length} layers but the image has ${layers.length}`);
+  // total unknown (0) when a layer is gzipped for the push: its pushed size is known only then
+  const total = src.layers.some((l) => compressionOfMediaType(l.mediaType) === 'none') ? 0 : src.layers.reduce((n, l) => n + l.size, 0);
+  const phase = (opts.progress ?? NO_PROGRESS).phase('uploading', total);
   const pushed = await mapLimit(layers, opts.concurrency ?? 2, async (layer, i): Promise<PushedBlob> => {
     const d = src.layers[i];
     let blob: BlobToPush;
@@ -120,10 +142,12 @@ async function pushBlobs(image: Image, ref: RegistryRef, opts: PushOptions): Pro
         mountFrom: origin && origin.registry === ref.registry ? origin.repository : undefined,
       };
     }
-    const outcome = await reg.pushBlob(ref.repository, blob);
+    const outcome = await reg.pushBlob(ref.repository, { ...blob, open: counted(blob.open, phase) });
+    if (outcome === 'existed' || outcome === 'mounted') phase.add(blob.size);
     log(`layer ${i + 1}/${layers.length} ${blob.digest} (${blob.size} bytes): ${outcome}${outcome === 'mounted' ? ` from ${blob.mountFrom}` : ''}`);
     return { digest: blob.digest, size: blob.size, mediaType, outcome };
   });
+  phase.end();
   const rawConfig = await image.rawConfig();
   const configDigest = sha256Digest(rawConfig);
   await reg.pushBlob(ref.repository, { digest: configDigest, size: rawConfig.length, open: async () => Readable.from([rawConfig]), what: 'config' });

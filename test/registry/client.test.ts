@@ -10,7 +10,7 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -136,7 +136,7 @@ describe('anonymous registry', () => {
     expect(proxy.seen.filter((s) => s.method === 'PUT' && /[?&]digest=sha256/.test(s.url)).map((s) => s.status)).toEqual([201]);
     const file = path.join(work, 'chunked.bin');
     await r.downloadBlob('tiny/chunked', sha(data), data.length, file);
-    expect(await hashStream(Readable.from([require('node:fs').readFileSync(file)]))).toEqual({ digest: sha(data), size: data.length });
+    expect(await hashStream(Readable.from([readFileSync(file)]))).toEqual({ digest: sha(data), size: data.length });
 
     // below the threshold: one monolithic PUT, no PATCH
     proxy.seen.length = 0;
