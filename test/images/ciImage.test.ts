@@ -16,7 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { CLI, PYTHON_BASE, ROOT, TOOL_IMAGE, dockerBuild, ensureToolImage, removeContainer, run, sh, startContainer, straceCount } from './helpers';
 
-jest.setTimeout(900_000);
+jest.setTimeout(1_500_000); // beforeAll may build the tool image cold (~9 min)
 
 const TAG = `vrift-test/python-ci:${process.pid}`;
 

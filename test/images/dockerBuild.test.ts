@@ -31,7 +31,7 @@ import {
   removeContainer, run, sh, startContainer, straceCount, type StatMap,
 } from './helpers';
 
-jest.setTimeout(900_000);
+jest.setTimeout(1_500_000); // beforeAll may build the tool image cold (~9 min)
 
 const TAG = `vrift-test/recipe-app:${process.pid}`;
 const STAGE1 = `vrift-test/recipe-stage1:${process.pid}`;

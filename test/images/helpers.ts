@@ -45,7 +45,8 @@ export function dockerBuild(context: string, tag: string, buildArgs: Record<stri
   if (opts.file) args.push('-f', opts.file);
   if (opts.target) args.push('--target', opts.target);
   args.push(context);
-  return sh('docker', args, { env: { DOCKER_BUILDKIT: '0' } });
+  // A cold build of the tool image (apt's npm, toolchains, npm ci) takes ~9 min here.
+  return sh('docker', args, { env: { DOCKER_BUILDKIT: '0' }, timeout: 1_200_000 });
 }
 
 /**

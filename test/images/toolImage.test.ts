@@ -9,7 +9,7 @@
 import * as path from 'node:path';
 import { CLI, NODE_BASE, ROOT, TOOL_IMAGE, ensureToolImage, sh } from './helpers';
 
-jest.setTimeout(900_000);
+jest.setTimeout(1_500_000); // beforeAll may build the tool image cold (~9 min)
 
 const inTool = (entry: string, ...args: string[]) => sh('docker', ['run', '--rm', '--network', 'none', '--entrypoint', entry, TOOL_IMAGE, ...args]);
 
