@@ -30,6 +30,8 @@
  * 5. docs/runtime-reach.md (table + the explanation of every remaining class).
  *
  * Environment: REACH_RUNS (5), REACH_KEEP=1 keeps the temp dir and container,
+ * REACH_ONLY=strace recounts the syscalls and keeps the times already in
+ * bench/reach-results.json,
  * VRIFT_CACHE (/var/cache/vrift). Needs root, docker, the npm registry and
  * Debian's mirror. Takes about 10 minutes.
  */
@@ -100,7 +102,15 @@ function makeTrees(work) {
     fs.writeFileSync(path.join(mk, 'src', `f${i}.h`), `int f${i}(void);\n`);
     objs.push(`/vrift/c/mk/obj/f${i}.o`);
   }
-  for (let i = 0; i < 2000; i++) fs.writeFileSync(path.join(mk, 'obj', `f${i}.o`), ''); // written after the sources
+  // Objects with distinct bytes (equal files would share one CAS inode) and newer than their
+  // sources: everything is up to date, so `make -q` stats every target and prerequisite.
+  const old = new Date('2020-01-01T00:00:00Z'), newer = new Date('2021-01-01T00:00:00Z');
+  for (let i = 0; i < 2000; i++) {
+    fs.writeFileSync(path.join(mk, 'obj', `f${i}.o`), `obj ${i}\n`);
+    fs.utimesSync(path.join(mk, 'obj', `f${i}.o`), newer, newer);
+    fs.utimesSync(path.join(mk, 'src', `f${i}.c`), old, old);
+    fs.utimesSync(path.join(mk, 'src', `f${i}.h`), old, old);
+  }
   fs.writeFileSync(path.join(mk, 'Makefile'), `# every path absolute: make stats each target and prerequisite\nall: ${objs.join(' ')}\n/vrift/c/mk/obj/%.o: /vrift/c/mk/src/%.c /vrift/c/mk/src/%.h\n\t$(CC) -c -o $@ $<\n`);
   // Node: a real toolchain tree from the npm registry.
   t.nodePackages = npmInstall(path.join(work, 'node'), ['eslint@9', '@babel/core@7', '@babel/preset-env@7', 'webpack@5']);
@@ -123,9 +133,9 @@ function makeTrees(work) {
 const WORKLOADS = [
   { name: 'Python: import sympy (Debian python3-sympy + mpmath)', key: 'python', cmd: ['python3', '-c', 'import sympy, sympy.integrals, sympy.solvers, sympy.physics.mechanics'], env: ['PYTHONPATH=/vrift/py', 'PYTHONDONTWRITEBYTECODE=1'] },
   { name: 'Node: require eslint, @babel/core, @babel/preset-env, webpack', key: 'node', cmd: ['node', '-e', "require('eslint');require('@babel/core');require('@babel/preset-env');require('webpack')"], cwd: '/vrift/node' },
-  { name: 'TypeScript: tsc --noEmit (typescript + @types/node under /vrift)', key: 'tsc', cmd: ['node', '/vrift/ts/node_modules/typescript/bin/tsc', '--noEmit', '-p', '/vrift/ts/tsconfig.json'] },
+  { name: 'TypeScript: tsc --noEmit (typescript + @types/node under /vrift)', key: 'tsc', runs: 3, cmd: ['node', '/vrift/ts/node_modules/typescript/bin/tsc', '--noEmit', '-p', '/vrift/ts/tsconfig.json'] },
   { name: 'C: gcc -fsyntax-only -I/vrift/c/include/python3.11 (Python.h)', key: 'gcc', cmd: ['gcc', '-fsyntax-only', '-I/vrift/c/include/python3.11', '-I/vrift/c/include', '/vrift/c/src/ext.c'] },
-  { name: 'C: make -q (2000 targets, 4000 prerequisites, absolute paths)', key: 'make', cmd: ['sh', '-c', 'make -q -f /vrift/c/mk/Makefile; true'] },
+  { name: 'C: make -q, all up to date (2000 targets, 4000 prerequisites, absolute paths)', key: 'make', cmd: ['make', '-q', '-f', '/vrift/c/mk/Makefile'] },
   { name: 'ls -lR /vrift/py/sympy', key: 'ls', cmd: ['sh', '-c', 'ls -lR /vrift/py/sympy >/dev/null'] },
   { name: 'find /vrift/node/node_modules -name package.json', key: 'find', cmd: ['sh', '-c', 'find /vrift/node/node_modules -name package.json >/dev/null'] },
   { name: 'Go: umoci ls --layout /vrift/go/layout', key: 'go', cmd: ['/vrift/go/umoci', 'ls', '--layout', '/vrift/go/layout'] },
@@ -159,7 +169,9 @@ function classify(sys, args, init, shim) {
   if (p.startsWith('/')) {
     if (!p.startsWith('/vrift')) return undefined;
     if (!shim) return 'absolute';
-    return init ? 'absolute, after init (glibc-internal or raw syscall)' : 'before the shim init (loader, earlier constructors)';
+    const mask = /^[^,]+, "[^"]*", [^,]+, ([^,]+),/.exec(args)?.[1] ?? '';
+    if (sys === 'statx' && init && !/STATX_BASIC_STATS|STATX_ALL/.test(mask)) return 'statx with a mask narrower than STATX_BASIC_STATS (passthrough by policy)';
+    return init ? 'absolute, after init (uncertain blob entry, glibc-internal or raw syscall)' : 'before the shim init (loader, earlier constructors)';
   }
   if (dirfd !== undefined && dirfd !== 'AT_FDCWD' && dirPath?.startsWith('/vrift')) return 'dirfd-relative';
   if (dirfd === 'AT_FDCWD' && dirPath?.startsWith('/vrift')) return 'cwd-relative';
@@ -185,8 +197,10 @@ function countTrace(text, shim) {
     }
     if (sys === 'clone' || sys === 'clone3' || sys === 'vfork' || sys === 'fork') continue;
     if (!STAT.has(sys) && !PROBE.has(sys)) continue;
+    // The shim's own cold statx of roots[0] at init (PSFS_H_DEV_RUNTIME / root mtime check).
+    const own = shim && sys === 'statx' && /^AT_FDCWD(<[^>]*>)?, "\/vrift", .*STATX_MNT_ID/.test(args);
     // strace -y decodes dirfds; a fork child inherits its parent's init state
-    const c = classify(sys, args, init.get(pid) ?? true, shim);
+    const c = own ? 'shim init: statx of the root, once per process' : classify(sys, args, init.get(pid) ?? true, shim);
     if (!c) continue;
     if (STAT.has(sys)) {
       statTotal++;
@@ -204,9 +218,15 @@ function median(xs) {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
+let loadStart = '';
+// REACH_ONLY=strace: recount the syscalls, keep the wall/CPU times of bench/reach-results.json.
+const ONLY_STRACE = process.env.REACH_ONLY === 'strace';
+let prevMeta;
+
 function main() {
   if (process.getuid?.() !== 0) throw new Error('needs root (drop_caches, debootstrap, docker)');
   const t0 = Date.now();
+  loadStart = os.loadavg().map((x) => x.toFixed(1)).join(' ');
   ensureBase();
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vrift-reach-'));
   fs.chmodSync(work, 0o755);
@@ -235,26 +255,39 @@ function main() {
         if (rc !== '0') throw new Error(`${w.key} (${mode ? 'shim' : 'no shim'}) under strace: exit ${rc}: ${execIn({}, false, ['cat', '/tmp/err.txt']).stdout.slice(0, 2000)}`);
         r[mode ? 'shim' : 'plain'] = countTrace(tr.stdout, mode);
       }
-      for (const cold of [false, true]) {
+      const prev = ONLY_STRACE ? JSON.parse(fs.readFileSync(path.join(REPO, 'bench/reach-results.json'), 'utf8')) : undefined;
+      if (prev) {
+        const p = prev.results.find((x) => x.key === w.key);
+        Object.assign(r, { warm: p.warm, cold: p.cold });
+        prevMeta = prev.meta;
+      }
+      for (const cold of ONLY_STRACE ? [] : [false, true]) {
         const times = { plain: [], shim: [] };
-        for (let i = 0; i < RUNS + 1; i++) {
+        const cpus = { plain: [], shim: [] };
+        const runs = Math.min(RUNS, w.runs ?? RUNS);
+        for (let i = 0; i < runs + 1; i++) {
           for (const mode of [false, true]) {
             if (cold) sh('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches']);
-            const out = execIn(w, mode, ['sh', '-c', 't0=$(date +%s%N); "$@" >/dev/null 2>&1; rc=$?; t1=$(date +%s%N); echo $rc $((t1 - t0))', 'sh', ...w.cmd]).stdout.trim().split(' ');
-            if (out[0] !== '0') throw new Error(`${w.key}: exit ${out[0]}`);
-            if (i > 0 || cold) times[mode ? 'shim' : 'plain'].push(Number(out[1]) / 1e6); // warm: first pair warms up
+            // wall time (date +%s%N) and the children's user+sys CPU time (dash `times`, 10 ms ticks)
+            const out = execIn(w, mode, ['sh', '-c', 't0=$(date +%s%N); "$@" >/dev/null 2>&1; rc=$?; t1=$(date +%s%N); echo $rc $((t1 - t0)); times', 'sh', ...w.cmd]).stdout.trim().split('\n');
+            const [rc, ns] = out[0].split(' ');
+            if (rc !== '0') throw new Error(`${w.key}: exit ${rc}`);
+            const cpu = (out[2] ?? '').split(' ').reduce((a, t) => { const m = /^(\d+)m([\d.]+)s$/.exec(t); return a + (m ? Number(m[1]) * 60e3 + Number(m[2]) * 1e3 : 0); }, 0);
+            if (i > 0 || cold) {
+              times[mode ? 'shim' : 'plain'].push(Number(ns) / 1e6); // warm: first pair warms up
+              cpus[mode ? 'shim' : 'plain'].push(cpu);
+            }
           }
         }
-        if (!cold) times.plain.length = times.shim.length = RUNS;
-        r[cold ? 'cold' : 'warm'] = { plain: median(times.plain), shim: median(times.shim), n: times.plain.length };
+        r[cold ? 'cold' : 'warm'] = { plain: median(times.plain), shim: median(times.shim), cpuPlain: median(cpus.plain), cpuShim: median(cpus.shim), n: times.plain.length };
       }
       log(`${w.key}: stat on /vrift ${r.plain.statTotal} -> ${r.shim.statTotal}; warm ${r.warm.plain.toFixed(0)} -> ${r.warm.shim.toFixed(0)} ms; cold ${r.cold.plain.toFixed(0)} -> ${r.cold.shim.toFixed(0)} ms`);
       results.push(r);
     }
-    const doc = render(results, { picked, built, versions, trees, runs: RUNS, seconds: (Date.now() - t0) / 1000 });
-    fs.writeFileSync(path.join(REPO, 'docs/runtime-reach.md.tmp'), doc);
-    fs.renameSync(path.join(REPO, 'docs/runtime-reach.md.tmp'), path.join(REPO, 'docs/runtime-reach.md'));
-    fs.writeFileSync(path.join(REPO, 'bench/reach-results.json'), JSON.stringify(results.map((r) => ({ key: r.w.key, name: r.w.name, plain: r.plain, shim: r.shim, warm: r.warm, cold: r.cold })), null, 2) + '\n');
+    const meta = prevMeta ? { ...prevMeta, picked, files: built.stats.files, blobBytes: built.stats.blobBytes, versions, trees } : { date: new Date().toISOString(), picked, files: built.stats.files, blobBytes: built.stats.blobBytes, versions, trees, runs: RUNS, seconds: (Date.now() - t0) / 1000, cores: os.cpus().length, kernel: os.release(), load: `${loadStart} at the start, ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} at the end` };
+    const saved = { meta, results: results.map((r) => ({ key: r.w.key, name: r.w.name, plain: r.plain, shim: r.shim, warm: r.warm, cold: r.cold })) };
+    fs.writeFileSync(path.join(REPO, 'bench/reach-results.json'), JSON.stringify(saved, null, 2) + '\n');
+    writeDoc(saved);
     log(`wrote docs/runtime-reach.md and bench/reach-results.json in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   } finally {
     if (!process.env.REACH_KEEP) {
@@ -264,6 +297,11 @@ function main() {
   }
 }
 
+function writeDoc(saved) {
+  fs.writeFileSync(path.join(REPO, 'docs/runtime-reach.md.tmp'), render(saved.results, saved.meta));
+  fs.renameSync(path.join(REPO, 'docs/runtime-reach.md.tmp'), path.join(REPO, 'docs/runtime-reach.md'));
+}
+
 const pct = (a, b) => (a === 0 ? '-' : `${((100 * (a - b)) / a).toFixed(1)} %`);
 const ms = (x) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 const ratio = (p, s) => (s / p).toFixed(2);
@@ -271,26 +309,30 @@ const ratio = (p, s) => (s / p).toFixed(2);
 function render(results, meta) {
   const L = [];
   L.push('# Runtime reach of libvrift.so (issue 7)', '');
-  L.push(`Generated by \`npm run reach\` (bench/reach.mjs) on ${new Date().toISOString().slice(0, 10)}; raw numbers in bench/reach-results.json. Do not edit the tables by hand: rerun the script.`, '');
-  L.push(`Image: \`${TAG}\` built by \`vrift build --base ${BASE}\` (debootstrap bookworm minbase + python3, nodejs, gcc, libc6-dev, make, strace), ${meta.built.stats.files} files under /vrift, blob ${meta.built.stats.blobBytes} bytes. Build log: \`${meta.picked.trim()}\`.`, '');
-  L.push(`In the container: ${meta.versions.join('; ')}. Host: ${os.cpus().length} cores, Linux ${os.release()}.`, '');
+  L.push(`Generated by \`npm run reach\` (bench/reach.mjs) on ${meta.date.slice(0, 10)}; raw numbers in bench/reach-results.json. Do not edit the tables by hand: rerun the script.`, '');
+  L.push(`Image: \`${TAG}\` built by \`vrift build --base ${BASE}\` (debootstrap bookworm minbase + python3, nodejs, gcc, libc6-dev, make, strace), ${meta.files} files under /vrift, blob ${meta.blobBytes} bytes. Build log: \`${meta.picked.trim()}\`.`, '');
+  L.push(`In the container: ${meta.versions.join('; ')}. Host: ${meta.cores} cores (shared with other work while measured), Linux ${meta.kernel}.`, '');
   L.push(`Trees: /vrift/py = Debian python3-sympy + python3-mpmath (.pyc precompiled, unchecked-hash); /vrift/node = eslint 9, @babel/core 7, @babel/preset-env 7, webpack 5 installed from the npm registry at run time (${meta.trees.nodePackages} packages); /vrift/ts = typescript 5 + @types/node 20 (${meta.trees.tsPackages} packages) and a 2-file project; /vrift/c = libpython3.11-dev headers + a C extension source + a generated make tree; /vrift/go = Debian umoci (Go) + an OCI layout.`, '');
   L.push('## Stat-family syscalls on /vrift paths', '');
   L.push('Counted with `strace -f -y` (stat, lstat, fstat, newfstatat, statx whose path is under /vrift, or whose descriptor strace decodes to /vrift), one run each, without the shim (`LD_PRELOAD=`) and with it (the image default).', '');
-  L.push('| workload | without | with | removed | remaining with the shim, by class | access/open/readlink probes of /vrift (ENOENT) |');
-  L.push('|---|---:|---:|---:|---|---|');
+  L.push('"by path" leaves out `fstat(fd)` (fstat, or fstatat/statx with AT_EMPTY_PATH, on a descriptor open on a /vrift file: a descriptor names no path, so no stat shim can answer it, see below) and the shim\'s own statx of the root at init.', '');
+  L.push('| workload | all: without | all: with | all: removed | by path: without | by path: with | by path: removed | remaining with the shim, by class | access/open/readlink probes of /vrift, without -> with (of which ENOENT) |');
+  L.push('|---|---:|---:|---:|---:|---:|---:|---|---|');
   for (const r of results) {
     const cls = Object.entries(r.shim.stat).map(([k, v]) => `${k}: ${v}`).join('; ') || '-';
-    L.push(`| ${r.w.name} | ${r.plain.statTotal} | ${r.shim.statTotal} | ${pct(r.plain.statTotal, r.shim.statTotal)} | ${cls} | ${r.plain.probes.total} (${r.plain.probes.enoent}) -> ${r.shim.probes.total} (${r.shim.probes.enoent}) |`);
+    const byPath = (x) => x.statTotal - (x.stat['fstat(fd)'] ?? 0) - (x.stat['shim init: statx of the root, once per process'] ?? 0);
+    L.push(`| ${r.name} | ${r.plain.statTotal} | ${r.shim.statTotal} | ${pct(r.plain.statTotal, r.shim.statTotal)} | ${byPath(r.plain)} | ${byPath(r.shim)} | ${pct(byPath(r.plain), byPath(r.shim))} | ${cls} | ${r.plain.probes.total} (${r.plain.probes.enoent}) -> ${r.shim.probes.total} (${r.shim.probes.enoent}) |`);
   }
   L.push('', '## Wall time', '');
-  L.push(`Median of ${meta.runs} runs per mode (modes alternated, side by side), measured inside the container around the command (\`date +%s%N\`). Warm: page and dentry caches warm (one unmeasured pair first). Cold: \`sync; echo 3 > /proc/sys/vm/drop_caches\` on the host before every run. Ratio = with / without (< 1: faster with the shim).`, '');
-  L.push('| workload | warm without (ms) | warm with (ms) | ratio | cold without (ms) | cold with (ms) | ratio |');
-  L.push('|---|---:|---:|---:|---:|---:|---:|');
-  for (const r of results) L.push(`| ${r.w.name} | ${ms(r.warm.plain)} | ${ms(r.warm.shim)} | ${ratio(r.warm.plain, r.warm.shim)} | ${ms(r.cold.plain)} | ${ms(r.cold.shim)} | ${ratio(r.cold.plain, r.cold.shim)} |`);
+  L.push(`Median of ${meta.runs} runs per mode (tsc: 3) (modes alternated, side by side), measured inside the container around the command (\`date +%s%N\`). Warm: page and dentry caches warm (one unmeasured pair first). Cold: \`sync; echo 3 > /proc/sys/vm/drop_caches\` on the host before every run. Ratio = with / without (< 1: faster with the shim). CPU = user + sys time of the command and its children (dash \`times\`, 10 ms ticks), less sensitive than wall time to the other work on the machine. Load average while measured: ${meta.load}.`, '');
+  L.push('| workload | warm wall without (ms) | warm wall with (ms) | ratio | warm CPU without / with (ms) | cold wall without (ms) | cold wall with (ms) | ratio | cold CPU without / with (ms) |');
+  L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of results) L.push(`| ${r.name} | ${ms(r.warm.plain)} | ${ms(r.warm.shim)} | ${ratio(r.warm.plain, r.warm.shim)} | ${ms(r.warm.cpuPlain)} / ${ms(r.warm.cpuShim)} | ${ms(r.cold.plain)} | ${ms(r.cold.shim)} | ${ratio(r.cold.plain, r.cold.shim)} | ${ms(r.cold.cpuPlain)} / ${ms(r.cold.cpuShim)} |`);
   L.push('', `Whole run: ${meta.seconds.toFixed(0)} s.`, '');
   L.push(fs.readFileSync(path.join(REPO, 'bench/reach-notes.md'), 'utf8'));
   return L.join('\n');
 }
 
-main();
+// --render: rewrite docs/runtime-reach.md from bench/reach-results.json (after editing the notes).
+if (process.argv.includes('--render')) writeDoc(JSON.parse(fs.readFileSync(path.join(REPO, 'bench/reach-results.json'), 'utf8')));
+else main();
