@@ -179,6 +179,23 @@ describe('vrift build --push / --base <registry ref>', () => {
     expect(res.trim()).toBe('hello from a registry');
   });
 
+  test('a vrift image pulled from the registry is a base too: trees merge, its layers are mounted, only the new tree layer is uploaded', async () => {
+    const more = path.join(work, 'more');
+    mkdirSync(more, { recursive: true });
+    writeFileSync(path.join(more, 'vrift_more.py'), 'MSG = "and a merged tree"\n');
+    const r = await vrift(['build', '--json', '--quiet', '--base', `${proxy.host}/app/hello:1`, '--add', `${more}:/vrift/more`, '--tag', `${proxy.host}/app/hello2:1`, '--push'], { DOCKER_CONFIG: noCfg });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const s = JSON.parse(r.stdout) as Summary;
+    expect(s.pushed!.layers.map((l) => l.outcome)).toEqual(['mounted', 'mounted', 'mounted', 'uploaded']);
+    expect(s.pushed!.layers.slice(0, 3).map((l) => l.digest)).toEqual(app.pushed!.layers.map((l) => l.digest));
+    const ref = `${reg.host}/app/hello2:1`;
+    pulledTags.push(ref);
+    await run('docker', ['pull', '-q', ref]);
+    const out = await run('docker', ['run', '--rm', '--network', 'none', '-e', 'PYTHONPATH=/vrift/py:/vrift/more', ref, 'python3', '-c', 'import vrift_hello, vrift_more; print(vrift_hello.MSG, vrift_more.MSG)']);
+    expect(out.trim()).toBe('hello from a registry and a merged tree');
+  });
+
   test('retries: a 500 on the manifest PUT is retried; with VRIFT_REGISTRY_RETRIES=0 it fails with one line and no manifest is left', async () => {
     proxy.faults.push({ match: (m, u) => m === 'PUT' && u === '/v2/app/retry/manifests/1', status: 500 });
     const r = await vrift(['build', '--base', `${proxy.host}/base/bookworm-python:1`, '--add', `${tree}:/vrift/py`, '--tag', `${proxy.host}/app/retry:1`, '--push', '--json'], { DOCKER_CONFIG: noCfg });
