@@ -256,7 +256,11 @@ export class Registry {
         }
         throw networkError(doing, this.registry, err, { method: r.method, url });
       }
-      if (r.expect.includes(res.status)) return res;
+      if (r.expect.includes(res.status)) {
+        // Only GET bodies are read by callers; drain the others so the connection is reused.
+        if (r.method !== 'GET') await res.arrayBuffer().catch(() => undefined);
+        return res;
+      }
       const text = await res.text().catch(() => '');
       if (res.status === 401 && !refreshed) {
         const ch = parseChallenge(res.headers.get('www-authenticate'));
