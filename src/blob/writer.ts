@@ -217,8 +217,16 @@ export function encodeBlob(opts: BlobOptions): Buffer {
   // Identity tags: inodes[tag - 1] = entry index + 1 (entries sorted above).
   let inodes = new Uint32Array(0);
   if (flags & F.H_IDENTITY_TAG) {
+    // Tags are dense (the builder numbers inodes 1, 2, ...): a sparse one
+    // would make the table, 4 bytes per tag value, absurdly large.
+    const limit = Math.max(1024, 4 * entries.length);
     let maxTag = 0;
-    for (const e of entries) maxTag = Math.max(maxTag, e.mtime.nsec);
+    for (const e of entries) {
+      if (e.mtime.nsec > limit) {
+        throw new VriftError(`encoding PSFS blob: ${show(e.path)}: identity tag ${e.mtime.nsec} (mtime nanoseconds) exceeds ${limit}; number inodes densely from 1, or leave PSFS_H_IDENTITY_TAG unset`);
+      }
+      maxTag = Math.max(maxTag, e.mtime.nsec);
+    }
     inodes = new Uint32Array(maxTag);
     entries.forEach((e, i) => {
       const tag = e.mtime.nsec;

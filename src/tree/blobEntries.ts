@@ -245,7 +245,8 @@ export async function buildVriftLayer(opts: BuildVriftLayerOptions): Promise<Bui
   let shift = 0;
   if (opts.merge) {
     checkMergeConflicts(opts.merge, [], plan);
-    for (const e of opts.merge.entries) shift = Math.max(shift, Number(e.ino - SYNTHETIC_INO_BASE), e.mtime.nsec);
+    // New tags continue after the base's (tag = st_ino - SYNTHETIC_INO_BASE).
+    for (const e of opts.merge.entries) shift = Math.max(shift, Number(e.ino - SYNTHETIC_INO_BASE));
   }
   // Tags replace the sub-second part of every mtime; /vrift's (the root
   // checked by PSFS_H_CHECK_ROOT_MTIME) is new with every build, so a blob

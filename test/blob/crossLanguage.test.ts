@@ -106,7 +106,13 @@ describe('psfs_view_init on encodeBlob output', () => {
   });
 
   test('accepts both header flags and multiple roots', () => {
-    const d = (p: string): BlobEntry => ({ ...decoded.entries[0], path: B(p), target: undefined });
+    // Distinct inodes with identity tags 1..3 (PSFS_H_IDENTITY_TAG is among the known flags).
+    let tag = 0;
+    const d = (p: string): BlobEntry => {
+      const e = decoded.entries[0];
+      tag++;
+      return { ...e, path: B(p), target: undefined, ino: BigInt(tag), mtime: { sec: e.mtime.sec, nsec: tag } };
+    };
     const b = encodeBlob({ roots: [B('/a'), B('/b/c')], entries: [d('/a'), d('/b/c'), d('/a/x')], flags: F.H_KNOWN_FLAGS });
     expect(w.loadBlob(b)).toBe(0);
     expect(w.u32('w_view_flags')).toBe(F.H_KNOWN_FLAGS);

@@ -115,3 +115,9 @@ describe('identity tags', () => {
     expect(decodeBlob(blob).entries.find((x) => x.path.toString() === '/r/d')!.flags & F.E_UNCERTAIN).toBe(F.E_UNCERTAIN);
   });
 });
+
+test('a sparse identity tag is refused with what to do', () => {
+  const e = entries();
+  e[2] = { ...e[2], mtime: { sec: 1n, nsec: 500_000_000 } };
+  expect(() => encodeBlob({ roots: [Buffer.from('/r')], entries: e, flags: FLAGS })).toThrow(/identity tag 500000000 .* exceeds 1024; number inodes densely/);
+});
