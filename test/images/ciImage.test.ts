@@ -9,16 +9,20 @@
  * Checked: pytest comes from /vrift; the run passes and prints the same with
  * and without the shim; strace counts of stat-family syscalls on /vrift paths
  * with and without it; `vrift verify` of a running container's root.
+ *
+ * images/node-ci likewise: a real node tool (the vrift CLI) run with its
+ * production node_modules resolved from /vrift/node/node_modules.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, chmodSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CLI, PYTHON_BASE, ROOT, TOOL_IMAGE, dockerBuild, ensureToolImage, removeContainer, run, sh, startContainer, straceCount } from './helpers';
+import { CLI, NODE_BASE, PYTHON_BASE, ROOT, TOOL_IMAGE, dockerBuild, ensureToolImage, removeContainer, run, sh, startContainer, straceCount } from './helpers';
 
 jest.setTimeout(1_500_000); // beforeAll may build the tool image cold (~9 min)
 
 const TAG = `vrift-test/python-ci:${process.pid}`;
+const NODE_TAG = `vrift-test/node-ci:${process.pid}`;
 
 const TESTS = `
 import packaging.version, pluggy, iniconfig, pygments
@@ -112,6 +116,51 @@ describe('images/python-ci', () => {
     const c = startContainer(TAG);
     try {
       const r = run('docker', ['run', '--rm', '--network', 'none', '--pid', 'host', '--cap-add', 'SYS_PTRACE', TOOL_IMAGE, 'verify', '--root', `/proc/${c.pid}/root`]);
+      expect(r.stdout).toMatch(/verify: OK/);
+      expect(r.status).toBe(0);
+    } finally {
+      removeContainer(c.id);
+    }
+  });
+});
+
+describe('images/node-ci', () => {
+  // A real node tool run from the image: the vrift CLI at /opt/app, its ~100 production
+  // packages (yargs, dockerode, ssh2, tar-stream, ...) resolved from /vrift/node/node_modules.
+  const cmd = ['node', '/opt/app/bin/vrift.js', 'blob', '/opt/app/dist', '-o', '/tmp/x.blob'];
+
+  beforeAll(() => {
+    ensureToolImage();
+    dockerBuild(path.join(ROOT, 'images', 'node-ci'), NODE_TAG, { BASE: NODE_BASE, VRIFT_IMAGE: TOOL_IMAGE });
+  });
+
+  afterAll(() => {
+    spawnSync('docker', ['rmi', '-f', NODE_TAG], { stdio: 'ignore' });
+  });
+
+  test('node resolves the packages from /vrift and the tool runs the same with the shim off', () => {
+    const where = sh('docker', ['run', '--rm', '--network', 'none', '-w', '/opt/app', NODE_TAG, 'node', '-e',
+      "for (const m of ['yargs', 'dockerode', 'tar-stream']) console.log(require.resolve(m))"]);
+    expect(where.trim().split('\n').every((l) => l.startsWith('/vrift/node/node_modules/'))).toBe(true);
+    const on = JSON.parse(sh('docker', ['run', '--rm', '--network', 'none', NODE_TAG, ...cmd])) as { outcome: string; entries: number };
+    const off = JSON.parse(sh('docker', ['run', '--rm', '--network', 'none', '-e', 'LD_PRELOAD=', NODE_TAG, ...cmd])) as { outcome: string; entries: number };
+    expect(on.outcome).toBe('written');
+    expect(on.entries).toBe(off.entries);
+    expect(on.entries).toBeGreaterThan(50);
+  });
+
+  test("strace: the shim serves Node's statx calls on /vrift paths", () => {
+    const on = straceCount(NODE_TAG, cmd);
+    const off = straceCount(NODE_TAG, cmd, ['LD_PRELOAD=']);
+    process.stderr.write(`node-ci: node vrift.js blob: stat-family syscalls on /vrift paths: ${off.vrift} without the shim, ${on.vrift} with it (all paths: ${off.all} -> ${on.all})\n`);
+    expect(off.vrift).toBeGreaterThan(300);
+    expect(on.vrift * 20).toBeLessThan(off.vrift);
+  });
+
+  test('vrift verify passes on a running container of the image', () => {
+    const c = startContainer(NODE_TAG);
+    try {
+      const r = run(process.execPath, [CLI, 'verify', '--root', `/proc/${c.pid}/root`]);
       expect(r.stdout).toMatch(/verify: OK/);
       expect(r.status).toBe(0);
     } finally {
