@@ -122,6 +122,12 @@ function resolveInBlob(link: DecodedEntry, byKey: Map<string, DecodedEntry>): De
 }
 
 const ts = (sec: bigint, nsec: number | bigint): string => `${sec}.${String(nsec).padStart(9, '0')}`;
+/** A kernel time in ns as POSIX timespec (tv_nsec in 0..999999999, also before 1970). */
+const tsNs = (ns: bigint): string => {
+  const G = 1_000_000_000n;
+  const nsec = ((ns % G) + G) % G;
+  return ts((ns - nsec) / G, nsec);
+};
 
 /**
  * Verify the blob against the kernel.
@@ -170,12 +176,12 @@ export async function verifyTree(o: VerifyOptions = {}): Promise<VerifyReport> {
     diff('st_mode', `0${e.mode.toString(8)}`, `0${Number(st.mode).toString(8)}`);
     diff('st_uid', String(e.uid), String(st.uid));
     diff('st_gid', String(e.gid), String(st.gid));
-    diff('st_mtime', ts(e.mtime.sec, e.mtime.nsec), ts(st.mtimeNs / 1_000_000_000n, st.mtimeNs % 1_000_000_000n));
+    diff('st_mtime', ts(e.mtime.sec, e.mtime.nsec), tsNs(st.mtimeNs));
     diff('st_blksize', String(e.blksize), String(st.blksize));
     if (!imageBuild) {
       diff('st_ino', String(e.ino), String(st.ino));
       diff('st_dev', String(e.dev), String(st.dev));
-      diff('st_ctime', ts(e.ctime.sec, e.ctime.nsec), ts(st.ctimeNs / 1_000_000_000n, st.ctimeNs % 1_000_000_000n));
+      diff('st_ctime', ts(e.ctime.sec, e.ctime.nsec), tsNs(st.ctimeNs));
     }
     diff('st_rdev', String(e.rdev), String(st.rdev));
     // PSFS_E_UNCERTAIN: the writer knew these are estimates (the shim passes such paths through).
