@@ -53,6 +53,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	fc_check_view(&v, buf, size);
+	fc_check_tagged(&v);
 	printf("accept\n");
 	char *line = NULL;
 	size_t cap = 0;

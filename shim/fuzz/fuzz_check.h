@@ -47,6 +47,10 @@ static inline void fc_check_view(const struct psfs_view *v, const void *base, ui
 	CHECK(fc_in_map(v, v->buckets, (v->bucket_mask + 1ull) * PSFS_BUCKET_SIZE));
 	CHECK(fc_in_map(v, v->entries, (uint64_t)v->entry_count * PSFS_ENTRY_SIZE));
 	CHECK(fc_in_map(v, v->strings, v->strings_size));
+	if (v->inodes)
+		CHECK(fc_in_map(v, v->inodes, (uint64_t)v->inode_count * 4u));
+	else
+		CHECK(v->inode_count == 0);
 	for (uint32_t i = 0; i < v->root_count; i++) {
 		const uint8_t *r = v->strings + v->roots[i].path_off;
 		CHECK(fc_in_map(v, r, v->roots[i].path_len));
@@ -121,6 +125,25 @@ static inline void fc_resolve_both(const struct psfs_view *v, const char *p)
 		CHECK(of == PSFS_HIT && ef == el);
 	if (ol == PSFS_ENOENT || ol == PSFS_ENOTDIR)
 		CHECK(of == ol);
+}
+
+/* psfs_tagged (identity tags, cold side) for every tag 0..inode_count+1
+ * (at most 64) with each candidate entry's own fields: any result is an
+ * in-bounds entry carrying the asked fields. */
+static inline void fc_check_tagged(const struct psfs_view *v)
+{
+	for (uint32_t n = 0; n <= v->inode_count + 1u && n < 64; n++) {
+		const struct psfs_entry *c = v->inodes && n >= 1 && n <= v->inode_count &&
+		    v->inodes[n - 1] >= 1 && v->inodes[n - 1] <= v->entry_count ?
+		    &v->entries[v->inodes[n - 1] - 1] : NULL;
+		const struct psfs_entry *e = c ?
+		    psfs_tagged(v, c->mode, c->uid, c->gid, c->nlink, c->size, c->mtime_sec, n) :
+		    psfs_tagged(v, 0100644, 0, 0, 1, 0, 0, n);
+		if (e) {
+			fc_check_entry(v, e);
+			CHECK(e->mtime_nsec == n);
+		}
+	}
 }
 
 /* A copy of n bytes in an exact-size heap block (ASan bounds). */

@@ -18,6 +18,7 @@ static void try_view(const uint8_t *buf, size_t size)
 	if (psfs_view_init(&v, buf, size) != 0)
 		return;
 	fc_check_view(&v, buf, size);
+	fc_check_tagged(&v);
 	char path[PSFS_PATH_MAX + 16];
 	for (uint32_t i = 0; i < v.root_count; i++) {
 		uint32_t n = v.roots[i].path_len;

@@ -45,9 +45,9 @@ const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
 
-/** Deterministic entry for `path` (synthetic identity, fixed times). */
-function entry(path: string, mode: number, i: number, target?: string, size?: number): BlobEntry {
-  const t = { sec: 1_700_000_000n + BigInt(i), nsec: i * 1000 };
+/** Deterministic entry for `path` (synthetic identity, fixed times; with `tagged`, mtime nanoseconds = identity tag i). */
+function entry(path: string, mode: number, i: number, target?: string, size?: number, tagged = false): BlobEntry {
+  const t = { sec: 1_700_000_000n + BigInt(i), nsec: tagged ? i : i * 1000 };
   const isLink = (mode & 0o170000) === S_IFLNK;
   return {
     path: Buffer.from(path, 'latin1'),
@@ -93,22 +93,26 @@ const BASE: [string, 'd' | 'f' | 'p' | string][] = [
   ['n'.repeat(255), 'f'],
 ];
 
-/** The valid base blob every fault is derived from. */
-export function baseBlob(): Buffer {
+/**
+ * The valid base blob every fault is derived from; with `tagged`, the same
+ * tree with PSFS_H_IDENTITY_TAG (dense tags, an inode table after the strings).
+ */
+export function baseBlob(tagged = false): Buffer {
   const entries: BlobEntry[] = [];
   let i = 1;
+  const add = (p: string, mode: number, target?: string): void => void entries.push(entry(p, mode, i++, target, undefined, tagged));
   for (const [rel, kind] of BASE) {
     const p = rel === '' ? ROOT : `${ROOT}/${rel}`;
-    if (kind === 'd') entries.push(entry(p, S_IFDIR | 0o755, i++));
-    else if (kind === 'p') entries.push(entry(p, S_IFDIR | 0o700, i++));
-    else if (kind === 'f') entries.push(entry(p, S_IFREG | 0o644, i++));
-    else entries.push(entry(p, S_IFLNK | 0o777, i++, kind.slice(1)));
+    if (kind === 'd') add(p, S_IFDIR | 0o755);
+    else if (kind === 'p') add(p, S_IFDIR | 0o700);
+    else if (kind === 'f') add(p, S_IFREG | 0o644);
+    else add(p, S_IFLNK | 0o777, kind.slice(1));
   }
   // 41 symlink hops ending at "a": the 41st is ELOOP for the kernel.
-  for (let h = 0; h <= 40; h++) entries.push(entry(`${ROOT}/hop${h}`, S_IFLNK | 0o777, i++, h === 40 ? 'a' : `hop${h + 1}`));
-  entries.push(entry(ROOT2, S_IFDIR | 0o755, i++));
-  entries.push(entry(`${ROOT2}/x`, S_IFREG | 0o644, i++));
-  return encodeBlob({ roots: [Buffer.from(ROOT), Buffer.from(ROOT2)], entries });
+  for (let h = 0; h <= 40; h++) add(`${ROOT}/hop${h}`, S_IFLNK | 0o777, h === 40 ? 'a' : `hop${h + 1}`);
+  add(ROOT2, S_IFDIR | 0o755);
+  add(`${ROOT2}/x`, S_IFREG | 0o644);
+  return encodeBlob({ roots: [Buffer.from(ROOT), Buffer.from(ROOT2)], entries, flags: tagged ? F.H_IDENTITY_TAG : 0 });
 }
 
 /** Recompute header_crc32 over the 128 header bytes (field read as 0). */
@@ -420,6 +424,30 @@ export function hostileCorpus(): HostileBlob[] {
   });
   body('entries-zero', 'every entry zeroed (keys empty, modes 0)', (b) => void b.fill(0, L.entriesOff, L.entriesOff + L.entryCount * F.ENTRY_SIZE));
   body('reserved-nonzero', 'header reserved words non-zero (allowed: room to grow)', (b) => void b.fill(0xab, H.reserved, F.HEADER_SIZE));
+  // --- identity tags (PSFS_H_IDENTITY_TAG inode table) ---------------------------
+  const tb = baseBlob(true);
+  const inodesOff = Number(tb.readBigUInt64LE(H.inodesOff));
+  const inodeCount = tb.readUInt32LE(H.inodeCount);
+  if (!(tb.readUInt32LE(H.flags) & F.H_IDENTITY_TAG) || inodesOff === 0 || inodeCount === 0) throw new Error('corpus: tagged base has no inode table');
+  const tagged = (name: string, level: HostileBlob['level'], why: string, edit: (b: Buffer) => void): void => {
+    const b = Buffer.from(tb);
+    edit(b);
+    out.push({ name, level, why, bytes: resign(b) });
+  };
+  tagged('tag-valid', 'valid', 'valid tagged blob (PSFS_H_IDENTITY_TAG, inode table): accepted, outside answers unchanged', () => undefined);
+  tagged('tag-table-without-flag', 'header', 'inode table fields set, PSFS_H_IDENTITY_TAG clear', (b) => void b.writeUInt32LE(0, H.flags));
+  tagged('tag-count-over-max', 'header', 'inode_count = PSFS_TAG_MAX + 1', (b) => void b.writeUInt32LE(F.TAG_MAX + 1, H.inodeCount));
+  tagged('tag-inodes-past-end', 'header', 'inodes_off = file_size + 8', (b) => void b.writeBigUInt64LE(BigInt(b.length + 8), H.inodesOff));
+  tagged('tag-inodes-unaligned', 'header', 'inodes_off + 4 (not 8-aligned)', (b) => void b.writeBigUInt64LE(BigInt(inodesOff + 4), H.inodesOff));
+  tagged('tag-inodes-overlap-strings', 'header', 'inodes_off = strings_off (overlap)', (b) => void b.writeBigUInt64LE(b.readBigUInt64LE(H.stringsOff), H.inodesOff));
+  tagged('tag-off-without-count', 'header', 'inodes_off set, inode_count 0', (b) => void b.writeUInt32LE(0, H.inodeCount));
+  tagged('tag-index-past-count', 'body', 'every inode table slot points past entry_count (0xffffffff, entry_count + 1)', (b) => {
+    for (let k = 0; k < inodeCount; k++) b.writeUInt32LE(k % 2 ? 0xffffffff : layout(tb).entryCount + 1, inodesOff + 4 * k);
+  });
+  tagged('tag-index-wrong-entry', 'body', 'every inode table slot points at entry 1 (tags name the wrong inode)', (b) => {
+    for (let k = 0; k < inodeCount; k++) b.writeUInt32LE(1, inodesOff + 4 * k);
+  });
+
   // Random corruption of buckets, entries and strings, 16 seeds x 32 bytes;
   // the roots and the root strings (validated at init) are left alone.
   const rootBytes = new Set<number>();
@@ -505,7 +533,7 @@ export function fuzzSeeds(): Record<string, Record<string, Buffer>> {
   const corpus = hostileCorpus();
   const header: Record<string, Buffer> = {};
   for (const c of corpus) {
-    if (['valid', 'version-2', 'big-endian', 'bad-crc', 'trunc-entries-resized', 'overlap-buckets-entries', 'root-trailing-slash', 'max-probe-over', 'random-01'].includes(c.name)) header[c.name] = c.bytes;
+    if (['valid', 'version-2', 'big-endian', 'bad-crc', 'trunc-entries-resized', 'overlap-buckets-entries', 'root-trailing-slash', 'max-probe-over', 'random-01', 'tag-valid', 'tag-index-past-count'].includes(c.name)) header[c.name] = c.bytes;
   }
   const resolve: Record<string, Buffer> = {};
   probePaths()
