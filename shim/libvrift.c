@@ -324,8 +324,9 @@ static __attribute__((noinline)) int hot(const struct vrift_state *s, const char
 {
 	char scratch[PSFS_PATH_MAX];   /* stack, not TLS or heap: reentrant */
 	const struct psfs_entry *e;
-	if (!s || !s->active)
-		return 0;                  /* before init, or no valid blob */
+	if (!s || !s->active || !buf)
+		return 0;                  /* before init, no valid blob, or a NULL
+					    * buffer (the kernel says EFAULT) */
 	switch (psfs_resolve(&s->view, path, nofollow ? 0 : PSFS_FOLLOW, scratch, &e)) {
 	case PSFS_HIT:
 		if (x)

@@ -443,16 +443,25 @@ static enum psfs_outcome ancestor_says(const struct psfs_entry *a)
 }
 
 /* The answer for a path not in the blob: look at its nearest present
- * ancestor.  The domain is complete, so absence is a fact, not a miss. */
+ * ancestor.  The domain is complete, so absence is a fact, not a miss.
+ * Walk DOWN from the root with one running hash, as the kernel walks: the
+ * first absent prefix ends the walk, so a path with thousands of missing
+ * components costs one pass, not one rehash per ancestor. */
 static enum psfs_outcome missing(struct walk *w)
 {
-	const struct psfs_entry *a;
-	do {
-		if (walk_to_parent(w) == WALK_PASS)
-			return PSFS_PASS;      /* even the root is absent: corrupt */
-		a = psfs_lookup(w->v, w->buf, w->len);
-	} while (!a);
-	return ancestor_says(a);
+	const struct psfs_entry *a = NULL, *e;
+	uint32_t f = fnv_init(w->v->seed);
+	for (uint32_t i = 0; i < w->len; f = fnv_step(f, w->buf[i++])) {
+		if (i < w->root || w->buf[i] != '/')
+			continue;
+		if (!(e = lookup_h(w->v, w->buf, i, fmix32(f))))
+			break;                 /* buf[0..i) absent: a is its parent */
+		a = e;
+		if (!is_dir(a))
+			break;                 /* nothing lives below a non-directory */
+	}
+	/* No present prefix: even the root is absent (corrupt blob). */
+	return a ? ancestor_says(a) : PSFS_PASS;
 }
 
 /* Result of scanning a path that is already in normalized form. */
