@@ -184,10 +184,14 @@ static void probe(const char *p)
 	STX("statx:DONT_SYNC", statx(AT_FDCWD, p, AT_STATX_DONT_SYNC, STATX_BASIC_STATS, &stx));
 	STX("statx:FORCE_SYNC", statx(AT_FDCWD, p, AT_STATX_FORCE_SYNC, STATX_BASIC_STATS, &stx));
 	STX("statx:mask0", statx(AT_FDCWD, p, 0, 0, &stx));
+	/* GNU ls -l's mask, and stat -c %s's */
+	STX("statx:ls", statx(AT_FDCWD, p, NF, STATX_MODE | STATX_NLINK | STATX_UID | STATX_GID | STATX_MTIME | STATX_SIZE, &stx));
+	STX("statx:size", statx(AT_FDCWD, p, 0, STATX_SIZE, &stx));
 #else
 	STX("syscall(statx):DONT_SYNC", syscall(SYS_statx, AT_FDCWD, p, AT_STATX_DONT_SYNC, STATX_BASIC_STATS, &stx));
 	STX("syscall(statx):FORCE_SYNC", syscall(SYS_statx, AT_FDCWD, p, AT_STATX_FORCE_SYNC, STATX_BASIC_STATS, &stx));
 	STX("syscall(statx):mask0", syscall(SYS_statx, AT_FDCWD, p, 0, 0, &stx));
+	STX("syscall(statx):size", syscall(SYS_statx, AT_FDCWD, p, 0, 0x200, &stx));
 #endif
 #ifdef __GLIBC__
 	ST("__xstat", __xstat(STAT_VER, p, &st));

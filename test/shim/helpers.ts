@@ -261,6 +261,41 @@ export function normalizeLine(line: string, shimHasMntId: boolean): string {
     .join(' ');
 }
 
+/** statx fields governed by a stx_mask bit (oracle output names). */
+const STATX_FIELD_BITS: Record<string, number> = {
+  mode: 0x3, nlink: 0x4, uid: 0x8, gid: 0x10, atime: 0x20, mtime: 0x40, ctime: 0x80, ino: 0x100, size: 0x200, blocks: 0x400,
+};
+const STATX_BASIC_STATS = 0x7ff;
+
+/**
+ * statx answers to a narrow mask: statx(2) lets the answer hold fields that
+ * were not requested, and the shim always gives every basic stat, while
+ * recent kernels leave unrequested timestamps out. For such a pair (after
+ * normalizeLine), compare every field both masks provide, require the shim
+ * to provide every basic field the kernel did, and show the masks as their
+ * intersection. Lines whose kernel mask holds all basic stats are left as
+ * they are (compared exactly).
+ */
+export function pairStatx(k: string, s: string): [string, string] {
+  const mk = /(?:^| )mask=0x([0-9a-f]+)/.exec(k);
+  const ms = /(?:^| )mask=0x([0-9a-f]+)/.exec(s);
+  if (!mk || !ms) return [k, s];
+  const km = parseInt(mk[1], 16);
+  const sm = parseInt(ms[1], 16);
+  if ((km & STATX_BASIC_STATS) === STATX_BASIC_STATS || (km & STATX_BASIC_STATS & ~sm) !== 0) return [k, s];
+  const common = km & sm;
+  const keep = (line: string): string =>
+    line
+      .split(' ')
+      .filter((t) => {
+        const bit = STATX_FIELD_BITS[t.slice(0, t.indexOf('='))];
+        return bit === undefined || (bit & common) === bit;
+      })
+      .map((t) => (t.startsWith('mask=') ? `mask=0x${common.toString(16)}` : t))
+      .join(' ');
+  return [keep(k), keep(s)];
+}
+
 /** Differences between two oracle outputs, as "path: kernel | shim" lines (at most `max`). */
 export function diffOutputs(paths: (Buffer | null)[], kernel: string[], shim: string[], shimHasMntId: boolean, max = 20): string[] {
   const out: string[] = [];
@@ -268,8 +303,7 @@ export function diffOutputs(paths: (Buffer | null)[], kernel: string[], shim: st
   if (kernel.length !== shim.length) out.push(`line counts differ: ${kernel.length} vs ${shim.length}`);
   for (let i = 0; i < Math.min(kernel.length, shim.length) && out.length < max; i++) {
     if (kernel[i].startsWith('## ')) idx++;
-    const k = normalizeLine(kernel[i], shimHasMntId);
-    const s = normalizeLine(shim[i], shimHasMntId);
+    const [k, s] = pairStatx(normalizeLine(kernel[i], shimHasMntId), normalizeLine(shim[i], shimHasMntId));
     if (k !== s) out.push(`${JSON.stringify(paths[idx]?.toString('latin1') ?? null)}:\n  kernel: ${k}\n  shim:   ${s}`);
   }
   return out;

@@ -117,3 +117,25 @@ test('calls made before the shim is initialized get the kernel answer (raw sysca
   // Control: early:shim initializes the shim first, which then answers.
   expect(run([early, SHIM])).toBe('early stat rc=0 size=4242 statx rc=0 size=4242');
 });
+
+test('narrow statx masks are answered too: GNU ls -l and stat -c %s make no statx call on domain paths under the shim', () => {
+  const root = fx.root.toString('latin1');
+  const files = [`${root}/small`, `${root}/d/f`, `${root}/deep/a/b/c/d/e/f/g/h/leaf`];
+  const run = (preload: boolean, cmd: string[]): { out: string; calls: string[] } => {
+    const log = path.join(fx.tmp, `strace-narrow-${process.pid}-${Date.now()}.txt`);
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, LC_ALL: 'C' };
+    if (preload) Object.assign(env, { LD_PRELOAD: SHIM, VRIFT_BLOB: blob });
+    const r = spawnSync('strace', ['-f', '-qq', '-e', `trace=${STAT_FAMILY}`, '-o', log, ...cmd], { env, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${cmd.join(' ')} failed: ${r.stderr}`);
+    const calls = fs.readFileSync(log, 'latin1').split('\n').filter((l) => l.includes(`"${root}`));
+    fs.rmSync(log);
+    return { out: r.stdout, calls };
+  };
+  for (const cmd of [['ls', '-ln', '--time-style=full-iso', ...files], ['stat', '-c', '%s %h %u %Y %n', ...files]]) {
+    const kernel = run(false, cmd);
+    const shim = run(true, cmd);
+    expect(kernel.calls.length).toBeGreaterThanOrEqual(files.length); // the count can fail
+    expect(shim.calls).toEqual([]);
+    expect(shim.out).toBe(kernel.out);
+  }
+});
