@@ -24,11 +24,12 @@ import * as tar from 'tar-stream';
 
 type HeaderArg = Partial<tar.Header> & Pick<tar.Header, 'name'>;
 import { VriftError } from '../errors';
-import { digestHex, sha256Digest, verifyingPassThrough } from './digest';
+import { digestHex, verifyingPassThrough } from './digest';
 import { removeOnSignal } from './cleanup';
 import { canonicalJsonBytes } from './json';
 import { parseReference } from './reference';
-import { MediaType, type Image, type ImageIndex } from './types';
+import { snapshotImage } from './snapshot';
+import type { Image } from './types';
 
 /** Options of writeDockerArchive. */
 export interface WriteDockerArchiveOptions {
@@ -78,23 +79,7 @@ function addEntry(pack: tar.Pack, header: HeaderArg, body: Buffer | Readable): P
 export async function writeDockerArchive(image: Image, file: string, opts: WriteDockerArchiveOptions = {}): Promise<WrittenArchive> {
   const mtime = new Date((opts.mtime ?? 0) * 1000);
   const tags = (opts.tags ?? []).map((t) => parseReference(t, 'tag'));
-  const rawConfig = await image.rawConfig();
-  const rawManifest = await image.rawManifest();
-  const manifest = await image.manifest();
-  const layers = await image.layers();
-  const configDigest = sha256Digest(rawConfig);
-  const manifestDigest = sha256Digest(rawManifest);
-
-  const index: ImageIndex = {
-    schemaVersion: 2,
-    mediaType: MediaType.ociIndex,
-    manifests: (tags.length ? tags : [undefined]).map((t) => ({
-      mediaType: manifest.mediaType ?? MediaType.ociManifest,
-      digest: manifestDigest,
-      size: rawManifest.length,
-      ...(t ? { annotations: { 'io.containerd.image.name': t.familiar, 'org.opencontainers.image.ref.name': t.tag ?? 'latest' } } : {}),
-    })),
-  };
+  const { rawConfig, rawManifest, manifest, layers, configDigest, manifestDigest, index } = await snapshotImage(image, opts.tags ?? []);
   const dockerManifest = [
     {
       Config: `blobs/sha256/${digestHex(configDigest)}`,

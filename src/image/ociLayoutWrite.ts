@@ -18,10 +18,10 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { VriftError } from '../errors';
 import { removeOnSignal } from './cleanup';
-import { digestHex, sha256Digest, verifyingPassThrough } from './digest';
+import { digestHex, verifyingPassThrough } from './digest';
 import { canonicalJsonBytes } from './json';
-import { parseReference } from './reference';
-import { MediaType, type Image, type ImageIndex } from './types';
+import { snapshotImage } from './snapshot';
+import type { Image } from './types';
 
 /** What writeOciLayoutDir wrote. Digests are `sha256:<hex>`; size = sum of file sizes in bytes. */
 export interface WrittenLayout {
@@ -41,23 +41,7 @@ export async function writeOciLayoutDir(image: Image, dir: string, tags: string[
   const existing = await fsp.readdir(dest).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : err));
   if (existing instanceof Error) throw new VriftError(`writing OCI layout ${dir}: ${existing.message}; give a new directory path`);
   if (existing && existing.length > 0) throw new VriftError(`writing OCI layout ${dir}: the directory exists and is not empty; remove it or give a new path`);
-  const refs = tags.map((t) => parseReference(t, 'tag'));
-  const rawConfig = await image.rawConfig();
-  const rawManifest = await image.rawManifest();
-  const manifest = await image.manifest();
-  const layers = await image.layers();
-  const configDigest = sha256Digest(rawConfig);
-  const manifestDigest = sha256Digest(rawManifest);
-  const index: ImageIndex = {
-    schemaVersion: 2,
-    mediaType: MediaType.ociIndex,
-    manifests: (refs.length ? refs : [undefined]).map((t) => ({
-      mediaType: manifest.mediaType ?? MediaType.ociManifest,
-      digest: manifestDigest,
-      size: rawManifest.length,
-      ...(t ? { annotations: { 'io.containerd.image.name': t.familiar, 'org.opencontainers.image.ref.name': t.tag ?? 'latest' } } : {}),
-    })),
-  };
+  const { rawConfig, rawManifest, manifest, layers, configDigest, manifestDigest, index } = await snapshotImage(image, tags);
 
   const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.vrift-tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
   const unregister = removeOnSignal(tmp);

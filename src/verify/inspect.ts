@@ -12,6 +12,7 @@ import { describeShim } from '../image/shimInfo';
 import { openSource, type SourceRef } from '../image/source';
 import { SHIM_IMAGE_PATH } from '../layer/types';
 import { scanImage } from './imageScan';
+import { humanBytes } from '../progress';
 
 /** One layer in the report. Sizes in bytes (stored, i.e. compressed when the media type says so). */
 export interface InspectLayer {
@@ -138,17 +139,6 @@ export async function inspectImage(src: SourceRef, docker: () => Docker, tmpRoot
 
 const short = (d: string): string => d.replace(/^sha256:/, '').slice(0, 12);
 
-function bytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const u = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < u.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${u[i]}`;
-}
 
 /** The report as a readable table (what `vrift inspect` prints without --json). */
 export function formatInspect(r: InspectReport): string {
@@ -161,19 +151,19 @@ export function formatInspect(r: InspectReport): string {
   lines.push('LAYER  ROLE  DIGEST        DIFFID        SIZE        /vrift PATHS');
   for (const l of r.layers) {
     const role = l.role === 'base' ? '-' : l.role;
-    lines.push(`${String(l.index + 1).padEnd(6)} ${role.padEnd(5)} ${short(l.digest).padEnd(13)} ${short(l.diffID).padEnd(13)} ${bytes(l.size).padEnd(11)} ${l.vriftPaths || ''}${l.hasBlob ? ' +blob' : ''}`);
+    lines.push(`${String(l.index + 1).padEnd(6)} ${role.padEnd(5)} ${short(l.digest).padEnd(13)} ${short(l.diffID).padEnd(13)} ${humanBytes(l.size).padEnd(11)} ${l.vriftPaths || ''}${l.hasBlob ? ' +blob' : ''}`);
   }
   lines.push('');
   if (r.blob) {
     const b = r.blob;
     lines.push(`domain     ${b.roots.join(', ')}`);
     lines.push(`entries    ${b.entries} (${b.files} files, ${b.dirs} dirs, ${b.symlinks} symlinks, ${b.casObjects} CAS objects)`);
-    lines.push(`blob       ${b.digest} (${bytes(b.size)}, layer ${b.layer + 1}, flags ${b.flags.join('|') || 'none'})`);
+    lines.push(`blob       ${b.digest} (${humanBytes(b.size)}, layer ${b.layer + 1}, flags ${b.flags.join('|') || 'none'})`);
     lines.push(`label      ${b.label ?? '(none)'} ${b.labelMatches ? '(matches the blob)' : '(DOES NOT match the blob)'}`);
   } else {
     lines.push('blob       none (no /usr/lib/vrift/psfs.blob in any layer)');
   }
-  if (r.dedup) lines.push(`dedup      ${r.dedup.ratio.toFixed(3)}x (${bytes(r.dedup.logicalBytes)} of tree files in ${bytes(r.dedup.casBytes)} of CAS objects)`);
+  if (r.dedup) lines.push(`dedup      ${r.dedup.ratio.toFixed(3)}x (${humanBytes(r.dedup.logicalBytes)} of tree files in ${humanBytes(r.dedup.casBytes)} of CAS objects)`);
   lines.push(r.shim ? `shim       ${r.shim.path} linux/${r.shim.arch} ${r.shim.libc}, ${r.shim.size} bytes, ${r.shim.sha256} (layer ${r.shim.layer + 1})` : 'shim       none');
   return `${lines.join('\n')}\n`;
 }
