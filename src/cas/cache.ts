@@ -15,12 +15,15 @@ export const RACY_NS = 2_000_000_000n;
 export interface FileKey {
   size: bigint;
   mtimeNs: bigint;
+  /** st_ctim in ns: catches a rewrite whose mtime was set back (touch -r, cp -p over it). */
+  ctimeNs: bigint;
   ino: bigint;
 }
 
 interface Record {
   size: string;
   mtimeNs: string;
+  ctimeNs?: string;
   ino: string;
   sha256: string;
 }
@@ -37,8 +40,8 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
 
 /**
  * Local sha256 cache keyed by (absolute path bytes, st_size, st_mtim in ns,
- * st_ino), persisted as one JSON file `<cacheDir>/digests-v1.json`:
- * `{ "version": 1, "files": { "<base64 path>": { size, mtimeNs, ino, sha256 } } }`.
+ * st_ino, st_ctime), persisted as one JSON file `<cacheDir>/digests-v1.json`:
+ * `{ "version": 1, "files": { "<base64 path>": { size, mtimeNs, ctimeNs, ino, sha256 } } }`.
  * A file whose key differs is re-hashed and its record replaced. A missing
  * or corrupt cache file counts as empty (the cache is an optimisation, never
  * a source of truth for anything but the hash of an unchanged file).
@@ -89,7 +92,7 @@ export class DigestCache {
   async sha256(absPath: Buffer, key: FileKey): Promise<string> {
     const k = absPath.toString('base64');
     const rec = this.files.get(k);
-    if (rec && rec.size === String(key.size) && rec.mtimeNs === String(key.mtimeNs) && rec.ino === String(key.ino)) {
+    if (rec && rec.size === String(key.size) && rec.mtimeNs === String(key.mtimeNs) && rec.ctimeNs === String(key.ctimeNs) && rec.ino === String(key.ino)) {
       this.hits++;
       return rec.sha256;
     }
@@ -102,7 +105,7 @@ export class DigestCache {
     // of the same size within the filesystem's timestamp granularity would
     // leave the key unchanged (the git index has the same problem and cure).
     if (BigInt(Date.now()) * 1_000_000n - key.mtimeNs > RACY_NS) {
-      this.files.set(k, { size: String(key.size), mtimeNs: String(key.mtimeNs), ino: String(key.ino), sha256: hex });
+      this.files.set(k, { size: String(key.size), mtimeNs: String(key.mtimeNs), ctimeNs: String(key.ctimeNs), ino: String(key.ino), sha256: hex });
       this.dirty = true;
     }
     return hex;

@@ -311,7 +311,7 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
   const files = items.filter((it) => it.kind === 'file');
   const hashing = opts.progress?.phase('hashing', Number(files.reduce((s, f) => s + f.st.size, 0n)));
   await mapLimit(files, HASH_CONCURRENCY, async (it) => {
-    it.sha256 = await cache.sha256(it.host, { size: it.st.size, mtimeNs: it.st.mtimeNs, ino: it.st.ino });
+    it.sha256 = await cache.sha256(it.host, { size: it.st.size, mtimeNs: it.st.mtimeNs, ctimeNs: it.st.ctimeNs, ino: it.st.ino });
     hashing?.add(Number(it.st.size)); // digest-cache hits count as done at once
   });
   hashing?.end();

@@ -16,7 +16,7 @@ afterEach(async () => {
 
 const keyOf = async (p: string) => {
   const st = await fsp.lstat(p, { bigint: true });
-  return { size: st.size, mtimeNs: st.mtimeNs, ino: st.ino };
+  return { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino };
 };
 
 test('sha256File streams and agrees with sha256sum on a 40 MiB file', async () => {
@@ -60,6 +60,22 @@ test('digest cache: miss, persist, hit on reopen, miss after the file changes', 
   const c3 = await DigestCache.open(cacheDir);
   expect(await c3.sha256(Buffer.from(f), await keyOf(f))).toBe(createHash('sha256').update('HELLO').digest('hex'));
   expect([c3.hits, c3.misses]).toEqual([0, 1]);
+});
+
+test('digest cache: a same-size rewrite with its mtime set back (touch -r) is re-hashed (st_ctime in the key)', async () => {
+  const f = path.join(dir, 'back.txt');
+  await fsp.writeFile(f, 'AAAA');
+  await fsp.utimes(f, 500, 500);
+  const cacheDir = path.join(dir, 'cache-back');
+  const c1 = await DigestCache.open(cacheDir);
+  await c1.sha256(Buffer.from(f), await keyOf(f));
+  await c1.save();
+  await new Promise((r) => setTimeout(r, 20)); // a later ctime
+  await fsp.writeFile(f, 'BBBB');
+  await fsp.utimes(f, 500, 500); // same size, same mtime, same inode
+  const c2 = await DigestCache.open(cacheDir);
+  expect(await c2.sha256(Buffer.from(f), await keyOf(f))).toBe(createHash('sha256').update('BBBB').digest('hex'));
+  expect([c2.hits, c2.misses]).toEqual([0, 1]);
 });
 
 test('a file modified just now is hashed but not cached (racy mtime)', async () => {
