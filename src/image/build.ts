@@ -214,6 +214,15 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       o.log(`blob: merged with the base's ${vriftBase.merge.entries.length} entries: ${tree.blob.length} bytes, ${tree.blobDigest}`);
     }
     const baseArch = baseConfig.architecture;
+    if (o.platform) {
+      // An index was already narrowed to --platform; a single-platform base must match it.
+      const [os, arch, variant] = o.platform.split('/');
+      if (!os || !arch || (baseConfig.os && baseConfig.os !== os) || (baseArch && baseArch !== arch) ||
+          (variant && baseConfig.variant && baseConfig.variant !== variant)) {
+        const has = [baseConfig.os ?? 'linux', baseArch, baseConfig.variant].filter(Boolean).join('/');
+        throw new VriftError(`building on ${o.base.raw}: --platform ${o.platform} does not match the base image, which is ${has}; give os/arch[/variant] of the base, or a multi-platform base that has ${o.platform}`);
+      }
+    }
     if (o.pickShim) {
       const { libc, evidence } = await baseLibc(source.image);
       const arch = baseArch || shim.arch;
