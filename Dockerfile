@@ -38,7 +38,7 @@ RUN set -e; need=; \
     fi
 # The other shim variants and the static vrift-mkblob: musl-gcc (amd64-musl, vrift-mkblob),
 # the aarch64 cross compiler (arm64-glibc, vrift-mkblob-arm64). A variant whose toolchain
-# is missing is skipped by shim/Makefile (arm64-musl also needs scripts/musl-arm64.sh).
+# is missing is skipped by shim/Makefile (arm64-musl also needs scripts/musl-arm64.sh, below).
 ARG SHIM_TOOLCHAINS="musl-tools gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
 RUN set -e; need=; for p in $SHIM_TOOLCHAINS; do \
       dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || need="$need $p"; done; \
@@ -46,6 +46,10 @@ RUN set -e; need=; for p in $SHIM_TOOLCHAINS; do \
       apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $need \
       && rm -rf /var/lib/apt/lists/*; \
     fi
+# arm64-musl: Debian has no aarch64 musl cross compiler; the Makefile links with the
+# aarch64 gcc and Debian's musl-dev:arm64 specs, unpacked here (private apt state).
+COPY scripts/musl-arm64.sh /tmp/musl-arm64.sh
+RUN bash /tmp/musl-arm64.sh && rm -rf /var/cache/vrift/musl-arm64.apt /tmp/musl-arm64.sh
 WORKDIR /src
 # Dependencies first: this layer stays cached while only sources change.
 COPY package.json package-lock.json ./

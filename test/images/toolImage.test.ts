@@ -29,15 +29,15 @@ describe('vrift tool image (top-level Dockerfile)', () => {
   test('ships the shim variants and the static vrift-mkblob at /usr/lib/vrift, same bytes as /opt/vrift/shim/build', () => {
     const list = inTool('sh', '-c', 'cd /usr/lib/vrift && for f in $(find . -type f | sort); do printf "%s %s\\n" "$f" "$(sha256sum < "$f" | cut -c1-64)"; cmp "$f" "/opt/vrift/shim/build/$f" || exit 1; done');
     const files = list.trim().split('\n').map((l) => l.split(' ')[0]);
-    expect(files).toEqual(expect.arrayContaining(['./libvrift.so', './amd64-glibc/libvrift.so', './amd64-musl/libvrift.so', './arm64-glibc/libvrift.so', './vrift-mkblob']));
+    expect(files).toEqual(expect.arrayContaining(['./libvrift.so', './amd64-glibc/libvrift.so', './amd64-musl/libvrift.so', './arm64-glibc/libvrift.so', './arm64-musl/libvrift.so', './vrift-mkblob']));
     // ELF class/machine: x86-64 (62) for amd64, AArch64 (183) for arm64; musl variant needs libc.so, glibc ones libc.so.6.
     const elf = inTool('node', '-e', `
       const fs = require('fs');
-      for (const v of ['amd64-glibc', 'amd64-musl', 'arm64-glibc']) {
+      for (const v of ['amd64-glibc', 'amd64-musl', 'arm64-glibc', 'arm64-musl']) {
         const b = fs.readFileSync('/usr/lib/vrift/' + v + '/libvrift.so');
         console.log(v, b.readUInt16LE(16), b.readUInt16LE(18), /libc\\.so\\.6/.test(b.toString('latin1')) ? 'glibc' : 'musl');
       }`);
-    expect(elf.trim().split('\n')).toEqual(['amd64-glibc 3 62 glibc', 'amd64-musl 3 62 musl', 'arm64-glibc 3 183 glibc']);
+    expect(elf.trim().split('\n')).toEqual(['amd64-glibc 3 62 glibc', 'amd64-musl 3 62 musl', 'arm64-glibc 3 183 glibc', 'arm64-musl 3 183 musl']);
     expect(inTool('sh', '-c', '/usr/lib/vrift/vrift-mkblob --help 2>&1')).toMatch(/^usage: vrift-mkblob /);
   });
 
