@@ -279,11 +279,13 @@ export async function writeLayer(entries: LayerEntry[], outFile: string, opts: {
   tarTap.onChunk = opts.onTarBytes;
   const gzTap = new HashTap();
   const gzip = createGzip({ level: GZIP_LEVEL, strategy: zc.Z_DEFAULT_STRATEGY });
+  const sink = createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
+  let piped: Promise<void> = Promise.resolve();
   try {
     // tar-stream's pack is a streamx Readable: pipe it into node's pipeline by hand.
     pack.on('error', (err: Error) => tarTap.destroy(err));
     pack.pipe(tarTap);
-    const piped = pipeline(tarTap, gzip, gzTap, createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
+    piped = pipeline(tarTap, gzip, gzTap, sink);
     // Feed entries while the pipeline drains; if the pipeline fails first, stop feeding.
     // When the output side fails, stop feeding (a pending 'drain' would never come).
     const aborted = piped.then(() => new Promise<never>(() => undefined));
@@ -299,6 +301,13 @@ export async function writeLayer(entries: LayerEntry[], outFile: string, opts: {
     }
     await fsp.rename(tmp, out);
   } catch (err) {
+    // A malformed entry rejects `feeding` before the write stream has even
+    // opened the temp file: wait until the pipeline has torn down and the
+    // file descriptor is closed, or the rm below races the open and a temp
+    // file is left behind.
+    sink.destroy();
+    await Promise.allSettled([piped]);
+    if (!sink.closed) await new Promise<void>((resolve) => sink.once('close', () => resolve()));
     await fsp.rm(tmp, { force: true });
     if (err instanceof VriftError) throw err;
     throw new VriftError(`writing layer ${out}: ${(err as Error).message}`, { cause: err });
