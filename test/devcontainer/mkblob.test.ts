@@ -106,6 +106,9 @@ describe('vrift-mkblob is byte-identical to the TypeScript writer', () => {
     // Not vacuous: non-REACHABLE entries, symlinks, hardlinks, raw names are in there.
     expect(d.entries.some((e) => (e.flags & F.E_REACHABLE) === 0)).toBe(true);
     expect(d.entries.some((e) => e.path.includes(0xff))).toBe(true);
+    // Synthetic identity flags the one directory past one block ("many", 400 entries).
+    const uncertain = d.entries.filter((e) => e.flags & F.E_UNCERTAIN).map((e) => e.path.toString('latin1').slice(tree.length));
+    expect(uncertain).toEqual(cArgs.includes('synthetic') ? ['/many'] : []);
     expect(ab.equals(bb)).toBe(true);
     expect(fs.statSync(a).mode & 0o777).toBe(0o644);
   });

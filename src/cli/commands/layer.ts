@@ -194,7 +194,10 @@ export async function runLayer(a: LayerArgs, log: (line: string) => void): Promi
  * sharing a real inode share n, i.e. hardlinks), st_dev 0 with
  * PSFS_H_DEV_RUNTIME (the shim takes it from the real root), atime = ctime =
  * mtime, PSFS_H_CHECK_ROOT_MTIME. Mode, owner, size, blocks, blksize, nlink
- * and mtime stay as measured: they are what the image's layers carry.
+ * and mtime stay as measured: they are what the image's layers carry, except
+ * that directories past one block (st_size > 4096 or st_blocks > 8) are
+ * flagged PSFS_E_UNCERTAIN: their block count can change when a layer
+ * commit recreates them, so the shim passes their stat through.
  */
 export function imageModeTree(tree: HostTree): HostTree {
   const ids = new Map<string, bigint>();
@@ -208,7 +211,10 @@ export function imageModeTree(tree: HostTree): HostTree {
         ino = SYNTHETIC_INO_BASE + ++n;
         ids.set(k, ino);
       }
-      return { ...e, ino, dev: 0n, atime: { ...e.mtime }, ctime: { ...e.mtime } };
+      // A directory past one block may take another block count once a layer
+      // commit recreates it (shim/mkblob.c set_identity): the shim asks the kernel.
+      const bigDir = (e.mode & 0o170000) === 0o040000 && (e.size > 4096n || e.blocks > 8n);
+      return { ...e, ino, dev: 0n, atime: { ...e.mtime }, ctime: { ...e.mtime }, ...(bigDir ? { uncertain: true } : {}) };
     });
   return { ...tree, entries, flags: (tree.flags ?? 0) | F.H_DEV_RUNTIME | F.H_CHECK_ROOT_MTIME };
 }
