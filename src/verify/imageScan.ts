@@ -5,16 +5,18 @@
  *
  * Used by `vrift inspect` (report) and by `vrift build` on a base that
  * already carries a vrift tree (merge, src/image/build.ts). Layer bodies are
- * streamed once through tar-stream; only the blob and the shim (both small)
- * are kept in memory.
+ * streamed once through readTarHeaders (names kept as bytes: a /vrift name
+ * need not be UTF-8); only the blob and the shim (both small) are kept in
+ * memory. Path keys are latin1 strings (one char per byte) of the absolute path.
  */
 import { createHash } from 'node:crypto';
-import * as tar from 'tar-stream';
 import { VriftError } from '../errors';
+import { showPath } from '../cas/hash';
 import { normalizeMemberName } from '../image/files';
 import type { Image, Layer } from '../image/types';
 import { BLOB_IMAGE_PATH, SHIM_IMAGE_PATH, VRIFT_ROOT } from '../layer/types';
 import { decodeBlob } from '../blob/reader';
+import { readTarHeaders } from '../layer/tarRead';
 import type { MergeBase } from '../tree/merge';
 
 /** Label keys (mirrors src/image/build.ts, kept here to avoid an import cycle). */
@@ -37,7 +39,7 @@ export interface LayerScan {
   mediaType: string;
   /** `shim`: has usr/lib/vrift/libvrift.so; `tree`: has /vrift paths or the blob; `base`: neither. */
   role: 'base' | 'shim' | 'tree';
-  /** Absolute paths under /vrift (the root included) named by this layer's tar headers. */
+  /** Absolute paths under /vrift (the root included) named by this layer's tar headers; latin1 strings of the raw bytes. */
   vriftPaths: Map<string, PathKind>;
   /** The blob bytes when this layer has /usr/lib/vrift/psfs.blob. */
   blob?: Buffer;
@@ -93,36 +95,26 @@ export async function scanLayer(layer: Layer, index: number, what: string): Prom
   let blob: Buffer | undefined;
   let shim: Buffer | undefined;
   const input = await layer.openUncompressed();
-  const extract = tar.extract();
-  await new Promise<void>((resolve, reject) => {
-    extract.on('entry', (header, stream, next) => {
-      const name = normalizeMemberName(header.name);
-      const keep = name === BLOB_NAME || name === SHIM_NAME;
+  try {
+    // Names stay bytes (readTarHeaders): keys are latin1 strings, one char per byte.
+    await readTarHeaders(input, (h) => {
+      const name = normalizeMemberName(h.name.toString('latin1'));
       if (name !== null && (name === ROOT_NAME || name.startsWith(`${ROOT_NAME}/`))) {
         const base = name.slice(name.lastIndexOf('/') + 1);
-        vriftPaths.set(`/${name}`, kindOf(header.type, base));
+        vriftPaths.set(`/${name}`, kindOf(h.type, base));
       }
-      if (keep && (header.type === 'file' || header.type === 'contiguous-file') && header.size <= MAX_KEPT) {
-        const chunks: Buffer[] = [];
-        stream.on('data', (c: unknown) => chunks.push(c as Buffer));
-        stream.on('end', () => {
-          if (name === BLOB_NAME) blob = Buffer.concat(chunks);
-          else shim = Buffer.concat(chunks);
-          next();
-        });
-        return;
+      if ((name === BLOB_NAME || name === SHIM_NAME) && (h.type === 'file' || h.type === 'contiguous-file')) {
+        return (body) => {
+          if (name === BLOB_NAME) blob = body;
+          else shim = body;
+        };
       }
-      stream.on('end', () => next());
-      stream.resume();
-    });
-    extract.on('finish', () => resolve());
-    extract.on('error', reject);
-    input.on('error', (err) => extract.destroy(err));
-    input.pipe(extract as unknown as NodeJS.WritableStream);
-  }).catch((err: Error) => {
+    }, what, MAX_KEPT);
+  } catch (err) {
+    input.destroy();
     if (err instanceof VriftError) throw err;
-    throw new VriftError(`reading ${what}: ${err.message}; the image is corrupt or not readable`, { cause: err });
-  });
+    throw new VriftError(`reading ${what}: ${(err as Error).message}; the image is corrupt or not readable`, { cause: err });
+  }
   const role = shim ? 'shim' : blob || vriftPaths.size > 0 ? 'tree' : 'base';
   return {
     index,
@@ -244,11 +236,13 @@ export async function readVriftBase(image: Image, where: string, onLayer?: (i: n
     throw new VriftError(`merging onto ${where}: the base's PSFS blob does not decode (${(err as Error).message})`, { cause: err });
   }
   const onDisk = mergedVriftPaths(scan.layers);
+  // Both sides keyed by the path bytes as latin1 (names need not be UTF-8).
   const inBlob = new Set(decoded.entries.map((e) => e.path.toString('latin1')));
-  const extra = [...onDisk.keys()].filter((p) => !inBlob.has(Buffer.from(p).toString('latin1'))).sort();
-  const missing = decoded.entries.map((e) => e.path.toString('latin1')).filter((p) => !onDisk.has(Buffer.from(p, 'latin1').toString())).sort();
+  const extra = [...onDisk.keys()].filter((p) => !inBlob.has(p)).sort();
+  const missing = [...inBlob].filter((p) => !onDisk.has(p)).sort();
   if (extra.length || missing.length) {
-    const first = extra.length ? `${extra.length} paths not in its blob (first: ${extra[0]})` : `${missing.length} blob paths missing (first: ${missing[0]})`;
+    const show = (p: string): string => showPath(Buffer.from(p, 'latin1')).slice(1, -1); // unquoted, non-UTF-8 bytes as \xNN
+    const first = extra.length ? `${extra.length} paths not in its blob (first: ${show(extra[0])})` : `${missing.length} blob paths missing (first: ${show(missing[0])})`;
     throw new VriftError(`merging onto ${where}: the base's /vrift differs from its blob: ${first}; a later layer changed /vrift (check with \`vrift verify\`), build from the original base`);
   }
   return {

@@ -3,10 +3,12 @@
  * the real engine: A = base + --add x, B = A + --add y. In B's containers
  * `vrift verify` passes, the shim serves stats for both trees (strace), and
  * the stat values equal the kernel's; the shim layer is not added twice.
+ * A's tree has names that are not valid UTF-8: the merge reads the base's
+ * layer names as bytes, so B's blob covers them and verify passes.
  * Conflicting destinations and a base whose /vrift drifted are refused.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, promises as fsp, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, promises as fsp, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { classicBuild, nodeMounts } from '../verify/fixture';
@@ -35,12 +37,22 @@ function env(): NodeJS.ProcessEnv {
   return e;
 }
 
-function tree(name: string, prefix: string): string {
+/** Names that are not valid UTF-8 (Latin-1 bytes): tar-stream would read their PAX records as U+FFFD. */
+const RAW = { file: 'caf\xe9.py', dir: 'd\xff', inDir: 'n\xe4me', link: 'l\xe9nk' } as const;
+const raw = (...parts: string[]): Buffer => Buffer.from(path.join(...parts), 'latin1');
+
+function tree(name: string, prefix: string, nonUtf8 = false): string {
   const d = path.join(work, name);
   mkdirSync(path.join(d, 'lib', 'sub'), { recursive: true });
   for (let i = 0; i < 40; i++) writeFileSync(path.join(d, 'lib', `${prefix}${i}.py`), `V = ${i}\n`);
   writeFileSync(path.join(d, 'lib', 'sub', '__init__.py'), ''); // same content in both trees: same CAS object
   writeFileSync(path.join(d, 'lib', 'shared.txt'), 'shared\n');
+  if (nonUtf8) {
+    writeFileSync(raw(d, 'lib', RAW.file), 'CAFE = 1\n');
+    mkdirSync(raw(d, 'lib', RAW.dir));
+    writeFileSync(raw(d, 'lib', RAW.dir, RAW.inDir), 'raw\n');
+    symlinkSync(Buffer.from(RAW.file, 'latin1'), raw(d, 'lib', RAW.link));
+  }
   return d;
 }
 
@@ -55,7 +67,7 @@ beforeAll(() => {
   chmodSync(work, 0o755);
   mkdirSync(path.join(work, 'scripts'), { mode: 0o777 });
   chmodSync(path.join(work, 'scripts'), 0o777);
-  const x = tree('x', 'a');
+  const x = tree('x', 'a', true);
   const y = tree('y', 'b');
   const ra = vrift(['build', '--base', BASE_IMAGE, '--add', `${x}:/vrift/x`, '--tag', A, '--load', '--json', '--quiet', '--cache-dir', path.join(work, 'cache')], { env: env() });
   if (ra.status !== 0) throw new Error(`build A failed: ${ra.stderr}`);
@@ -86,7 +98,8 @@ test('B = A + one tree layer: the shim layer is not added again, the new blob re
   expect(rep.blob.layer).toBe(rep.layers.length - 1);
   // The union: both trees' files.
   expect(rep.blob.files).toBe(a.stats.files + b.stats.files);
-  expect(rep.blob.casObjects).toBe(42); // both trees have the same 42 contents: B's layer writes them again (shadowing A's)
+  // 42 contents in both trees (B's layer writes them again, shadowing A's) + 2 only in A's non-UTF-8 files.
+  expect(rep.blob.casObjects).toBe(44);
 });
 
 test('in B: verify passes (exit 0) over both trees', () => {
@@ -97,6 +110,23 @@ test('in B: verify passes (exit 0) over both trees', () => {
   expect(rep.outcome).toBe('ok');
   expect(rep.mismatches).toEqual([]);
   expect(rep.checked.lstat).toBe(rep.entries);
+});
+
+test('in B: A\'s non-UTF-8 names are on disk byte for byte and in the blob verify checked', () => {
+  const r = docker(['-e', 'LD_PRELOAD='], B, ['python3', '-c', `
+import os
+for d in (b'/vrift/x/lib', b'/vrift/x/lib/${RAW.dir.replace(/[\x80-\xff]/g, (c) => `\\x${c.charCodeAt(0).toString(16)}`)}'):
+    print(' '.join(sorted(n.hex() for n in os.listdir(d) if not n.isascii())))
+`]);
+  expect(r.stderr).toBe('');
+  const hex = (s: string): string => Buffer.from(s, 'latin1').toString('hex');
+  expect(r.stdout.trim().split('\n')).toEqual([[RAW.file, RAW.dir, RAW.link].map(hex).sort().join(' '), hex(RAW.inDir)]);
+  const v = docker([], B, ['node', '/opt/vrift/bin/vrift.js', 'verify', '--json']);
+  expect(v.status).toBe(0);
+  const rep = JSON.parse(v.stdout);
+  // Every on-disk /vrift path is a blob entry (none extra or missing), the 4 raw names included.
+  expect([rep.missing, rep.extra, rep.mismatches]).toEqual([[], [], []]);
+  expect(rep.entries).toBe(rep.checked.lstat);
 });
 
 test('in B: the shim serves stats of both trees (strace), with the kernel\'s values', () => {
