@@ -34,6 +34,13 @@
 
 #include "psfs_core.h"
 
+/* musl's <stdlib.h> maps the LFS64 names to the plain ones with macros;
+ * the shim exports both names as functions. */
+#undef mkstemp64
+#undef mkostemp64
+#undef mkstemps64
+#undef mkostemps64
+
 #define EXPORT __attribute__((visibility("default")))
 
 #ifndef VRIFT_DEFAULT_BLOB
@@ -229,18 +236,37 @@ struct vrift_state {
 	uint32_t dev_maj, dev_min;
 	uint32_t statx_extra;       /* STATX_MNT_ID when captured */
 	uint64_t mnt_id, attributes_mask;
-	struct {
-		path_fn stat, stat64, lstat, lstat64;
-		fd_fn fstat, fstat64;
-		at_fn fstatat, fstatat64;
-		statx_fn statx;
-		xpath_fn xstat, xstat64, lxstat, lxstat64;
-		xfd_fn fxstat, fxstat64;
-		xat_fn fxstatat, fxstatat64;
-	} real;
 };
 
+/* The real libc functions (dlsym(RTLD_NEXT)), filled by the constructor
+ * before g_pub is published, read only after a non-NULL g_pub.  Kept out
+ * of the state so chroot() can publish g_off (below) and keep them. */
+typedef void *gen_fn;         /* cast to the symbol's own prototype at the call */
+static struct {
+	path_fn stat, stat64, lstat, lstat64;
+	fd_fn fstat, fstat64;
+	at_fn fstatat, fstatat64;
+	statx_fn statx;
+	xpath_fn xstat, xstat64, lxstat, lxstat64;
+	xfd_fn fxstat, fxstat64;
+	xat_fn fxstatat, fxstatat64;
+	/* mutating calls (section "immutability") and existence probes */
+	gen_fn open, open64, openat, openat64, open_2, open64_2, openat_2, openat64_2;
+	gen_fn creat, creat64, fopen, fopen64, truncate, truncate64;
+	gen_fn unlink, unlinkat, remove, rename, renameat, renameat2;
+	gen_fn mkdir, mkdirat, rmdir, chmod, lchmod, fchmodat, chown, lchown, fchownat;
+	gen_fn utime, utimes, utimensat, futimesat, lutimes;
+	gen_fn link, linkat, symlink, symlinkat, mknod, mknodat, xmknod, xmknodat, mkfifo, mkfifoat;
+	gen_fn setxattr, lsetxattr, removexattr, lremovexattr;
+	gen_fn mkstemp, mkstemp64, mkostemp, mkostemp64, mkstemps, mkstemps64, mkostemps, mkostemps64, mkdtemp;
+	gen_fn chroot;
+	gen_fn access, faccessat, euidaccess, eaccess;
+} g_real;
+
 static struct vrift_state g_state;
+/* Published after a successful chroot(): active 0, never written (static
+ * zero): every call passes through, the real functions stay reachable. */
+static struct vrift_state g_off;
 /* NULL until the constructor is done; release/acquire makes every field
  * of g_state visible to a thread that sees the pointer. */
 static struct vrift_state *_Atomic g_pub;
@@ -424,8 +450,8 @@ static inline int at_ok(const char *path, int flags, int allowed)
 		int rc;                                                        \
 		if (hot(s, path, nofollow, buf, 0, &rc))                       \
 			return rc;                                             \
-		if (s && s->real.field)                                        \
-			return tag_stat(s, s->real.field(path, buf), buf);     \
+		if (s && g_real.field)                                        \
+			return tag_stat(s, g_real.field(path, buf), buf);     \
 		return tag_stat(s, (int)raw_fstatat(V_AT_FDCWD, path, buf,     \
 				nofollow ? V_AT_SYMLINK_NOFOLLOW : 0), buf);   \
 	}
@@ -440,8 +466,8 @@ PATH_WRAPPER(lstat64, lstat64, 1)
 	EXPORT int name(int fd, void *buf)                                     \
 	{                                                                      \
 		const struct vrift_state *s = state();                         \
-		if (s && s->real.field)                                        \
-			return tag_stat(s, s->real.field(fd, buf), buf);       \
+		if (s && g_real.field)                                        \
+			return tag_stat(s, g_real.field(fd, buf), buf);       \
 		return tag_stat(s, (int)raw_fstat(fd, buf), buf);              \
 	}
 FD_WRAPPER(fstat, fstat)
@@ -457,8 +483,8 @@ FD_WRAPPER(fstat64, fstat64)
 		if (at_ok(path, flags, FSTATAT_FLAGS) &&                       \
 		    hot(s, path, flags & V_AT_SYMLINK_NOFOLLOW, buf, 0, &rc))  \
 			return rc;                                             \
-		if (s && s->real.field)                                        \
-			return tag_stat(s, s->real.field(dirfd, path, buf, flags), buf); \
+		if (s && g_real.field)                                        \
+			return tag_stat(s, g_real.field(dirfd, path, buf, flags), buf); \
 		return tag_stat(s, (int)raw_fstatat(dirfd, path, buf, flags), buf); \
 	}
 AT_WRAPPER(fstatat, fstatat)
@@ -482,8 +508,8 @@ EXPORT int statx(int dirfd, const char *path, int flags, unsigned mask, void *bu
 	if (statx_ok(path, flags, mask) &&
 	    hot(s, path, flags & V_AT_SYMLINK_NOFOLLOW, buf, 1, &rc))
 		return rc;
-	if (s && s->real.statx)
-		return tag_statx(s, s->real.statx(dirfd, path, flags, mask, buf), buf);
+	if (s && g_real.statx)
+		return tag_statx(s, g_real.statx(dirfd, path, flags, mask, buf), buf);
 	return tag_statx(s, (int)raw_statx(dirfd, path, flags, mask, buf), buf);
 }
 
@@ -497,13 +523,13 @@ EXPORT int statx(int dirfd, const char *path, int flags, unsigned mask, void *bu
 		if (ver == STAT_VER && hot(s, path, nofollow, buf, 0, &rc))    \
 			return rc;                                             \
 		if (ver != STAT_VER) {  /* another layout: never touch it */  \
-			if (s && s->real.field)                                \
-				return s->real.field(ver, path, buf);          \
+			if (s && g_real.field)                                \
+				return g_real.field(ver, path, buf);          \
 			errno = EINVAL;                                        \
 			return -1;                                             \
 		}                                                              \
-		if (s && s->real.field)                                        \
-			return tag_stat(s, s->real.field(ver, path, buf), buf); \
+		if (s && g_real.field)                                        \
+			return tag_stat(s, g_real.field(ver, path, buf), buf); \
 		return tag_stat(s, (int)raw_fstatat(V_AT_FDCWD, path, buf,     \
 				nofollow ? V_AT_SYMLINK_NOFOLLOW : 0), buf);   \
 	}
@@ -517,13 +543,13 @@ XSTAT_WRAPPER(__lxstat64, lxstat64, 1)
 	{                                                                      \
 		const struct vrift_state *s = state();                         \
 		if (ver != STAT_VER) {  /* another layout: never touch it */  \
-			if (s && s->real.field)                                \
-				return s->real.field(ver, fd, buf);            \
+			if (s && g_real.field)                                \
+				return g_real.field(ver, fd, buf);            \
 			errno = EINVAL;                                        \
 			return -1;                                             \
 		}                                                              \
-		if (s && s->real.field)                                        \
-			return tag_stat(s, s->real.field(ver, fd, buf), buf);  \
+		if (s && g_real.field)                                        \
+			return tag_stat(s, g_real.field(ver, fd, buf), buf);  \
 		return tag_stat(s, (int)raw_fstat(fd, buf), buf);              \
 	}
 FXSTAT_WRAPPER(__fxstat, fxstat)
@@ -539,17 +565,1028 @@ FXSTAT_WRAPPER(__fxstat64, fxstat64)
 		    hot(s, path, flags & V_AT_SYMLINK_NOFOLLOW, buf, 0, &rc))  \
 			return rc;                                             \
 		if (ver != STAT_VER) {  /* another layout: never touch it */  \
-			if (s && s->real.field)                                \
-				return s->real.field(ver, dirfd, path, buf, flags); \
+			if (s && g_real.field)                                \
+				return g_real.field(ver, dirfd, path, buf, flags); \
 			errno = EINVAL;                                        \
 			return -1;                                             \
 		}                                                              \
-		if (s && s->real.field)                                        \
-			return tag_stat(s, s->real.field(ver, dirfd, path, buf, flags), buf); \
+		if (s && g_real.field)                                        \
+			return tag_stat(s, g_real.field(ver, dirfd, path, buf, flags), buf); \
 		return tag_stat(s, (int)raw_fstatat(dirfd, path, buf, flags), buf); \
 	}
 FXSTATAT_WRAPPER(__fxstatat, fxstatat)
 FXSTATAT_WRAPPER(__fxstatat64, fxstatat64)
+
+/* ==== immutability of the domain (issue 4 item 6) ========================
+ *
+ * A blob is only true while the domain is unchanged, so while one is
+ * accepted the shim refuses every call that would change a domain path,
+ * with EROFS, as if the domain were a read-only mount.  These are cold
+ * paths (mutating calls and a few existence probes): they may make one
+ * syscall to name a relative path (getcwd, or readlink of /proc/self/fd/N
+ * for a dirfd), still without malloc, locks or TLS.  Membership is decided
+ * exactly as for stat: psfs_resolve of the object (chmod, chown, utimes,
+ * xattrs, truncate, open for writing) or of the parent directory (create,
+ * remove, rename).  Only a PSFS_HIT counts, so a path the blob cannot vouch
+ * for (outside every root, through a symlink that leaves the domain, below
+ * a directory not searchable by all) passes through.  A path that reaches
+ * the domain through a symlink from outside (/usr/lib/x -> /vrift/usr/lib/x,
+ * the devcontainer feature) is not a domain path lexically: dpkg keeps
+ * writing there, and its hook rewrites the blob.  Where the kernel would
+ * fail such a call on a read-only mount without writing (EEXIST, EISDIR,
+ * ELOOP, EINVAL, ...), the call passes through and the kernel says so.
+ * Switch the refusal off for one process tree with LD_PRELOAD= (empty) or
+ * VRIFT_BLOB=/nonexistent: no blob, no refusal. */
+
+#define V_O_ACCMODE 3
+#define V_O_CREAT 0100
+#define V_O_EXCL 0200
+#define V_O_TRUNC 01000
+#define V_O_APPEND 02000
+#define V_O_PATH 010000000
+#define V___O_TMPFILE 020000000
+#if defined(__x86_64__)
+#define V_O_NOFOLLOW 0400000
+#else
+#define V_O_NOFOLLOW 0100000
+#endif
+/* open flags that can write: an access mode other than O_RDONLY, create,
+ * truncate, an unnamed temp file. */
+#define OPEN_WRITES (V_O_ACCMODE | V_O_CREAT | V_O_TRUNC | V___O_TMPFILE)
+#define V_AT_REMOVEDIR 0x200
+#define V_AT_EACCESS 0x200
+#define V_AT_SYMLINK_FOLLOW 0x400
+#define V_S_IFLNK 0120000u
+#define V_S_IFCHR 0020000u
+#define V_S_IFBLK 0060000u
+#define V_S_IFIFO 0010000u
+#define V_S_IFSOCK 0140000u
+#define V_UTIME_NOW ((1L << 30) - 1L)
+#define V_UTIME_OMIT ((1L << 30) - 2L)
+#define V_W_OK 2
+#define V_SYS_faccessat2 439
+#define V_SYS_openat2 437
+#define V_SYS_fchmodat2 452
+
+/* Outcomes of the gates below. */
+enum { R_PASS = 0, R_EROFS, R_ENOENT, R_ENOTDIR, R_EXISTS, R_ZERO };
+
+/* Set errno for a refusal or a proven-missing path; 1 when the call ends
+ * here with -1. */
+static inline int deny(int r)
+{
+	switch (r) {
+	case R_EROFS: errno = EROFS; return 1;
+	case R_ENOENT: errno = ENOENT; return 1;
+	case R_ENOTDIR: errno = ENOTDIR; return 1;
+	default: return 0;
+	}
+}
+
+static inline int active(const struct vrift_state *s)
+{
+	return s && s->active;
+}
+
+/* `path` as an absolute path in out[PSFS_PATH_MAX]; its length, or -1 to
+ * pass through (NULL or empty path, no /proc, a cwd outside the root, too
+ * long).  Cold: one getcwd or readlink syscall for a relative path.  Both
+ * give the physical directory, so `cd /vrift/x && touch f` is refused. */
+static int absolutize(int dirfd, const char *path, char *out)
+{
+	long n = 0;
+	if (!path || !path[0])
+		return -1;
+	if (path[0] != '/') {
+		if (dirfd == V_AT_FDCWD) {
+			n = RAW(SYS_getcwd, out, PSFS_PATH_MAX, 0, 0, 0, 0);
+			if (n <= 1)
+				return -1;
+			n--;                       /* the kernel counts the NUL */
+		} else {
+			char proc[32] = "/proc/self/fd/";
+			char d[12];
+			int i = 14, k = 0;
+			unsigned long v = (unsigned long)(long)dirfd;
+			if (dirfd < 0)
+				return -1;           /* the kernel says EBADF */
+			do d[k++] = (char)('0' + v % 10); while ((v /= 10) && k < 11);
+			while (k)
+				proc[i++] = d[--k];
+			proc[i] = 0;
+			n = RAW(SYS_readlinkat, V_AT_FDCWD, proc, out, PSFS_PATH_MAX - 1, 0, 0);
+			if (n <= 0)
+				return -1;
+		}
+		if (out[0] != '/')
+			return -1;                   /* "(unreachable)/...", "pipe:[..]" */
+		if (n > 1)
+			out[n++] = '/';
+	}
+	for (const char *p = path; *p; p++) {
+		if (n >= PSFS_PATH_MAX - 1)
+			return -1;
+		out[n++] = *p;
+	}
+	out[n] = 0;
+	return (int)n;
+}
+
+/* p[0..last-1) names the parent of the component at p+last: is it a
+ * directory of the domain (following symlinks, as the kernel's walk)? */
+static int parent_in_domain(const struct psfs_view *v, char *p, int last, char *scratch)
+{
+	const struct psfs_entry *e;
+	int cut = last > 1 ? last - 1 : 1;     /* "/a/b" -> "/a", "/b" -> "/" */
+	char save = p[cut];
+	p[cut] = 0;
+	int r = psfs_resolve(v, p, PSFS_FOLLOW, scratch, &e);
+	p[cut] = save;
+	return r == PSFS_HIT && (e->mode & V_S_IFMT) == V_S_IFDIR;
+}
+
+/* psfs_resolve for a dirfd-relative path; *mode is the entry's on a hit. */
+static __attribute__((noinline)) int dom_resolve(const struct vrift_state *s, int dirfd,
+						 const char *path, int follow, uint32_t *mode)
+{
+	char p[PSFS_PATH_MAX], scratch[PSFS_PATH_MAX];
+	const struct psfs_entry *e;
+	int r;
+	if (!active(s) || absolutize(dirfd, path, p) < 0)
+		return PSFS_PASS;
+	r = psfs_resolve(&s->view, p, follow ? PSFS_FOLLOW : 0, scratch, &e);
+	if (r == PSFS_HIT)
+		*mode = e->mode ? e->mode : V_S_IFMT;   /* never 0 for a hit */
+	return r;
+}
+
+/* The mode of the domain entry `path` names (following a final symlink or
+ * not), or 0 when the blob does not vouch for one. */
+static uint32_t dom_mode(const struct vrift_state *s, int dirfd, const char *path, int follow)
+{
+	uint32_t m = 0;
+	return dom_resolve(s, dirfd, path, follow, &m) == PSFS_HIT ? m : 0;
+}
+
+enum { K_CREATE, K_MKDIR, K_REMOVE };
+
+/*
+ * Calls that add or remove a name in a directory.
+ *  K_CREATE/K_MKDIR (mkdir, mknod, symlink, link's new name): an existing
+ *   name is R_EXISTS (the kernel says EEXIST, even on a read-only mount);
+ *   a missing one in a domain directory is R_EROFS.
+ *  K_REMOVE (unlink, rmdir, rename's both names): a domain parent is
+ *   R_EROFS whether or not the name exists (a read-only mount checks
+ *   before the lookup), and so is a domain entry itself (a root).
+ * A last component "." or ".." passes (EINVAL/EBUSY/ENOTEMPTY/EISDIR).
+ */
+static __attribute__((noinline)) int name_gate(const struct vrift_state *s, int dirfd,
+					       const char *path, int kind)
+{
+	char p[PSFS_PATH_MAX], scratch[PSFS_PATH_MAX];
+	const struct psfs_entry *e;
+	int n, slash = 0, last;
+	if (!active(s) || (n = absolutize(dirfd, path, p)) < 0)
+		return R_PASS;
+	if (kind != K_REMOVE) {
+		int r = psfs_resolve(&s->view, p, 0, scratch, &e);
+		if (r == PSFS_HIT)
+			return R_EXISTS;
+		if (r != PSFS_ENOENT)
+			return R_PASS;
+	}
+	while (n > 1 && p[n - 1] == '/')
+		n--, slash = 1;
+	p[n] = 0;
+	for (last = n; last > 0 && p[last - 1] != '/'; last--)
+		;
+	if (last == n || (p[last] == '.' && (last + 1 == n || (p[last + 1] == '.' && last + 2 == n))))
+		return R_PASS;
+	if (kind == K_CREATE && slash)
+		return R_PASS;   /* the kernel: ENOENT for a non-directory "name/" */
+	if (kind == K_REMOVE && psfs_resolve(&s->view, p, 0, scratch, &e) == PSFS_HIT)
+		return R_EROFS;
+	return parent_in_domain(&s->view, p, last, scratch) ? R_EROFS : R_PASS;
+}
+
+/* Read-only probes (open without write flags, access F_OK) of an absolute
+ * path: a path the blob proves missing ends here, as stat's hot path
+ * (issue 7 item 6).  `present` is what a hit answers. */
+static __attribute__((noinline)) int probe_gate(const struct vrift_state *s, const char *path,
+						int follow, int present)
+{
+	char scratch[PSFS_PATH_MAX];
+	const struct psfs_entry *e;
+	if (!active(s) || !path || path[0] != '/')
+		return R_PASS;
+	switch (psfs_resolve(&s->view, path, follow ? PSFS_FOLLOW : 0, scratch, &e)) {
+	case PSFS_HIT: return present;
+	case PSFS_ENOENT: return R_ENOENT;
+	case PSFS_ENOTDIR: return R_ENOTDIR;
+	default: return R_PASS;
+	}
+}
+
+/*
+ * open/openat/creat/fopen.  Read-only: a missing domain path is ENOENT or
+ * ENOTDIR from the blob, anything else is the kernel's.  With write flags,
+ * as a read-only mount: a domain regular file opened for writing or with
+ * O_TRUNC, a missing name created in a domain directory, an O_TMPFILE in a
+ * domain directory -> EROFS.  O_CREAT|O_EXCL of an existing name (EEXIST),
+ * a directory (EISDIR), O_NOFOLLOW on a symlink (ELOOP), O_RDONLY|O_CREAT
+ * of an existing file (opens), devices and FIFOs (writing them does not
+ * change the tree), O_PATH (never writes) pass through.
+ */
+static __attribute__((noinline)) int open_gate(const struct vrift_state *s, int dirfd,
+					       const char *path, int flags)
+{
+	char p[PSFS_PATH_MAX], scratch[PSFS_PATH_MAX];
+	const struct psfs_entry *e;
+	int n;
+	if (!active(s) || (flags & V_O_PATH))
+		return R_PASS;
+	if (!(flags & OPEN_WRITES))
+		return probe_gate(s, path, !(flags & V_O_NOFOLLOW), R_PASS);
+	if ((n = absolutize(dirfd, path, p)) < 0)
+		return R_PASS;
+	if ((flags & V___O_TMPFILE) == V___O_TMPFILE)
+		return (flags & V_O_ACCMODE) &&
+		       psfs_resolve(&s->view, p, PSFS_FOLLOW, scratch, &e) == PSFS_HIT &&
+		       (e->mode & V_S_IFMT) == V_S_IFDIR ? R_EROFS : R_PASS;
+	int excl = (flags & (V_O_CREAT | V_O_EXCL)) == (V_O_CREAT | V_O_EXCL);
+	switch (psfs_resolve(&s->view, p, excl || (flags & V_O_NOFOLLOW) ? 0 : PSFS_FOLLOW, scratch, &e)) {
+	case PSFS_HIT:
+		if (excl || (e->mode & V_S_IFMT) != V_S_IFREG)
+			return R_PASS;
+		/* access mode 3 opens for ioctls only: no write access, the
+		 * kernel allows it on a read-only mount */
+		return ((flags & V_O_ACCMODE) == 1 || (flags & V_O_ACCMODE) == 2 ||
+			(flags & V_O_TRUNC)) ? R_EROFS : R_PASS;
+	case PSFS_ENOENT:
+		if (!(flags & V_O_CREAT) || p[n - 1] == '/')
+			return R_PASS;   /* ENOENT, or EISDIR for "name/" */
+		break;
+	default:
+		return R_PASS;
+	}
+	int last = n;
+	while (last > 0 && p[last - 1] != '/')
+		last--;
+	return parent_in_domain(&s->view, p, last, scratch) ? R_EROFS : R_PASS;
+}
+
+/* The real function, or before init (g_real not yet filled) dlsym. */
+#define REAL(field, name) (s ? g_real.field : dlsym(RTLD_NEXT, name))
+#define NOSYM() (errno = ENOSYS, -1)
+
+/* open's mode is read only when the flags need one (O_CREAT, O_TMPFILE),
+ * as libc does; it is forwarded unchanged. */
+#define NEEDS_MODE(f) (((f) & V_O_CREAT) || ((f) & V___O_TMPFILE) == V___O_TMPFILE)
+typedef int (*open_t)(const char *, int, ...);
+typedef int (*openat_t)(int, const char *, int, ...);
+
+#define OPEN_WRAPPER(name, field)                                              \
+	EXPORT int name(const char *path, int flags, ...)                      \
+	{                                                                      \
+		unsigned mode = 0;                                             \
+		if (NEEDS_MODE(flags)) {                                       \
+			va_list ap;                                            \
+			va_start(ap, flags);                                   \
+			mode = va_arg(ap, unsigned);                           \
+			va_end(ap);                                            \
+		}                                                              \
+		const struct vrift_state *s = state();                         \
+		if (deny(open_gate(s, V_AT_FDCWD, path, flags)))               \
+			return -1;                                             \
+		if (s && g_real.field)                                         \
+			return ((open_t)g_real.field)(path, flags, mode);      \
+		return (int)sys_ret(RAW(SYS_openat, V_AT_FDCWD, path, flags, mode, 0, 0)); \
+	}
+OPEN_WRAPPER(open, open)
+OPEN_WRAPPER(open64, open64)
+
+#define OPENAT_WRAPPER(name, field)                                            \
+	EXPORT int name(int dirfd, const char *path, int flags, ...)           \
+	{                                                                      \
+		unsigned mode = 0;                                             \
+		if (NEEDS_MODE(flags)) {                                       \
+			va_list ap;                                            \
+			va_start(ap, flags);                                   \
+			mode = va_arg(ap, unsigned);                           \
+			va_end(ap);                                            \
+		}                                                              \
+		const struct vrift_state *s = state();                         \
+		if (deny(open_gate(s, dirfd, path, flags)))                    \
+			return -1;                                             \
+		if (s && g_real.field)                                         \
+			return ((openat_t)g_real.field)(dirfd, path, flags, mode); \
+		return (int)sys_ret(RAW(SYS_openat, dirfd, path, flags, mode, 0, 0)); \
+	}
+OPENAT_WRAPPER(openat, openat)
+OPENAT_WRAPPER(openat64, openat64)
+
+/* _FORTIFY_SOURCE's open without a mode (it aborts on O_CREAT itself). */
+#define OPEN2_WRAPPER(name, field)                                             \
+	EXPORT int name(const char *path, int flags)                           \
+	{                                                                      \
+		const struct vrift_state *s = state();                         \
+		if (deny(open_gate(s, V_AT_FDCWD, path, flags)))               \
+			return -1;                                             \
+		if (s && g_real.field)                                         \
+			return ((int (*)(const char *, int))g_real.field)(path, flags); \
+		return (int)sys_ret(RAW(SYS_openat, V_AT_FDCWD, path, flags, 0, 0, 0)); \
+	}
+OPEN2_WRAPPER(__open_2, open_2)
+OPEN2_WRAPPER(__open64_2, open64_2)
+#define OPENAT2_WRAPPER(name, field)                                           \
+	EXPORT int name(int dirfd, const char *path, int flags)                \
+	{                                                                      \
+		const struct vrift_state *s = state();                         \
+		if (deny(open_gate(s, dirfd, path, flags)))                    \
+			return -1;                                             \
+		if (s && g_real.field)                                         \
+			return ((int (*)(int, const char *, int))g_real.field)(dirfd, path, flags); \
+		return (int)sys_ret(RAW(SYS_openat, dirfd, path, flags, 0, 0, 0)); \
+	}
+OPENAT2_WRAPPER(__openat_2, openat_2)
+OPENAT2_WRAPPER(__openat64_2, openat64_2)
+
+#define CREAT_WRAPPER(name, field)                                             \
+	EXPORT int name(const char *path, unsigned mode)                       \
+	{                                                                      \
+		const struct vrift_state *s = state();                         \
+		int f = V_O_CREAT | 1 /* O_WRONLY */ | V_O_TRUNC;              \
+		if (deny(open_gate(s, V_AT_FDCWD, path, f)))                   \
+			return -1;                                             \
+		if (s && g_real.field)                                         \
+			return ((int (*)(const char *, unsigned))g_real.field)(path, mode); \
+		return (int)sys_ret(RAW(SYS_openat, V_AT_FDCWD, path, f, mode, 0, 0)); \
+	}
+CREAT_WRAPPER(creat, creat)
+CREAT_WRAPPER(creat64, creat64)
+
+/* fopen opens with libc's internal open, which no preload reaches. */
+static int fopen_flags(const char *m)
+{
+	int f = 0;
+	if (!m)
+		return 0;
+	switch (m[0]) {
+	case 'w': f = 1 | V_O_CREAT | V_O_TRUNC; break;
+	case 'a': f = 1 | V_O_CREAT | V_O_APPEND; break;
+	case 'r': break;
+	default: return 0;        /* EINVAL: libc's */
+	}
+	for (const char *c = m + 1; *c && *c != ','; c++) {
+		if (*c == '+')
+			f = (f & ~V_O_ACCMODE) | 2;
+		else if (*c == 'x')
+			f |= V_O_EXCL;
+	}
+	return f;
+}
+#define FOPEN_WRAPPER(name, field)                                             \
+	EXPORT void *name(const char *path, const char *mode)                  \
+	{                                                                      \
+		const struct vrift_state *s = state();                         \
+		void *f = REAL(field, #name);                                  \
+		if (deny(open_gate(s, V_AT_FDCWD, path, fopen_flags(mode))))   \
+			return NULL;                                           \
+		if (!f) {                                                      \
+			errno = ENOSYS;                                        \
+			return NULL;                                           \
+		}                                                              \
+		return ((void *(*)(const char *, const char *))f)(path, mode); \
+	}
+FOPEN_WRAPPER(fopen, fopen)
+FOPEN_WRAPPER(fopen64, fopen64)
+
+/* truncate: a domain regular file (a directory is EISDIR, a negative
+ * length EINVAL, before any write). */
+#define TRUNCATE_WRAPPER(name, field)                                          \
+	EXPORT int name(const char *path, long len)                            \
+	{                                                                      \
+		const struct vrift_state *s = state();                         \
+		if (len >= 0 && active(s) &&                                   \
+		    (dom_mode(s, V_AT_FDCWD, path, 1) & V_S_IFMT) == V_S_IFREG) { \
+			errno = EROFS;                                         \
+			return -1;                                             \
+		}                                                              \
+		if (s && g_real.field)                                         \
+			return ((int (*)(const char *, long))g_real.field)(path, len); \
+		return (int)sys_ret(RAW(SYS_truncate, path, len, 0, 0, 0, 0)); \
+	}
+TRUNCATE_WRAPPER(truncate, truncate)
+TRUNCATE_WRAPPER(truncate64, truncate64)
+
+#define REFUSE_IF(cond)                                                        \
+	do {                                                                   \
+		if (cond) {                                                    \
+			errno = EROFS;                                         \
+			return -1;                                             \
+		}                                                              \
+	} while (0)
+
+EXPORT int unlink(const char *path)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(name_gate(s, V_AT_FDCWD, path, K_REMOVE) == R_EROFS);
+	if (s && g_real.unlink)
+		return ((int (*)(const char *))g_real.unlink)(path);
+	return (int)sys_ret(RAW(SYS_unlinkat, V_AT_FDCWD, path, 0, 0, 0, 0));
+}
+
+EXPORT int unlinkat(int dirfd, const char *path, int flags)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(!(flags & ~V_AT_REMOVEDIR) && name_gate(s, dirfd, path, K_REMOVE) == R_EROFS);
+	if (s && g_real.unlinkat)
+		return ((int (*)(int, const char *, int))g_real.unlinkat)(dirfd, path, flags);
+	return (int)sys_ret(RAW(SYS_unlinkat, dirfd, path, flags, 0, 0, 0));
+}
+
+EXPORT int rmdir(const char *path)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(name_gate(s, V_AT_FDCWD, path, K_REMOVE) == R_EROFS);
+	if (s && g_real.rmdir)
+		return ((int (*)(const char *))g_real.rmdir)(path);
+	return (int)sys_ret(RAW(SYS_unlinkat, V_AT_FDCWD, path, V_AT_REMOVEDIR, 0, 0, 0));
+}
+
+/* remove() unlinks (or rmdirs) with libc's internal calls. */
+EXPORT int remove(const char *path)
+{
+	const struct vrift_state *s = state();
+	void *f = REAL(remove, "remove");
+	REFUSE_IF(name_gate(s, V_AT_FDCWD, path, K_REMOVE) == R_EROFS);
+	return f ? ((int (*)(const char *))f)(path) : NOSYM();
+}
+
+/* rename: either name in a domain directory.  (A read-only mount says
+ * EXDEV for a rename across mounts; the domain is no mount: EROFS.) */
+#define RENAME_FLAGS_OK(f) (!((f) & ~7u) && ((f) & 3u) != 3u)
+static int rename_gate(const struct vrift_state *s, int od, const char *o, int nd,
+		       const char *n, unsigned flags)
+{
+	return RENAME_FLAGS_OK(flags) && (name_gate(s, od, o, K_REMOVE) == R_EROFS ||
+					  name_gate(s, nd, n, K_REMOVE) == R_EROFS);
+}
+
+EXPORT int rename(const char *o, const char *n)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(rename_gate(s, V_AT_FDCWD, o, V_AT_FDCWD, n, 0));
+	if (s && g_real.rename)
+		return ((int (*)(const char *, const char *))g_real.rename)(o, n);
+	return (int)sys_ret(RAW(SYS_renameat2, V_AT_FDCWD, o, V_AT_FDCWD, n, 0, 0));
+}
+
+EXPORT int renameat(int od, const char *o, int nd, const char *n)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(rename_gate(s, od, o, nd, n, 0));
+	if (s && g_real.renameat)
+		return ((int (*)(int, const char *, int, const char *))g_real.renameat)(od, o, nd, n);
+	return (int)sys_ret(RAW(SYS_renameat2, od, o, nd, n, 0, 0));
+}
+
+EXPORT int renameat2(int od, const char *o, int nd, const char *n, unsigned flags)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(rename_gate(s, od, o, nd, n, flags));
+	if (s && g_real.renameat2)
+		return ((int (*)(int, const char *, int, const char *, unsigned))g_real.renameat2)(od, o, nd, n, flags);
+	return (int)sys_ret(RAW(SYS_renameat2, od, o, nd, n, flags, 0));
+}
+
+EXPORT int mkdir(const char *path, unsigned mode)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(name_gate(s, V_AT_FDCWD, path, K_MKDIR) == R_EROFS);
+	if (s && g_real.mkdir)
+		return ((int (*)(const char *, unsigned))g_real.mkdir)(path, mode);
+	return (int)sys_ret(RAW(SYS_mkdirat, V_AT_FDCWD, path, mode, 0, 0, 0));
+}
+
+EXPORT int mkdirat(int dirfd, const char *path, unsigned mode)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(name_gate(s, dirfd, path, K_MKDIR) == R_EROFS);
+	if (s && g_real.mkdirat)
+		return ((int (*)(int, const char *, unsigned))g_real.mkdirat)(dirfd, path, mode);
+	return (int)sys_ret(RAW(SYS_mkdirat, dirfd, path, mode, 0, 0, 0));
+}
+
+/* chmod, chown, utimes, xattrs: a read-only mount refuses before looking
+ * at the arguments, so any domain entry is EROFS. */
+static inline int obj_gate(const struct vrift_state *s, int dirfd, const char *path, int follow)
+{
+	return active(s) && dom_mode(s, dirfd, path, follow) != 0;
+}
+
+EXPORT int chmod(const char *path, unsigned mode)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(obj_gate(s, V_AT_FDCWD, path, 1));
+	if (s && g_real.chmod)
+		return ((int (*)(const char *, unsigned))g_real.chmod)(path, mode);
+	return (int)sys_ret(RAW(SYS_fchmodat, V_AT_FDCWD, path, mode, 0, 0, 0));
+}
+
+/* fchmodat(AT_SYMLINK_NOFOLLOW) on a symlink is EOPNOTSUPP in libc (no
+ * write): passes. */
+EXPORT int fchmodat(int dirfd, const char *path, unsigned mode, int flags)
+{
+	const struct vrift_state *s = state();
+	if (active(s) && !(flags & ~V_AT_SYMLINK_NOFOLLOW)) {
+		uint32_t m = dom_mode(s, dirfd, path, !(flags & V_AT_SYMLINK_NOFOLLOW));
+		REFUSE_IF(m && (m & V_S_IFMT) != V_S_IFLNK);
+	}
+	if (s && g_real.fchmodat)
+		return ((int (*)(int, const char *, unsigned, int))g_real.fchmodat)(dirfd, path, mode, flags);
+	return (int)sys_ret(RAW(SYS_fchmodat, dirfd, path, mode, 0, 0, 0));
+}
+
+EXPORT int chown(const char *path, unsigned uid, unsigned gid)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(obj_gate(s, V_AT_FDCWD, path, 1));
+	if (s && g_real.chown)
+		return ((int (*)(const char *, unsigned, unsigned))g_real.chown)(path, uid, gid);
+	return (int)sys_ret(RAW(SYS_fchownat, V_AT_FDCWD, path, uid, gid, 0, 0));
+}
+
+EXPORT int lchown(const char *path, unsigned uid, unsigned gid)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(obj_gate(s, V_AT_FDCWD, path, 0));
+	if (s && g_real.lchown)
+		return ((int (*)(const char *, unsigned, unsigned))g_real.lchown)(path, uid, gid);
+	return (int)sys_ret(RAW(SYS_fchownat, V_AT_FDCWD, path, uid, gid, V_AT_SYMLINK_NOFOLLOW, 0));
+}
+
+EXPORT int fchownat(int dirfd, const char *path, unsigned uid, unsigned gid, int flags)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(!(flags & ~(V_AT_SYMLINK_NOFOLLOW | V_AT_EMPTY_PATH)) &&
+		  obj_gate(s, dirfd, path, !(flags & V_AT_SYMLINK_NOFOLLOW)));
+	if (s && g_real.fchownat)
+		return ((int (*)(int, const char *, unsigned, unsigned, int))g_real.fchownat)(dirfd, path, uid, gid, flags);
+	return (int)sys_ret(RAW(SYS_fchownat, dirfd, path, uid, gid, flags, 0));
+}
+
+/* Time arguments the kernel rejects (EINVAL) or ignores (both UTIME_OMIT:
+ * success without a write) pass through. */
+struct v_timespec { long sec, nsec; };
+struct v_timeval { long sec, usec; };
+static int ts_writes(const struct v_timespec *t)
+{
+	if (!t)
+		return 1;
+	for (int i = 0; i < 2; i++)
+		if (t[i].nsec != V_UTIME_NOW && t[i].nsec != V_UTIME_OMIT &&
+		    (t[i].nsec < 0 || t[i].nsec > 999999999L))
+			return 0;
+	return !(t[0].nsec == V_UTIME_OMIT && t[1].nsec == V_UTIME_OMIT);
+}
+static int tv_ok(const struct v_timeval *t)
+{
+	return !t || (t[0].usec >= 0 && t[0].usec < 1000000L && t[1].usec >= 0 && t[1].usec < 1000000L);
+}
+
+EXPORT int utimensat(int dirfd, const char *path, const void *times, int flags)
+{
+	const struct vrift_state *s = state();
+	/* path NULL is futimens(dirfd): a descriptor, not a path. */
+	REFUSE_IF(path && !(flags & ~(V_AT_SYMLINK_NOFOLLOW | V_AT_EMPTY_PATH)) && ts_writes(times) &&
+		  obj_gate(s, dirfd, path, !(flags & V_AT_SYMLINK_NOFOLLOW)));
+	if (s && g_real.utimensat)
+		return ((int (*)(int, const char *, const void *, int))g_real.utimensat)(dirfd, path, times, flags);
+	return (int)sys_ret(RAW(SYS_utimensat, dirfd, path, times, flags, 0, 0));
+}
+
+EXPORT int utime(const char *path, const void *times)
+{
+	const struct vrift_state *s = state();
+	void *f = REAL(utime, "utime");
+	REFUSE_IF(obj_gate(s, V_AT_FDCWD, path, 1));
+	return f ? ((int (*)(const char *, const void *))f)(path, times) : NOSYM();
+}
+
+EXPORT int utimes(const char *path, const void *tv)
+{
+	const struct vrift_state *s = state();
+	void *f = REAL(utimes, "utimes");
+	REFUSE_IF(tv_ok(tv) && obj_gate(s, V_AT_FDCWD, path, 1));
+	return f ? ((int (*)(const char *, const void *))f)(path, tv) : NOSYM();
+}
+
+EXPORT int lutimes(const char *path, const void *tv)
+{
+	const struct vrift_state *s = state();
+	void *f = REAL(lutimes, "lutimes");
+	REFUSE_IF(tv_ok(tv) && obj_gate(s, V_AT_FDCWD, path, 0));
+	return f ? ((int (*)(const char *, const void *))f)(path, tv) : NOSYM();
+}
+
+EXPORT int futimesat(int dirfd, const char *path, const void *tv)
+{
+	const struct vrift_state *s = state();
+	void *f = REAL(futimesat, "futimesat");
+	REFUSE_IF(path && tv_ok(tv) && obj_gate(s, dirfd, path, 1));
+	return f ? ((int (*)(int, const char *, const void *))f)(dirfd, path, tv) : NOSYM();
+}
+
+/* link: a new name in a domain directory; or a new name elsewhere for a
+ * domain inode (its st_nlink and st_ctime would change).  The kernel looks
+ * the old name up first (a missing one is ENOENT), then the new one (an
+ * existing one is EEXIST): both pass. */
+static int link_gate(const struct vrift_state *s, int od, const char *o, int nd, const char *n,
+		     int flags)
+{
+	uint32_t m = 0;
+	int g, old;
+	if (!active(s) || (flags & ~(V_AT_SYMLINK_FOLLOW | V_AT_EMPTY_PATH)) || !o || !o[0])
+		return 0;
+	old = dom_resolve(s, od, o, flags & V_AT_SYMLINK_FOLLOW, &m);
+	if (old == PSFS_ENOENT || old == PSFS_ENOTDIR)
+		return 0;
+	g = name_gate(s, nd, n, K_CREATE);
+	return g == R_EROFS || (g != R_EXISTS && old == PSFS_HIT);
+}
+
+EXPORT int link(const char *o, const char *n)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(link_gate(s, V_AT_FDCWD, o, V_AT_FDCWD, n, 0));
+	if (s && g_real.link)
+		return ((int (*)(const char *, const char *))g_real.link)(o, n);
+	return (int)sys_ret(RAW(SYS_linkat, V_AT_FDCWD, o, V_AT_FDCWD, n, 0, 0));
+}
+
+EXPORT int linkat(int od, const char *o, int nd, const char *n, int flags)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(link_gate(s, od, o, nd, n, flags));
+	if (s && g_real.linkat)
+		return ((int (*)(int, const char *, int, const char *, int))g_real.linkat)(od, o, nd, n, flags);
+	return (int)sys_ret(RAW(SYS_linkat, od, o, nd, n, flags, 0));
+}
+
+EXPORT int symlink(const char *target, const char *path)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(target && name_gate(s, V_AT_FDCWD, path, K_CREATE) == R_EROFS);
+	if (s && g_real.symlink)
+		return ((int (*)(const char *, const char *))g_real.symlink)(target, path);
+	return (int)sys_ret(RAW(SYS_symlinkat, target, V_AT_FDCWD, path, 0, 0, 0));
+}
+
+EXPORT int symlinkat(const char *target, int dirfd, const char *path)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(target && name_gate(s, dirfd, path, K_CREATE) == R_EROFS);
+	if (s && g_real.symlinkat)
+		return ((int (*)(const char *, int, const char *))g_real.symlinkat)(target, dirfd, path);
+	return (int)sys_ret(RAW(SYS_symlinkat, target, dirfd, path, 0, 0, 0));
+}
+
+/* mknod: the kernel checks the file type first (EINVAL, EPERM for S_IFDIR). */
+static int mknod_gate(const struct vrift_state *s, int dirfd, const char *path, unsigned mode)
+{
+	unsigned t = mode & V_S_IFMT;
+	if (t != 0 && t != V_S_IFREG && t != V_S_IFCHR && t != V_S_IFBLK && t != V_S_IFIFO &&
+	    t != V_S_IFSOCK)
+		return 0;
+	return name_gate(s, dirfd, path, K_CREATE) == R_EROFS;
+}
+
+EXPORT int mknod(const char *path, unsigned mode, unsigned long dev)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(mknod_gate(s, V_AT_FDCWD, path, mode));
+	if (s && g_real.mknod)
+		return ((int (*)(const char *, unsigned, unsigned long))g_real.mknod)(path, mode, dev);
+	return (int)sys_ret(RAW(SYS_mknodat, V_AT_FDCWD, path, mode, dev, 0, 0));
+}
+
+EXPORT int mknodat(int dirfd, const char *path, unsigned mode, unsigned long dev)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(mknod_gate(s, dirfd, path, mode));
+	if (s && g_real.mknodat)
+		return ((int (*)(int, const char *, unsigned, unsigned long))g_real.mknodat)(dirfd, path, mode, dev);
+	return (int)sys_ret(RAW(SYS_mknodat, dirfd, path, mode, dev, 0, 0));
+}
+
+/* Pre-2.33 glibc ABI of mknod (binaries built against older glibc). */
+EXPORT int __xmknod(int ver, const char *path, unsigned mode, unsigned long *dev)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(mknod_gate(s, V_AT_FDCWD, path, mode));
+	if (s && g_real.xmknod)
+		return ((int (*)(int, const char *, unsigned, unsigned long *))g_real.xmknod)(ver, path, mode, dev);
+	return NOSYM();
+}
+
+EXPORT int __xmknodat(int ver, int dirfd, const char *path, unsigned mode, unsigned long *dev)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(mknod_gate(s, dirfd, path, mode));
+	if (s && g_real.xmknodat)
+		return ((int (*)(int, int, const char *, unsigned, unsigned long *))g_real.xmknodat)(ver, dirfd, path, mode, dev);
+	return NOSYM();
+}
+
+/* mkfifo creates with libc's internal mknodat. */
+EXPORT int mkfifo(const char *path, unsigned mode)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(name_gate(s, V_AT_FDCWD, path, K_CREATE) == R_EROFS);
+	return (int)sys_ret(RAW(SYS_mknodat, V_AT_FDCWD, path, V_S_IFIFO | mode, 0, 0, 0));
+}
+
+EXPORT int mkfifoat(int dirfd, const char *path, unsigned mode)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(name_gate(s, dirfd, path, K_CREATE) == R_EROFS);
+	return (int)sys_ret(RAW(SYS_mknodat, dirfd, path, V_S_IFIFO | mode, 0, 0, 0));
+}
+
+/* xattrs: flags other than XATTR_CREATE/REPLACE are EINVAL first. */
+EXPORT int setxattr(const char *path, const char *name, const void *v, unsigned long size, int flags)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(name && !(flags & ~3) && obj_gate(s, V_AT_FDCWD, path, 1));
+	return (int)sys_ret(RAW(SYS_setxattr, path, name, v, size, flags, 0));
+}
+
+EXPORT int lsetxattr(const char *path, const char *name, const void *v, unsigned long size, int flags)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(name && !(flags & ~3) && obj_gate(s, V_AT_FDCWD, path, 0));
+	return (int)sys_ret(RAW(SYS_lsetxattr, path, name, v, size, flags, 0));
+}
+
+EXPORT int removexattr(const char *path, const char *name)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(name && obj_gate(s, V_AT_FDCWD, path, 1));
+	return (int)sys_ret(RAW(SYS_removexattr, path, name, 0, 0, 0, 0));
+}
+
+EXPORT int lremovexattr(const char *path, const char *name)
+{
+	const struct vrift_state *s = state();
+	REFUSE_IF(name && obj_gate(s, V_AT_FDCWD, path, 0));
+	return (int)sys_ret(RAW(SYS_lremovexattr, path, name, 0, 0, 0, 0));
+}
+
+/* mkstemp & co create with libc's internal open.  A template the libc
+ * rejects (EINVAL: no XXXXXX before the suffix) passes. */
+static int tmpl_gate(const struct vrift_state *s, const char *t, int suffix)
+{
+	int n = 0;
+	if (!active(s) || !t || suffix < 0)
+		return 0;
+	while (t[n])
+		n++;
+	if (n < 6 + suffix)
+		return 0;
+	for (int i = n - suffix - 6; i < n - suffix; i++)
+		if (t[i] != 'X')
+			return 0;
+	return name_gate(s, V_AT_FDCWD, t, K_CREATE) == R_EROFS;
+}
+#define MKSTEMP_WRAPPER(name, field, args, call, suffix)                       \
+	EXPORT int name args                                                   \
+	{                                                                      \
+		const struct vrift_state *s = state();                         \
+		void *f = REAL(field, #name);                                  \
+		REFUSE_IF(tmpl_gate(s, t, suffix));                            \
+		return f ? ((int (*)args)f)call : NOSYM();                     \
+	}
+MKSTEMP_WRAPPER(mkstemp, mkstemp, (char *t), (t), 0)
+MKSTEMP_WRAPPER(mkstemp64, mkstemp64, (char *t), (t), 0)
+MKSTEMP_WRAPPER(mkostemp, mkostemp, (char *t, int fl), (t, fl), 0)
+MKSTEMP_WRAPPER(mkostemp64, mkostemp64, (char *t, int fl), (t, fl), 0)
+MKSTEMP_WRAPPER(mkstemps, mkstemps, (char *t, int sl), (t, sl), sl)
+MKSTEMP_WRAPPER(mkstemps64, mkstemps64, (char *t, int sl), (t, sl), sl)
+MKSTEMP_WRAPPER(mkostemps, mkostemps, (char *t, int sl, int fl), (t, sl, fl), sl)
+MKSTEMP_WRAPPER(mkostemps64, mkostemps64, (char *t, int sl, int fl), (t, sl, fl), sl)
+
+EXPORT char *mkdtemp(char *t)
+{
+	const struct vrift_state *s = state();
+	void *f = REAL(mkdtemp, "mkdtemp");
+	if (tmpl_gate(s, t, 0)) {
+		errno = EROFS;
+		return NULL;
+	}
+	if (!f) {
+		errno = ENOSYS;
+		return NULL;
+	}
+	return ((char *(*)(char *))f)(t);
+}
+
+/*
+ * chroot: the blob describes the domain under the old root.  On success
+ * the shim switches itself off for this process: one release store of
+ * g_off (active 0), so every later call passes through; a thread inside a
+ * hot call keeps reading the old state, which stays mapped.
+ */
+static long chroot_done(long rc)
+{
+	if (rc == 0)
+		atomic_store_explicit(&g_pub, &g_off, memory_order_release);
+	return rc;
+}
+
+EXPORT int chroot(const char *path)
+{
+	const struct vrift_state *s = state();
+	if (s && g_real.chroot)
+		return (int)chroot_done(((int (*)(const char *))g_real.chroot)(path));
+	return (int)chroot_done(sys_ret(RAW(SYS_chroot, path, 0, 0, 0, 0, 0)));
+}
+
+/*
+ * access/faccessat/euidaccess/eaccess (issue 7 item 6).  F_OK of an
+ * absolute path is answered from the blob: present 0, missing
+ * ENOENT/ENOTDIR (gcc's include search and Python's import probes).
+ * R_OK/X_OK need the caller's credentials: the kernel answers.  W_OK: the
+ * kernel answers first (EACCES stays its own), then a domain regular file,
+ * directory or symlink is EROFS, as access(2) reports for a read-only
+ * mount, so programs that test before writing see the truth.
+ */
+static int access_pre(const struct vrift_state *s, const char *path, int mode, int flags)
+{
+	if (mode != 0 || (flags & ~(V_AT_EACCESS | V_AT_SYMLINK_NOFOLLOW)))
+		return R_PASS;
+	return probe_gate(s, path, !(flags & V_AT_SYMLINK_NOFOLLOW), R_ZERO);
+}
+static int access_post(const struct vrift_state *s, int rc, int dirfd, const char *path, int mode,
+		       int flags)
+{
+	if (rc == 0 && (mode & V_W_OK) && active(s) &&
+	    !(flags & ~(V_AT_EACCESS | V_AT_SYMLINK_NOFOLLOW))) {
+		uint32_t t = dom_mode(s, dirfd, path, !(flags & V_AT_SYMLINK_NOFOLLOW)) & V_S_IFMT;
+		if (t == V_S_IFREG || t == V_S_IFDIR || t == V_S_IFLNK) {
+			errno = EROFS;
+			return -1;
+		}
+	}
+	return rc;
+}
+
+EXPORT int access(const char *path, int mode)
+{
+	const struct vrift_state *s = state();
+	int g = access_pre(s, path, mode, 0);
+	if (g == R_ZERO)
+		return 0;
+	if (deny(g))
+		return -1;
+	int rc = s && g_real.access ? ((int (*)(const char *, int))g_real.access)(path, mode)
+				    : (int)sys_ret(RAW(SYS_faccessat, V_AT_FDCWD, path, mode, 0, 0, 0));
+	return access_post(s, rc, V_AT_FDCWD, path, mode, 0);
+}
+
+EXPORT int faccessat(int dirfd, const char *path, int mode, int flags)
+{
+	const struct vrift_state *s = state();
+	int g = access_pre(s, path, mode, flags);
+	if (g == R_ZERO)
+		return 0;
+	if (deny(g))
+		return -1;
+	int rc = s && g_real.faccessat
+			 ? ((int (*)(int, const char *, int, int))g_real.faccessat)(dirfd, path, mode, flags)
+			 : (int)sys_ret(RAW(V_SYS_faccessat2, dirfd, path, mode, flags, 0, 0));
+	return access_post(s, rc, dirfd, path, mode, flags);
+}
+
+#define EUIDACCESS_WRAPPER(name, field)                                        \
+	EXPORT int name(const char *path, int mode)                            \
+	{                                                                      \
+		const struct vrift_state *s = state();                         \
+		void *f = REAL(field, #name);                                  \
+		int g = access_pre(s, path, mode, V_AT_EACCESS);               \
+		if (g == R_ZERO)                                               \
+			return 0;                                              \
+		if (deny(g))                                                   \
+			return -1;                                             \
+		int rc = f ? ((int (*)(const char *, int))f)(path, mode) : NOSYM(); \
+		return access_post(s, rc, V_AT_FDCWD, path, mode, V_AT_EACCESS); \
+	}
+EUIDACCESS_WRAPPER(euidaccess, euidaccess)
+EUIDACCESS_WRAPPER(eaccess, eaccess)
+
+/*
+ * syscall() numbers of the calls above: the same gates, then the kernel.
+ * Returns 1 with *rc set when the call ends in the shim (refused, answered
+ * from the blob, or run and post-processed), else 0: forward unchanged.
+ */
+struct v_open_how { uint64_t flags, mode, resolve; };
+static __attribute__((noinline)) int sys_gate(const struct vrift_state *s, long n, const long *a, long *rc)
+{
+	int g = R_PASS;
+	switch (n) {
+#ifdef SYS_open
+	case SYS_open: g = open_gate(s, V_AT_FDCWD, (const char *)a[0], (int)a[1]); break;
+	case SYS_creat: g = open_gate(s, V_AT_FDCWD, (const char *)a[0], V_O_CREAT | 1 | V_O_TRUNC); break;
+	case SYS_unlink: g = name_gate(s, V_AT_FDCWD, (const char *)a[0], K_REMOVE); break;
+	case SYS_rmdir: g = name_gate(s, V_AT_FDCWD, (const char *)a[0], K_REMOVE); break;
+	case SYS_rename: g = rename_gate(s, V_AT_FDCWD, (const char *)a[0], V_AT_FDCWD, (const char *)a[1], 0) ? R_EROFS : R_PASS; break;
+	case SYS_mkdir: g = name_gate(s, V_AT_FDCWD, (const char *)a[0], K_MKDIR); break;
+	case SYS_chmod: g = obj_gate(s, V_AT_FDCWD, (const char *)a[0], 1) ? R_EROFS : R_PASS; break;
+	case SYS_chown: g = obj_gate(s, V_AT_FDCWD, (const char *)a[0], 1) ? R_EROFS : R_PASS; break;
+	case SYS_lchown: g = obj_gate(s, V_AT_FDCWD, (const char *)a[0], 0) ? R_EROFS : R_PASS; break;
+	case SYS_utime: g = obj_gate(s, V_AT_FDCWD, (const char *)a[0], 1) ? R_EROFS : R_PASS; break;
+	case SYS_utimes: g = tv_ok((const void *)a[1]) && obj_gate(s, V_AT_FDCWD, (const char *)a[0], 1) ? R_EROFS : R_PASS; break;
+	case SYS_futimesat: g = a[1] && tv_ok((const void *)a[2]) && obj_gate(s, (int)a[0], (const char *)a[1], 1) ? R_EROFS : R_PASS; break;
+	case SYS_link: g = link_gate(s, V_AT_FDCWD, (const char *)a[0], V_AT_FDCWD, (const char *)a[1], 0) ? R_EROFS : R_PASS; break;
+	case SYS_symlink: g = a[0] && name_gate(s, V_AT_FDCWD, (const char *)a[1], K_CREATE) == R_EROFS ? R_EROFS : R_PASS; break;
+	case SYS_mknod: g = mknod_gate(s, V_AT_FDCWD, (const char *)a[0], (unsigned)a[1]) ? R_EROFS : R_PASS; break;
+	case SYS_access:
+		g = access_pre(s, (const char *)a[0], (int)a[1], 0);
+		if (g == R_PASS) {
+			*rc = access_post(s, (int)sys_ret(raw6(n, a[0], a[1], 0, 0, 0, 0)), V_AT_FDCWD, (const char *)a[0], (int)a[1], 0);
+			return 1;
+		}
+		break;
+#endif
+	case SYS_openat: g = open_gate(s, (int)a[0], (const char *)a[1], (int)a[2]); break;
+	case V_SYS_openat2: {
+		const struct v_open_how *h = (const void *)a[2];
+		/* only the write gate: RESOLVE_* flags change the walk */
+		if (h && (unsigned long)a[3] >= sizeof *h && (h->flags & OPEN_WRITES))
+			g = open_gate(s, (int)a[0], (const char *)a[1], (int)h->flags) == R_EROFS ? R_EROFS : R_PASS;
+		break;
+	}
+	case SYS_truncate:
+		g = a[1] >= 0 && (dom_mode(s, V_AT_FDCWD, (const char *)a[0], 1) & V_S_IFMT) == V_S_IFREG ? R_EROFS : R_PASS;
+		break;
+	case SYS_unlinkat: g = !(a[2] & ~V_AT_REMOVEDIR) ? name_gate(s, (int)a[0], (const char *)a[1], K_REMOVE) : R_PASS; break;
+#ifdef SYS_renameat
+	case SYS_renameat: g = rename_gate(s, (int)a[0], (const char *)a[1], (int)a[2], (const char *)a[3], 0) ? R_EROFS : R_PASS; break;
+#endif
+	case SYS_renameat2: g = rename_gate(s, (int)a[0], (const char *)a[1], (int)a[2], (const char *)a[3], (unsigned)a[4]) ? R_EROFS : R_PASS; break;
+	case SYS_mkdirat: g = name_gate(s, (int)a[0], (const char *)a[1], K_MKDIR); break;
+	case SYS_fchmodat:   /* the syscall has no flags: it follows */
+		g = obj_gate(s, (int)a[0], (const char *)a[1], 1) ? R_EROFS : R_PASS;
+		break;
+	case V_SYS_fchmodat2:
+		if (!(a[3] & ~(long)V_AT_SYMLINK_NOFOLLOW)) {
+			uint32_t m = dom_mode(s, (int)a[0], (const char *)a[1], !(a[3] & V_AT_SYMLINK_NOFOLLOW));
+			g = m && (m & V_S_IFMT) != V_S_IFLNK ? R_EROFS : R_PASS;
+		}
+		break;
+	case SYS_fchownat:
+		g = !(a[4] & ~(long)(V_AT_SYMLINK_NOFOLLOW | V_AT_EMPTY_PATH)) &&
+		    obj_gate(s, (int)a[0], (const char *)a[1], !(a[4] & V_AT_SYMLINK_NOFOLLOW)) ? R_EROFS : R_PASS;
+		break;
+	case SYS_utimensat:
+		g = a[1] && !(a[3] & ~(long)(V_AT_SYMLINK_NOFOLLOW | V_AT_EMPTY_PATH)) && ts_writes((const void *)a[2]) &&
+		    obj_gate(s, (int)a[0], (const char *)a[1], !(a[3] & V_AT_SYMLINK_NOFOLLOW)) ? R_EROFS : R_PASS;
+		break;
+	case SYS_linkat: g = link_gate(s, (int)a[0], (const char *)a[1], (int)a[2], (const char *)a[3], (int)a[4]) ? R_EROFS : R_PASS; break;
+	case SYS_symlinkat: g = a[0] && name_gate(s, (int)a[1], (const char *)a[2], K_CREATE) == R_EROFS ? R_EROFS : R_PASS; break;
+	case SYS_mknodat: g = mknod_gate(s, (int)a[0], (const char *)a[1], (unsigned)a[2]) ? R_EROFS : R_PASS; break;
+	case SYS_setxattr: case SYS_lsetxattr:
+		g = a[1] && !(a[4] & ~3L) && obj_gate(s, V_AT_FDCWD, (const char *)a[0], n == SYS_setxattr) ? R_EROFS : R_PASS;
+		break;
+	case SYS_removexattr: case SYS_lremovexattr:
+		g = a[1] && obj_gate(s, V_AT_FDCWD, (const char *)a[0], n == SYS_removexattr) ? R_EROFS : R_PASS;
+		break;
+	case SYS_chroot:
+		*rc = chroot_done(sys_ret(raw6(n, a[0], 0, 0, 0, 0, 0)));
+		return 1;
+	case SYS_faccessat:   /* no flags argument */
+	case V_SYS_faccessat2: {
+		int fl = n == SYS_faccessat ? 0 : (int)a[3];
+		g = access_pre(s, (const char *)a[1], (int)a[2], fl);
+		if (g == R_PASS) {
+			*rc = access_post(s, (int)sys_ret(raw6(n, a[0], a[1], a[2], a[3], 0, 0)), (int)a[0], (const char *)a[1], (int)a[2], fl);
+			return 1;
+		}
+		break;
+	}
+	default:
+		return 0;
+	}
+	if (g == R_ZERO) {
+		*rc = 0;
+		return 1;
+	}
+	if (deny(g)) {
+		*rc = -1;
+		return 1;
+	}
+	return 0;
+}
 
 /*
  * syscall(): libuv (Node) calls syscall(SYS_statx, ...) directly.  Every
@@ -592,8 +1629,14 @@ EXPORT long syscall(long n, ...)
 			return rc;
 		break;
 #endif
-	default:
+	default: {
+		/* the mutating numbers and access probes (cold); the rest
+		 * is forwarded unchanged */
+		long r;
+		if (sys_gate(s, n, a, &r))
+			return r;
 		return sys_ret(raw6(n, a[0], a[1], a[2], a[3], a[4], a[5]));
+	}
 	}
 	/* A stat number the blob did not answer: the kernel does, and a
 	 * domain inode gets its blob identity. */
@@ -623,25 +1666,49 @@ static void *xsym(const char *name)
 	return p ? p : dlsym(RTLD_NEXT, name);
 }
 
-static void resolve_real(struct vrift_state *s)
+static void resolve_real(void)
 {
-	s->real.stat = (path_fn)sym("stat");
-	s->real.stat64 = (path_fn)sym("stat64");
-	s->real.lstat = (path_fn)sym("lstat");
-	s->real.lstat64 = (path_fn)sym("lstat64");
-	s->real.fstat = (fd_fn)sym("fstat");
-	s->real.fstat64 = (fd_fn)sym("fstat64");
-	s->real.fstatat = (at_fn)sym("fstatat");
-	s->real.fstatat64 = (at_fn)sym("fstatat64");
-	s->real.statx = (statx_fn)sym("statx");
-	s->real.xstat = (xpath_fn)xsym("__xstat");
-	s->real.xstat64 = (xpath_fn)xsym("__xstat64");
-	s->real.lxstat = (xpath_fn)xsym("__lxstat");
-	s->real.lxstat64 = (xpath_fn)xsym("__lxstat64");
-	s->real.fxstat = (xfd_fn)xsym("__fxstat");
-	s->real.fxstat64 = (xfd_fn)xsym("__fxstat64");
-	s->real.fxstatat = (xat_fn)xsym("__fxstatat");
-	s->real.fxstatat64 = (xat_fn)xsym("__fxstatat64");
+	g_real.stat = (path_fn)sym("stat");
+	g_real.stat64 = (path_fn)sym("stat64");
+	g_real.lstat = (path_fn)sym("lstat");
+	g_real.lstat64 = (path_fn)sym("lstat64");
+	g_real.fstat = (fd_fn)sym("fstat");
+	g_real.fstat64 = (fd_fn)sym("fstat64");
+	g_real.fstatat = (at_fn)sym("fstatat");
+	g_real.fstatat64 = (at_fn)sym("fstatat64");
+	g_real.statx = (statx_fn)sym("statx");
+	g_real.xstat = (xpath_fn)xsym("__xstat");
+	g_real.xstat64 = (xpath_fn)xsym("__xstat64");
+	g_real.lxstat = (xpath_fn)xsym("__lxstat");
+	g_real.lxstat64 = (xpath_fn)xsym("__lxstat64");
+	g_real.fxstat = (xfd_fn)xsym("__fxstat");
+	g_real.fxstat64 = (xfd_fn)xsym("__fxstat64");
+	g_real.fxstatat = (xat_fn)xsym("__fxstatat");
+	g_real.fxstatat64 = (xat_fn)xsym("__fxstatat64");
+#define R(field, name) g_real.field = sym(name)
+	R(open, "open"); R(open64, "open64"); R(openat, "openat"); R(openat64, "openat64");
+	R(open_2, "__open_2"); R(open64_2, "__open64_2"); R(openat_2, "__openat_2");
+	R(openat64_2, "__openat64_2"); R(creat, "creat"); R(creat64, "creat64");
+	R(fopen, "fopen"); R(fopen64, "fopen64"); R(truncate, "truncate"); R(truncate64, "truncate64");
+	R(unlink, "unlink"); R(unlinkat, "unlinkat"); R(remove, "remove"); R(rename, "rename");
+	R(renameat, "renameat"); R(renameat2, "renameat2"); R(mkdir, "mkdir"); R(mkdirat, "mkdirat");
+	R(rmdir, "rmdir"); R(chmod, "chmod"); R(fchmodat, "fchmodat"); R(chown, "chown");
+	R(lchown, "lchown"); R(fchownat, "fchownat"); R(utime, "utime"); R(utimes, "utimes");
+	R(utimensat, "utimensat"); R(futimesat, "futimesat"); R(lutimes, "lutimes");
+	R(link, "link"); R(linkat, "linkat"); R(symlink, "symlink"); R(symlinkat, "symlinkat");
+	R(mknod, "mknod"); R(mknodat, "mknodat");
+	R(mkstemp, "mkstemp"); R(mkstemp64, "mkstemp64"); R(mkostemp, "mkostemp");
+	R(mkostemp64, "mkostemp64"); R(mkstemps, "mkstemps"); R(mkstemps64, "mkstemps64");
+	R(mkostemps, "mkostemps"); R(mkostemps64, "mkostemps64"); R(mkdtemp, "mkdtemp");
+	R(chroot, "chroot"); R(access, "access"); R(faccessat, "faccessat");
+	R(euidaccess, "euidaccess"); R(eaccess, "eaccess");
+#undef R
+	g_real.xmknod = xsym("__xmknod");
+#if defined(__GLIBC__) && defined(__x86_64__)
+	g_real.xmknodat = dlvsym(RTLD_NEXT, "__xmknodat", "GLIBC_2.4");  /* added after 2.2.5 */
+	if (!g_real.xmknodat)
+#endif
+		g_real.xmknodat = xsym("__xmknodat");
 }
 
 /* The blob's PSFS_E_REACHABLE bits cover the directories from each root
@@ -671,6 +1738,77 @@ static int ancestors_searchable(const struct psfs_view *v)
 	return 0;
 }
 
+/* 1 when mount point m[0..n) is a root of v or lies below one. */
+static int mount_in_domain(const struct psfs_view *v, const char *m, uint32_t n)
+{
+	for (uint32_t r = 0; r < v->root_count; r++) {
+		const uint8_t *p = v->strings + v->roots[r].path_off;
+		uint32_t len = v->roots[r].path_len, i;
+		if (n < len || (n > len && m[len] != '/' && len != 1))
+			continue;
+		for (i = 0; i < len && (uint8_t)m[i] == p[i]; i++)
+			;
+		if (i == len)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Mounts over part of the domain (--tmpfs /vrift/x, -v dir:/vrift/x, a
+ * volume): the blob would answer for paths the mount replaced.  Cold, once
+ * per process: /proc/self/mountinfo streamed through a 1 KiB stack buffer
+ * with raw read(2) (no malloc, no stdio), the mount point (field 5, octal
+ * escapes such as \040 decoded) compared with every root.  1 when one lies
+ * on or below a root: the blob is rejected.  A mount point longer than
+ * PSFS_PATH_MAX is compared by its prefix.  No /proc (a bare chroot): 0,
+ * the other checks stand alone.  Mounts made after the process started are
+ * not seen (docs/shim-safety.md section 6).
+ */
+static int domain_has_mount(const struct psfs_view *v)
+{
+	char buf[1024], mp[PSFS_PATH_MAX];
+	uint32_t n = 0;
+	int field = 0, esc = 0, val = 0, found = 0;
+	long fd = RAW(SYS_openat, V_AT_FDCWD, "/proc/self/mountinfo", V_O_RDONLY | V_O_CLOEXEC, 0, 0, 0);
+	long r;
+	if (fd < 0)
+		return 0;
+	while (!found && (r = RAW(SYS_read, fd, buf, sizeof buf, 0, 0, 0)) > 0) {
+		for (long i = 0; i < r && !found; i++) {
+			char c = buf[i];
+			if (c == '\n') {
+				field = 0, n = 0, esc = 0;
+				continue;
+			}
+			if (field > 4)
+				continue;
+			if (c == ' ') {
+				if (field == 4)
+					found = mount_in_domain(v, mp, n);
+				field++;
+				continue;
+			}
+			if (field != 4)
+				continue;
+			if (esc) {                   /* "\ooo": three octal digits */
+				val = val * 8 + (c - '0');
+				if (++esc < 4)
+					continue;
+				c = (char)val;
+				esc = 0;
+			} else if (c == '\\') {
+				esc = 1, val = 0;
+				continue;
+			}
+			if (n < PSFS_PATH_MAX - 1)
+				mp[n++] = c;
+		}
+	}
+	RAW(SYS_close, fd, 0, 0, 0, 0, 0);
+	return found;
+}
+
 /* Map the blob and validate it; 0 on success.  Raw syscalls only: libc's
  * open/mmap could be interposed by something that stats. */
 static int load_blob(struct vrift_state *s, const char *file)
@@ -697,7 +1835,7 @@ static int load_blob(struct vrift_state *s, const char *file)
 	if ((unsigned long)m > -4096ul)
 		return -1;
 	if (psfs_view_init(&s->view, (const void *)m, size) != 0 ||
-	    ancestors_searchable(&s->view) != 0) {
+	    ancestors_searchable(&s->view) != 0 || domain_has_mount(&s->view)) {
 		RAW(SYS_munmap, m, size, 0, 0, 0, 0);
 		return -1;
 	}
@@ -770,7 +1908,7 @@ static int is_secure(void)
 __attribute__((constructor)) static void vrift_init(void)
 {
 	struct vrift_state *s = &g_state;
-	resolve_real(s);
+	resolve_real();
 	/* VRIFT_BLOB is ignored for set-uid/set-gid/capability programs. */
 	const char *file = is_secure() ? NULL : getenv("VRIFT_BLOB");
 	if (!file || !file[0])

@@ -15,6 +15,15 @@ import { BUILD, buildShim } from '../shim/helpers';
 const EXPORTS = [
   '__fxstat', '__fxstat64', '__fxstatat', '__fxstatat64', '__lxstat', '__lxstat64', '__xstat', '__xstat64',
   'fstat', 'fstat64', 'fstatat', 'fstatat64', 'lstat', 'lstat64', 'stat', 'stat64', 'statx', 'syscall',
+  // refused on domain paths with EROFS, existence probes, chroot (docs/shim-safety.md section 6)
+  'open', 'open64', 'openat', 'openat64', '__open_2', '__open64_2', '__openat_2', '__openat64_2',
+  'creat', 'creat64', 'fopen', 'fopen64', 'truncate', 'truncate64',
+  'unlink', 'unlinkat', 'remove', 'rmdir', 'rename', 'renameat', 'renameat2', 'mkdir', 'mkdirat',
+  'chmod', 'fchmodat', 'chown', 'lchown', 'fchownat', 'utime', 'utimes', 'utimensat', 'futimesat', 'lutimes',
+  'link', 'linkat', 'symlink', 'symlinkat', 'mknod', 'mknodat', '__xmknod', '__xmknodat', 'mkfifo', 'mkfifoat',
+  'setxattr', 'lsetxattr', 'removexattr', 'lremovexattr',
+  'mkstemp', 'mkstemp64', 'mkostemp', 'mkostemp64', 'mkstemps', 'mkstemps64', 'mkostemps', 'mkostemps64', 'mkdtemp',
+  'chroot', 'access', 'faccessat', 'euidaccess', 'eaccess',
 ].sort();
 
 interface DynSym {
@@ -78,7 +87,7 @@ describe.each(VARIANTS)('$name', ({ name, objdump, base }) => {
     console.log(`${name}: objdump -T imports: ${syms.filter((s) => s.undefined).map((s) => `${s.name}${s.version ? `@${s.version}` : ''}`).join(' ')}`);
   });
 
-  test('exports exactly the 17 stat names and syscall', () => {
+  test('exports exactly the 17 stat names, syscall and the immutability/probe entry points', () => {
     expect(syms.filter((s) => !s.undefined).map((s) => s.name).sort()).toEqual(EXPORTS);
   });
 

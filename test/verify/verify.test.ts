@@ -108,10 +108,22 @@ test('--root after changes to the tree: each one reported, exit 3', () => {
   expect(rep.mismatches.filter((m) => ['st_ino', 'st_dev', 'st_atime', 'st_ctime'].includes(m.field))).toEqual([]);
 });
 
-test('a derived image whose RUN step wrote into /vrift: verify names the path (exit 3); the shim passes everything through there', () => {
-  const ctx = path.join(fx.work, 'drift');
+test('a derived image whose RUN step writes into /vrift under the shim: the build stops at that step with EROFS', () => {
+  const ctx = path.join(fx.work, 'refused');
   mkdirSync(ctx);
   writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${fx.tag}\nRUN echo x > /vrift/app/pkg/new.txt\n`);
+  expect(() => classicBuild(`${DRIFT_TAG}-refused`, ctx)).toThrow(/\/vrift\/app\/pkg\/new\.txt: Read-only file system/);
+  // Control: the same write outside /vrift succeeds in the same image (the refusal is the shim's, not the engine's).
+  writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${fx.tag}\nRUN echo x > /tmp/new.txt && mkdir /vrift-not-domain\n`);
+  classicBuild(`${DRIFT_TAG}-refused`, ctx);
+  spawnSync('docker', ['rmi', '-f', `${DRIFT_TAG}-refused`], { stdio: 'ignore' });
+});
+
+test('a derived image whose RUN step wrote into /vrift with LD_PRELOAD= : verify names the path (exit 3); the shim passes everything through there', () => {
+  const ctx = path.join(fx.work, 'drift');
+  mkdirSync(ctx);
+  // The documented way to write into /vrift in a derived image: the shim off for that command.
+  writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${fx.tag}\nRUN LD_PRELOAD= sh -c 'echo x > /vrift/app/pkg/new.txt'\n`);
   classicBuild(DRIFT_TAG, ctx);
   const r = run([], ['node', '/opt/vrift/bin/vrift.js', 'verify'], DRIFT_TAG);
   expect(r.status).toBe(3);
