@@ -1,14 +1,14 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { once } from 'node:events';
 import { createGzip, constants as zc } from 'node:zlib';
-import * as tar from 'tar-stream';
 import { VriftError } from '../errors';
 import { showPath } from '../cas/hash';
-import { MEDIA_TYPE_LAYER_GZIP, type LayerEntry, type LayerFile, type FileEntry } from './types';
+import { MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD, type LayerEntry, type LayerFile, type FileEntry } from './types';
+import { createZstdCompressor } from './compress';
 
 /** gzip level used for every layer (fixed: the compressed bytes, hence the digest, depend on it). */
 export const GZIP_LEVEL = 6;
@@ -19,10 +19,10 @@ const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
 /** Largest value of a 12-byte octal ustar size field (11 digits). */
 const USTAR_MAX_SIZE = 0o77777777777;
-/** Largest value of an 8-byte octal ustar uid/gid field (7 digits). */
-const USTAR_MAX_ID = 0o7777777;
-/** tar-stream encodes mtime with `| 0`: anything outside int32 (or negative) must go through PAX. */
-const TARSTREAM_MAX_MTIME = 0x7fffffff;
+/** Largest uid/gid the 6 octal digits written into the 8-byte ustar field hold. */
+const USTAR_MAX_ID = 0o777777;
+/** mtimes outside 0..2^31-1 go through PAX (the header field's range as tar-stream wrote it). */
+const USTAR_MAX_MTIME = 0x7fffffff;
 
 /** Streams bytes through unchanged while hashing them. */
 class HashTap extends Transform {
@@ -78,15 +78,46 @@ function octal(buf: Buffer, off: number, width: number, value: number): void {
 }
 
 /**
- * Emit a PAX extended header (typeflag 'x') whose records apply to the next
- * entry. tar-stream cannot do this for us: its headers take JS strings,
- * encoded as UTF-8, so a name that is not valid UTF-8 cannot pass through it,
- * and its own PAX entries cannot carry a body we choose. We push the 512-byte
- * ustar header, the records and the padding straight into the pack stream
- * (a streamx Readable) between two entries, when no entry is open. The
- * header's fields are fixed (name "PaxHeader", mode 0644, root, mtime 0).
+ * Where tar bytes go: small pieces (headers, padding) are gathered into
+ * writes of at least BATCH bytes, file data is written as read; every write
+ * waits for 'drain' when the compressor is behind, so at most a few
+ * high-water marks of tar bytes are ever in memory, whatever the entry count.
  */
-function pushPaxHeader(pack: tar.Pack, records: Buffer): void {
+class TarOut {
+  private parts: Buffer[] = [];
+  private n = 0;
+  private static readonly BATCH = 64 * 1024;
+
+  constructor(private readonly dest: Writable, private readonly aborted: Promise<never>) {}
+
+  /** Queue small bytes (flushed once BATCH bytes are queued, or before data). */
+  async put(b: Buffer): Promise<void> {
+    this.parts.push(b);
+    this.n += b.length;
+    if (this.n >= TarOut.BATCH) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.n === 0) return;
+    const b = this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.n);
+    this.parts = [];
+    this.n = 0;
+    await this.write(b);
+  }
+
+  /** Write bytes now (after what is queued), waiting for 'drain' when the stream is full. */
+  async write(b: Buffer): Promise<void> {
+    if (this.n) await this.flush();
+    if (!this.dest.write(b)) await Promise.race([once(this.dest, 'drain'), this.aborted]);
+  }
+}
+
+/**
+ * A PAX extended header (typeflag 'x') whose records apply to the next
+ * entry: the 512-byte ustar header, the records and the padding. Its fields
+ * are fixed (name "PaxHeader", mode 0644, root, mtime 0).
+ */
+function paxHeader(records: Buffer): Buffer {
   const h = Buffer.alloc(512);
   h.write('PaxHeader', 0, 'latin1');
   octal(h, 100, 8, 0o644);
@@ -103,7 +134,7 @@ function pushPaxHeader(pack: tar.Pack, records: Buffer): void {
   for (const b of h) sum += b;
   h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
   const pad = (512 - (records.length % 512)) % 512;
-  pack.push(Buffer.concat([h, records, Buffer.alloc(pad)]));
+  return Buffer.concat([h, records, Buffer.alloc(pad)]);
 }
 
 /** A deterministic ASCII stand-in for the ustar name field when PAX carries the real one. */
@@ -126,21 +157,98 @@ function memberName(p: Buffer, isDir: boolean): Buffer {
   return isDir ? Buffer.concat([rel, Buffer.from('/')]) : rel;
 }
 
-type Hdr = Parameters<tar.Pack['entry']>[0];
+/** Fields of one ustar header; names are printable ASCII that fit (PAX carries anything else). */
+interface UstarFields {
+  name: string;
+  typeflag: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  linkname?: string;
+  uname: string;
+  gname: string;
+}
 
-const typeName = { directory: 'directory', file: 'file', hardlink: 'link', symlink: 'symlink' } as const;
-const typeBits = { directory: S_IFDIR, file: S_IFREG, hardlink: S_IFREG, symlink: S_IFLNK } as const;
+/** `width - 1` octal digits and a space; all sevens when the value does not fit. */
+function oct(value: number, digits: number): string {
+  const s = value.toString(8);
+  return s.length > digits ? '7'.repeat(digits) + ' ' : s.padStart(digits, '0') + ' ';
+}
 
 /**
- * Write `entries` to one tar-stream pack, in the given order, with every
- * header field explicit (mode, uid, gid, uname, gname, mtime; tar-stream's
- * defaults, e.g. mtime = now, never apply). PAX records are added by us when
- * a name or link name does not fit ustar or is not printable ASCII (plus
- * `hdrcharset=BINARY` when it is not valid UTF-8), when the size exceeds the
- * octal field, when uid/gid/mtime do not fit, or when mtime has nanoseconds.
+ * A 512-byte ustar header, byte for byte as tar-stream 3 encoded it before
+ * vrift wrote its own (layers keep their digests): the name split into
+ * prefix/name at the first "/" that makes it fit, numeric fields as 6 or 11
+ * octal digits plus a space (size in base-256 when it needs more than 11
+ * digits), magic "ustar\0" version "00", checksum as 6 digits plus a space
+ * followed by a NUL.
  */
-async function packEntries(pack: tar.Pack, entries: LayerEntry[], aborted: Promise<never>): Promise<void> {
-  const written = new Set<string>();
+function ustarHeader(f: UstarFields): Buffer {
+  const buf = Buffer.alloc(512);
+  let name = f.name;
+  let prefix = '';
+  while (name.length > 100) {
+    const i = name.indexOf('/');
+    prefix += prefix ? '/' + name.slice(0, i) : name.slice(0, i);
+    name = name.slice(i + 1);
+  }
+  buf.write(name, 0, 'latin1');
+  buf.write(oct(f.mode & 0o7777, 6), 100, 'latin1');
+  buf.write(oct(f.uid, 6), 108, 'latin1');
+  buf.write(oct(f.gid, 6), 116, 'latin1');
+  if (f.size.toString(8).length > 11) {
+    buf[124] = 0x80;
+    let n = f.size;
+    for (let i = 11; i > 0; i--) {
+      buf[124 + i] = n & 0xff;
+      n = Math.floor(n / 0x100);
+    }
+  } else {
+    buf.write(oct(f.size, 11), 124, 'latin1');
+  }
+  buf.write(oct(f.mtime, 11), 136, 'latin1');
+  buf[156] = 0x30 + f.typeflag;
+  if (f.linkname) buf.write(f.linkname, 157, 'latin1');
+  buf.write('ustar\x0000', 257, 'latin1');
+  if (f.uname) buf.write(f.uname, 265, 'latin1');
+  if (f.gname) buf.write(f.gname, 297, 'latin1');
+  buf.write(oct(0, 6), 329, 'latin1');
+  buf.write(oct(0, 6), 337, 'latin1');
+  if (prefix) buf.write(prefix, 345, 'latin1');
+  let sum = 8 * 0x20;
+  for (let i = 0; i < 148; i++) sum += buf[i];
+  for (let i = 156; i < 512; i++) sum += buf[i];
+  buf.write(oct(sum, 6), 148, 'latin1');
+  return buf;
+}
+
+const typeFlag = { directory: 5, file: 0, hardlink: 1, symlink: 2 } as const;
+const typeBits = { directory: S_IFDIR, file: S_IFREG, hardlink: S_IFREG, symlink: S_IFLNK } as const;
+const ZERO_BLOCK = Buffer.alloc(512);
+
+/**
+ * Write `entries` as tar bytes to `out`, in the given order, with every
+ * header field explicit (mode, uid, gid, uname, gname, mtime). PAX records
+ * are added when a name or link name does not fit ustar or is not printable
+ * ASCII (plus `hdrcharset=BINARY` when it is not valid UTF-8), when the size
+ * exceeds the octal field, when uid/gid/mtime do not fit, or when mtime has
+ * nanoseconds. Ends with the two zero blocks.
+ */
+async function packEntries(out: TarOut, entries: LayerEntry[], aborted: Promise<never>): Promise<void> {
+  // Hardlink targets are regular files written earlier. Planned hardlinks
+  // share their target's path Buffer, so an identity set answers without a
+  // string per file; a target given as another Buffer with the same bytes
+  // falls back to a set of the paths' bytes, built on first need.
+  const files: Buffer[] = [];
+  const same = new Set<Buffer>();
+  let byBytes: Set<string> | undefined;
+  const written = (p: Buffer): boolean => {
+    if (same.has(p)) return true;
+    byBytes ??= new Set(files.map((f) => f.toString('latin1')));
+    return byBytes.has(p.toString('latin1'));
+  };
   for (const e of entries) {
     if ((e.mode & S_IFMT) !== typeBits[e.type]) {
       throw new VriftError(`writing layer: entry ${showPath(e.path)}: st_mode 0${e.mode.toString(8)} does not match type ${e.type}`);
@@ -148,10 +256,14 @@ async function packEntries(pack: tar.Pack, entries: LayerEntry[], aborted: Promi
     const isDir = e.type === 'directory';
     const name = memberName(e.path, isDir);
     const link = e.type === 'hardlink' ? memberName(e.linkTo, false) : e.type === 'symlink' ? e.target : undefined;
-    if (e.type === 'hardlink' && !written.has(e.linkTo.toString('latin1'))) {
+    if (e.type === 'hardlink' && !written(e.linkTo)) {
       throw new VriftError(`writing layer: hardlink ${showPath(e.path)} precedes its target ${showPath(e.linkTo)}`);
     }
-    written.add(e.path.toString('latin1'));
+    if (e.type === 'file') {
+      files.push(e.path);
+      same.add(e.path);
+      byBytes?.add(e.path.toString('latin1'));
+    }
     const size = e.type === 'file' ? e.size : 0n;
     const sec = Number(e.mtime.sec);
 
@@ -170,7 +282,7 @@ async function packEntries(pack: tar.Pack, entries: LayerEntry[], aborted: Promi
     if (size > BigInt(USTAR_MAX_SIZE)) pax.push(paxRecord('size', Buffer.from(String(size))));
     if (e.uid > USTAR_MAX_ID) pax.push(paxRecord('uid', Buffer.from(String(e.uid))));
     if (e.gid > USTAR_MAX_ID) pax.push(paxRecord('gid', Buffer.from(String(e.gid))));
-    const mtimeFits = sec >= 0 && sec <= TARSTREAM_MAX_MTIME;
+    const mtimeFits = sec >= 0 && sec <= USTAR_MAX_MTIME;
     if (!Number.isInteger(e.mtime.nsec) || e.mtime.nsec < 0 || e.mtime.nsec > 999_999_999) {
       throw new VriftError(`writing layer: entry ${showPath(e.path)}: mtime nsec ${e.mtime.nsec} is not in 0..999999999`);
     }
@@ -180,54 +292,41 @@ async function packEntries(pack: tar.Pack, entries: LayerEntry[], aborted: Promi
       pax.push(paxRecord('mtime', Buffer.from(String(e.mtime.sec) + frac)));
     }
 
-    const uname = e.uid === 0 ? 'root' : '';
-    const gname = e.gid === 0 ? 'root' : '';
-    if (pax.length) pushPaxHeader(pack, Buffer.concat(pax));
-    const header: Hdr = {
+    if (pax.length) await out.put(paxHeader(Buffer.concat(pax)));
+    await out.put(ustarHeader({
       name: hdrName,
-      type: typeName[e.type],
-      // Full st_mode: never 0, so tar-stream never substitutes its default (it masks to 07777).
+      typeflag: typeFlag[e.type],
       mode: e.mode,
       uid: e.uid > USTAR_MAX_ID ? 0 : e.uid,
       gid: e.gid > USTAR_MAX_ID ? 0 : e.gid,
-      uname,
-      gname,
-      mtime: new Date((mtimeFits ? sec : 0) * 1000),
+      uname: e.uid === 0 ? 'root' : '',
+      gname: e.gid === 0 ? 'root' : '',
+      mtime: mtimeFits ? sec : 0,
       size: Number(size),
-      devmajor: 0,
-      devminor: 0,
-    };
-    if (hdrLink !== undefined) header.linkname = hdrLink;
-    if (e.type === 'file') await addFile(pack, header, e, aborted);
-    else await addEntry(pack, header);
+      linkname: hdrLink,
+    }));
+    if (e.type === 'file') {
+      await addFileData(out, e, aborted);
+      const pad = Number(e.size % 512n);
+      if (pad) await out.put(ZERO_BLOCK.subarray(0, 512 - pad));
+    }
   }
+  await out.put(Buffer.alloc(1024));
+  await out.flush();
 }
 
-function addEntry(pack: tar.Pack, header: Hdr, body?: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const cb = (err?: Error | null): void => (err ? reject(err) : resolve());
-    if (body) pack.entry(header, body, cb);
-    else pack.entry(header, cb);
-  });
-}
-
-async function addFile(pack: tar.Pack, header: Hdr, e: FileEntry, aborted: Promise<never>): Promise<void> {
+/** The bytes of a file entry (exactly e.size of them, re-hashed against e.sha256 when given). */
+async function addFileData(out: TarOut, e: FileEntry, aborted: Promise<never>): Promise<void> {
   if ('content' in e.source) {
     if (BigInt(e.source.content.length) !== e.size) {
       throw new VriftError(`writing layer: entry ${showPath(e.path)}: content is ${e.source.content.length} bytes, entry says ${e.size}`);
     }
-    return addEntry(pack, header, e.source.content);
+    if (e.size > 0n) await out.write(e.source.content);
+    return;
   }
   const src = e.source.file;
   const h = createHash('sha256');
   let n = 0n;
-  let sink!: ReturnType<tar.Pack['entry']>;
-  const done = new Promise<void>((res, rej) => {
-    sink = pack.entry(header, (err) => (err ? rej(err) : res()));
-  });
-  // On failure we destroy the sink and throw our own error; its echoes are expected.
-  done.catch(() => undefined);
-  sink.on('error', () => undefined);
   try {
     // Read buffers sized to the file (at most 1 MiB): a 1 MiB buffer per small file is garbage the GC must chase.
     const hwm = Math.max(1, Math.min(1 << 20, Number(e.size) + 1));
@@ -236,62 +335,67 @@ async function addFile(pack: tar.Pack, header: Hdr, e: FileEntry, aborted: Promi
       n += BigInt(b.length);
       if (n > e.size) break;
       h.update(b);
-      if (!sink.write(b)) await Promise.race([once(sink, 'drain'), aborted]);
+      await Promise.race([out.write(b), aborted]);
     }
   } catch (err) {
-    sink.destroy(err as Error);
+    if (err instanceof VriftError) throw err;
     throw new VriftError(`reading file ${showPath(src)} for the layer: ${(err as Error).message}`, { cause: err });
   }
   if (n !== e.size || (e.sha256 !== undefined && h.digest('hex') !== e.sha256)) {
-    const err = new VriftError(`reading file ${showPath(src)} for the layer: it changed since it was hashed; build again once the source is stable`);
-    sink.destroy(err);
-    throw err;
+    throw new VriftError(`reading file ${showPath(src)} for the layer: it changed since it was hashed; build again once the source is stable`);
   }
-  sink.end(undefined);
-  await Promise.race([done, aborted]);
 }
 
+/** Layer compression: gzip (node:zlib, default) or zstd (zstd-napi, when installed). */
+export type LayerCompression = 'gzip' | 'zstd';
+
 /**
- * Write a deterministic gzip-compressed tar layer.
+ * Write a deterministic compressed tar layer.
  *
  * Entries are written in the order given (planTree's order: directories
  * before their contents, hardlink targets before hardlinks); member names are
  * the paths without the leading "/". diffID (sha256 of the tar) and digest
- * (sha256 of the gzip stream) are computed in the same streaming pass that
- * writes the file. gzip: node:zlib level {@link GZIP_LEVEL}, header without
- * file name and with mtime 0. The output goes to a temp file next to
- * `outFile` and is renamed at the end; on any error the temp file is removed
- * and `outFile` is untouched.
+ * (sha256 of the compressed stream) are computed in the same streaming pass
+ * that writes the file; tar bytes are produced only as fast as the
+ * compressor takes them (memory stays bounded whatever the entry count).
+ * gzip: node:zlib level {@link GZIP_LEVEL}, header without file name and
+ * with mtime 0. zstd: see src/layer/compress.ts. The output goes to a temp
+ * file next to `outFile` and is renamed at the end; on any error the temp
+ * file is removed and `outFile` is untouched.
  *
  * @param entries layer entries; file contents are read from disk when written
- * @param outFile destination path of the .tar.gz
+ * @param outFile destination path of the layer file
  * @param opts.onTarBytes called with the number of uncompressed tar bytes as they are compressed (progress)
+ * @param opts.compression 'gzip' (default) or 'zstd'
  * @returns the LayerFile (path = absolute outFile)
  * @throws VriftError on a malformed entry (relative path, ".." component, mode
  *   not matching the type, hardlink before its target), on a source that
- *   changed since it was hashed, or on I/O failure
+ *   changed since it was hashed, when zstd is asked for but not installed,
+ *   or on I/O failure
  */
-export async function writeLayer(entries: LayerEntry[], outFile: string, opts: { onTarBytes?: (n: number) => void } = {}): Promise<LayerFile> {
+export async function writeLayer(
+  entries: LayerEntry[],
+  outFile: string,
+  opts: { onTarBytes?: (n: number) => void; compression?: LayerCompression } = {},
+): Promise<LayerFile> {
   const out = path.resolve(outFile);
+  const compression = opts.compression ?? 'gzip';
+  const compressor = compression === 'zstd' ? createZstdCompressor() : createGzip({ level: GZIP_LEVEL, strategy: zc.Z_DEFAULT_STRATEGY });
   const tmp = path.join(path.dirname(out), `.${path.basename(out)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const pack = tar.pack();
   const tarTap = new HashTap();
   tarTap.onChunk = opts.onTarBytes;
-  const gzTap = new HashTap();
-  const gzip = createGzip({ level: GZIP_LEVEL, strategy: zc.Z_DEFAULT_STRATEGY });
+  const zTap = new HashTap();
   const sink = createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
   let piped: Promise<void> = Promise.resolve();
   try {
-    // tar-stream's pack is a streamx Readable: pipe it into node's pipeline by hand.
-    pack.on('error', (err: Error) => tarTap.destroy(err));
-    pack.pipe(tarTap);
-    piped = pipeline(tarTap, gzip, gzTap, sink);
-    // Feed entries while the pipeline drains; if the pipeline fails first, stop feeding.
+    piped = pipeline(tarTap, compressor, zTap, sink);
     // When the output side fails, stop feeding (a pending 'drain' would never come).
     const aborted = piped.then(() => new Promise<never>(() => undefined));
     aborted.catch(() => undefined);
-    const feeding = packEntries(pack, entries, aborted).then(() => pack.finalize());
-    feeding.catch((err: Error) => pack.destroy(err));
+    const feeding = packEntries(new TarOut(tarTap, aborted), entries, aborted).then(() => {
+      tarTap.end();
+    });
+    feeding.catch((err: Error) => tarTap.destroy(err));
     await Promise.all([piped, feeding]);
     const fh = await fsp.open(tmp, 'r');
     try {
@@ -314,10 +418,10 @@ export async function writeLayer(entries: LayerEntry[], outFile: string, opts: {
   }
   return {
     path: out,
-    mediaType: MEDIA_TYPE_LAYER_GZIP,
-    digest: `sha256:${gzTap.hash.digest('hex')}`,
+    mediaType: compression === 'zstd' ? MEDIA_TYPE_LAYER_ZSTD : MEDIA_TYPE_LAYER_GZIP,
+    digest: `sha256:${zTap.hash.digest('hex')}`,
     diffID: `sha256:${tarTap.hash.digest('hex')}`,
-    size: gzTap.bytes,
+    size: zTap.bytes,
   };
 }
 

@@ -14,13 +14,15 @@ export type { BlobEntry, Timespec };
 
 /** OCI media type of a gzip-compressed tar layer. */
 export const MEDIA_TYPE_LAYER_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip' as const;
+/** OCI media type of a zstd-compressed tar layer (image-spec layer.md, v1.1). */
+export const MEDIA_TYPE_LAYER_ZSTD = 'application/vnd.oci.image.layer.v1.tar+zstd' as const;
 
 /** A finished, compressed layer on disk. */
 export interface LayerFile {
-  /** Absolute path of the gzip file (the caller owns it: move or delete it). */
+  /** Absolute path of the compressed file (the caller owns it: move or delete it). */
   path: string;
-  mediaType: typeof MEDIA_TYPE_LAYER_GZIP;
-  /** "sha256:<64 hex>" of the compressed (gzip) bytes: the manifest descriptor digest. */
+  mediaType: typeof MEDIA_TYPE_LAYER_GZIP | typeof MEDIA_TYPE_LAYER_ZSTD;
+  /** "sha256:<64 hex>" of the compressed (gzip or zstd) bytes: the manifest descriptor digest. */
   digest: string;
   /** "sha256:<64 hex>" of the uncompressed tar: the config's rootfs.diff_ids entry. */
   diffID: string;

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { promises as fsp, type BigIntStats } from 'node:fs';
 import * as path from 'node:path';
 import { VriftError } from '../errors';
-import { DigestCache } from '../cas/cache';
+import { DigestCache, type FileKey } from '../cas/cache';
 import { showPath } from '../cas/hash';
 import { casObjectPath, CAS_DIR } from '../cas/path';
 import { PATH_MAX } from '../blob/format';
@@ -37,14 +37,30 @@ export function parseSourceDateEpoch(value: string | undefined): number | undefi
   return Number(value);
 }
 
+/**
+ * One walked path, kept compact (tens of bytes plus the path, not a
+ * BigIntStats of ~20 BigInts): the host path is not stored but rebuilt from
+ * the destination (hostOf), the lstat values kept are only those the plan
+ * uses, and the digest-cache key lives only until the file is hashed.
+ */
 interface Item {
   dest: Buffer;
-  host: Buffer;
-  st: BigIntStats;
-  kind: 'dir' | 'file' | 'symlink';
+  /** Index of the --add this path comes from. */
+  add: number;
+  kind: Kind;
+  /** st_mode & 07777. */
+  perm: number;
+  /** mtime in whole seconds, floored and clamped (clampMtime). */
+  sec: bigint;
+  /** st_size (files). */
+  size: bigint;
   target?: Buffer;
   sha256?: string;
+  /** Digest-cache key (files, until hashed). */
+  key?: FileKey;
 }
+
+type Kind = 'dir' | 'file' | 'symlink';
 
 const join = (a: Buffer, name: Buffer): Buffer => Buffer.concat([a, Buffer.from('/'), name]);
 const key = (b: Buffer): string => b.toString('latin1');
@@ -253,10 +269,15 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
 
   // Walk.
   const items: Item[] = [];
+  const hostOf = (it: Item): Buffer => Buffer.concat([srcRoots[it.add], it.dest.subarray(dests[it.add].length)]);
+  const item = (dest: Buffer, add: number, kind: Kind, st: BigIntStats, target?: Buffer): Item => ({
+    dest, add, kind, perm: Number(st.mode) & 0o7777, sec: clampMtime(st, epoch), size: kind === 'file' ? st.size : 0n, target,
+    key: kind === 'file' ? { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino } : undefined,
+  });
   for (let i = 0; i < adds.length; i++) {
     const srcRoot = srcRoots[i];
     const rootSt = await fsp.lstat(srcRoot, { bigint: true });
-    items.push({ dest: dests[i], host: srcRoot, st: rootSt, kind: 'dir' });
+    items.push(item(dests[i], i, 'dir', rootSt));
     const stack: { host: Buffer; dest: Buffer; rel: Buffer[] }[] = [{ host: srcRoot, dest: dests[i], rel: [] }];
     while (stack.length) {
       const dir = stack.pop()!;
@@ -277,17 +298,17 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
       for (let k = 0; k < names.length; k++) {
         const n = names[k];
         const st = stats[k];
-        const host = join(dir.host, n);
         const dest = join(dir.dest, n);
         if (dest.length >= PATH_MAX) {
-          throw new VriftError(`planning ${showPath(dest)} (from ${showPath(host)}): the path is ${dest.length} bytes, longer than PATH_MAX; shorten it or choose a shorter destination`);
+          throw new VriftError(`planning ${showPath(dest)} (from ${showPath(join(dir.host, n))}): the path is ${dest.length} bytes, longer than PATH_MAX; shorten it or choose a shorter destination`);
         }
         if (st.isDirectory()) {
-          items.push({ dest, host, st, kind: 'dir' });
-          stack.push({ host, dest, rel: [...dir.rel, n] });
+          items.push(item(dest, i, 'dir', st));
+          stack.push({ host: join(dir.host, n), dest, rel: [...dir.rel, n] });
         } else if (st.isFile()) {
-          items.push({ dest, host, st, kind: 'file' });
+          items.push(item(dest, i, 'file', st));
         } else if (st.isSymbolicLink()) {
+          const host = join(dir.host, n);
           const target = await fsp.readlink(host, { encoding: 'buffer' });
           const esc = await symlinkEscapes(srcRoot, dir.rel, target);
           if (esc) {
@@ -296,10 +317,10 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
               `checking symlink ${showPath(host)} -> ${showPath(target)}: it has ${how}; make it a relative link to a path inside ${showPath(srcRoot)}, or replace it with what it points to`,
             );
           }
-          items.push({ dest, host, st, kind: 'symlink', target });
+          items.push(item(dest, i, 'symlink', st, target));
         } else {
           throw new VriftError(
-            `checking ${showPath(host)}: it is ${typeName(st)}; a vrift tree holds only regular files, directories and symlinks: remove it from the source (or add a directory without it)`,
+            `checking ${showPath(join(dir.host, n))}: it is ${typeName(st)}; a vrift tree holds only regular files, directories and symlinks: remove it from the source (or add a directory without it)`,
           );
         }
       }
@@ -309,24 +330,27 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
   // Hash (through the digest cache).
   const cache = await DigestCache.open(opts.cacheDir);
   const files = items.filter((it) => it.kind === 'file');
-  const hashing = opts.progress?.phase('hashing', Number(files.reduce((s, f) => s + f.st.size, 0n)));
+  const hashing = opts.progress?.phase('hashing', Number(files.reduce((s, f) => s + f.size, 0n)));
   await mapLimit(files, HASH_CONCURRENCY, async (it) => {
-    it.sha256 = await cache.sha256(it.host, { size: it.st.size, mtimeNs: it.st.mtimeNs, ctimeNs: it.st.ctimeNs, ino: it.st.ino });
-    hashing?.add(Number(it.st.size)); // digest-cache hits count as done at once
+    it.sha256 = await cache.sha256(hostOf(it), it.key!);
+    it.key = undefined;
+    hashing?.add(Number(it.size)); // digest-cache hits count as done at once
   });
   hashing?.end();
 
-  const sec = (st: BigIntStats): Timespec => ({ sec: clampMtime(st, epoch), nsec: 0 });
   let newest: bigint | undefined;
-  for (const it of items) {
-    const s = clampMtime(it.st, epoch);
-    if (newest === undefined || s > newest) newest = s;
-  }
+  for (const it of items) if (newest === undefined || it.sec > newest) newest = it.sec;
   const treeTime: Timespec = { sec: newest ?? BigInt(epoch ?? 0), nsec: 0 };
   const owner = { uid, gid };
-  const entries = new Map<string, LayerEntry>();
+  // Entries: no path-keyed map of every entry (a second copy of each path);
+  // only the created directories are deduplicated, and a path planned twice
+  // is caught after sorting.
+  const entries: LayerEntry[] = [];
+  const created = new Set<string>();
   const addDir = (p: Buffer, mode: number, mtime: Timespec): void => {
-    if (!entries.has(key(p))) entries.set(key(p), { type: 'directory', path: p, mode: S_IFDIR | mode, ...owner, mtime } satisfies DirEntry);
+    if (created.has(key(p))) return;
+    created.add(key(p));
+    entries.push({ type: 'directory', path: p, mode: S_IFDIR | mode, ...owner, mtime } satisfies DirEntry);
   };
 
   // /vrift and the directories created above each destination.
@@ -340,27 +364,29 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
 
   // CAS objects: group tree files (in path order) by (sha256, permission bits).
   files.sort((a, b) => Buffer.compare(a.dest, b.dest));
-  const primaryPerm = new Map<string, number>();
-  const objects = new Map<string, CasObject & { mtime: Timespec }>();
+  type Obj = CasObject & { mtime: Timespec };
+  // sha256 -> objects with that content; the first is the primary permission's.
+  const byHash = new Map<string, Obj[]>();
+  const objectOf = (f: Item): Obj | undefined => byHash.get(f.sha256!)?.find((o) => o.perm === f.perm);
+  const objList: Obj[] = [];
   for (const f of files) {
-    const perm = Number(f.st.mode) & 0o7777;
-    const hex = f.sha256!;
-    if (!primaryPerm.has(hex)) primaryPerm.set(hex, perm);
-    const ok = `${hex}:${perm}`;
-    let obj = objects.get(ok);
+    let obj = objectOf(f);
     if (!obj) {
-      const objPath = casObjectPath(root, hex, primaryPerm.get(hex) === perm ? undefined : perm);
-      obj = { path: objPath, sha256: hex, size: f.st.size, perm, srcPath: f.host, links: 0, mtime: sec(f.st) };
-      objects.set(ok, obj);
+      const same = byHash.get(f.sha256!);
+      const objPath = casObjectPath(root, f.sha256!, same === undefined ? undefined : f.perm);
+      obj = { path: objPath, sha256: f.sha256!, size: f.size, perm: f.perm, srcPath: hostOf(f), links: 0, mtime: { sec: f.sec, nsec: 0 } };
+      if (same) same.push(obj);
+      else byHash.set(f.sha256!, [obj]);
+      objList.push(obj);
     }
     obj.links++;
   }
-  const objList = [...objects.values()].sort((a, b) => Buffer.compare(a.path, b.path));
+  objList.sort((a, b) => Buffer.compare(a.path, b.path));
   if (objList.length) {
     addDir(Buffer.concat([root, Buffer.from(`/${CAS_DIR}`)]), 0o755, treeTime);
     for (const o of objList) addDir(o.path.subarray(0, root.length + CAS_DIR.length + 4), 0o755, treeTime);
     for (const o of objList) {
-      entries.set(key(o.path), {
+      entries.push({
         type: 'file', path: o.path, mode: S_IFREG | o.perm, ...owner, mtime: o.mtime,
         size: o.size, source: { file: o.srcPath }, sha256: o.sha256, nlink: o.links + 1,
       } satisfies FileEntry);
@@ -368,17 +394,13 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
   }
 
   for (const it of items) {
-    if (entries.has(key(it.dest))) {
-      // Only a destination's own directory can collide with a created parent: impossible, dests are disjoint.
-      throw new VriftError(`planning ${showPath(it.dest)}: path planned twice (internal error)`);
-    }
     if (it.kind === 'dir') {
-      entries.set(key(it.dest), { type: 'directory', path: it.dest, mode: S_IFDIR | (Number(it.st.mode) & 0o7777), ...owner, mtime: sec(it.st) } satisfies DirEntry);
+      entries.push({ type: 'directory', path: it.dest, mode: S_IFDIR | it.perm, ...owner, mtime: { sec: it.sec, nsec: 0 } } satisfies DirEntry);
     } else if (it.kind === 'symlink') {
-      entries.set(key(it.dest), { type: 'symlink', path: it.dest, mode: S_IFLNK | 0o777, ...owner, mtime: sec(it.st), target: it.target! } satisfies SymlinkEntry);
+      entries.push({ type: 'symlink', path: it.dest, mode: S_IFLNK | 0o777, ...owner, mtime: { sec: it.sec, nsec: 0 }, target: it.target! } satisfies SymlinkEntry);
     } else {
-      const obj = objects.get(`${it.sha256}:${Number(it.st.mode) & 0o7777}`)!;
-      entries.set(key(it.dest), {
+      const obj = objectOf(it)!;
+      entries.push({
         type: 'hardlink', path: it.dest, linkTo: obj.path, mode: S_IFREG | obj.perm, ...owner, mtime: obj.mtime,
         size: obj.size, sha256: obj.sha256, nlink: obj.links + 1,
       } satisfies HardlinkEntry);
@@ -387,11 +409,15 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
 
   const casDir = Buffer.concat([root, Buffer.from(`/${CAS_DIR}`)]);
   const rank = (p: Buffer): number => (p.equals(root) ? 0 : p.equals(casDir) || isUnder(p, casDir) ? 1 : 2);
-  const ordered = [...entries.values()].sort((a, b) => rank(a.path) - rank(b.path) || Buffer.compare(a.path, b.path));
+  const ordered = entries.sort((a, b) => rank(a.path) - rank(b.path) || Buffer.compare(a.path, b.path));
+  for (let i = 1; i < ordered.length; i++) {
+    // Only a destination's own directory could collide with a created parent: impossible, dests are disjoint.
+    if (ordered[i].path.equals(ordered[i - 1].path)) throw new VriftError(`planning ${showPath(ordered[i].path)}: path planned twice (internal error)`);
+  }
   ordered[0].mtime = { sec: treeTime.sec, nsec: treeFingerprint(ordered.slice(1)) };
 
   await cache.save();
-  const bytes = files.reduce((s, f) => s + f.st.size, 0n);
+  const bytes = files.reduce((s, f) => s + f.size, 0n);
   const objBytes = objList.reduce((s, o) => s + o.size, 0n);
   return {
     root,
