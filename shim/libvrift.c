@@ -281,7 +281,16 @@ static inline const struct vrift_state *state(void)
 static void fill_stat(const struct vrift_state *s, const struct psfs_entry *e,
 		      struct kstat *st)
 {
-	__builtin_memset(st, 0, sizeof *st);   /* padding as the kernel: 0 */
+	/* Padding words as the kernel: 0.  Stored one by one, not memset:
+	 * gcc makes a 144-byte memset a `rep stos`, ~12 ns of a ~50 ns hot
+	 * stat (npm run bench:shim). */
+#if defined(__x86_64__)
+	st->pad0 = 0;
+	st->unused[0] = st->unused[1] = st->unused[2] = 0;
+#else
+	st->pad1 = st->pad2 = 0;
+	st->unused4 = st->unused5 = 0;
+#endif
 	st->st_dev = s->dev_runtime ? s->dev : e->dev;
 	st->st_ino = e->ino;
 	st->st_nlink = e->nlink;
@@ -1757,20 +1766,29 @@ static int mount_in_domain(const struct psfs_view *v, const char *m, uint32_t n)
 /*
  * Mounts over part of the domain (--tmpfs /vrift/x, -v dir:/vrift/x, a
  * volume): the blob would answer for paths the mount replaced.  Cold, once
- * per process: /proc/self/mountinfo streamed through a 1 KiB stack buffer
- * with raw read(2) (no malloc, no stdio), the mount point (field 5, octal
- * escapes such as \040 decoded) compared with every root.  1 when one lies
- * on or below a root: the blob is rejected.  A mount point longer than
+ * per process: /proc/self/mountstats streamed through a 4 KiB stack buffer
+ * with raw read(2) (no malloc, no stdio).  Each mount's line is
+ * "device <dev> mounted on <dir> with fstype <type>..." (NFS adds indented
+ * statistics lines, skipped); <dir> is relative to the process's root, as
+ * in mountinfo, with octal escapes such as \040 decoded, and is compared
+ * with every root.  mountstats rather than mountinfo or mounts: the same
+ * mount points without each superblock's options (overlayfs lists every
+ * layer there), measured 19-23 us per read against 34-50 (mounts) and
+ * 33-57 (mountinfo) on the 2-core test VM.  1 when a mount point lies on or
+ * below a root: the blob is rejected.  A mount point longer than
  * PSFS_PATH_MAX is compared by its prefix.  No /proc (a bare chroot): 0,
  * the other checks stand alone.  Mounts made after the process started are
  * not seen (docs/shim-safety.md section 6).
  */
 static int domain_has_mount(const struct psfs_view *v)
 {
-	char buf[1024], mp[PSFS_PATH_MAX];
-	uint32_t n = 0;
+	static const char head[] = "device ";
+	/* 4 KiB: a container's ~20 mounts in one read (each read(2) of a
+	 * seq_file walks the mount list again) */
+	char buf[4096], mp[PSFS_PATH_MAX];
+	uint32_t n = 0, col = 0;      /* mount point length, column in the line */
 	int field = 0, esc = 0, val = 0, found = 0;
-	long fd = RAW(SYS_openat, V_AT_FDCWD, "/proc/self/mountinfo", V_O_RDONLY | V_O_CLOEXEC, 0, 0, 0);
+	long fd = RAW(SYS_openat, V_AT_FDCWD, "/proc/self/mountstats", V_O_RDONLY | V_O_CLOEXEC, 0, 0, 0);
 	long r;
 	if (fd < 0)
 		return 0;
@@ -1778,9 +1796,11 @@ static int domain_has_mount(const struct psfs_view *v)
 		for (long i = 0; i < r && !found; i++) {
 			char c = buf[i];
 			if (c == '\n') {
-				field = 0, n = 0, esc = 0;
+				field = 0, n = 0, esc = 0, col = 0;
 				continue;
 			}
+			if (col < sizeof head - 1 && c != head[col++])
+				field = 99;          /* not a "device ..." line */
 			if (field > 4)
 				continue;
 			if (c == ' ') {

@@ -73,7 +73,7 @@ static const char *ename(int e)
 	switch (e) {
 #define E(x) case x: return #x;
 	E(ENOENT) E(ENOTDIR) E(ENAMETOOLONG) E(ELOOP) E(EACCES) E(EFAULT)
-	E(EINVAL) E(EBADF) E(ENOSYS) E(EPERM) E(EOVERFLOW) E(ENOMEM)
+	E(EINVAL) E(EBADF) E(ENOSYS) E(EPERM) E(EOVERFLOW) E(ENOMEM) E(EROFS) E(ENXIO)
 #undef E
 	}
 	static char buf[32];
@@ -150,6 +150,27 @@ static void pstatx(const char *call, long rc, int err, const struct statx *x)
 		pstatx(call, rc, errno, &stx);                             \
 	} while (0)
 
+/* open: an fd is closed and shown as rc=0 (numbers differ run to run) */
+#define OPN(call, expr)                                                    \
+	do {                                                               \
+		errno = 0;                                                 \
+		long rc = (expr);                                          \
+		int e = errno;                                             \
+		if (rc >= 0) {                                             \
+			close((int)rc);                                    \
+			rc = 0;                                            \
+		}                                                          \
+		head(call, rc, e);                                         \
+		putchar('\n');                                            \
+	} while (0)
+#define ACC(call, expr)                                                    \
+	do {                                                               \
+		errno = 0;                                                 \
+		long rc = (expr);                                          \
+		head(call, rc, errno);                                     \
+		putchar('\n');                                            \
+	} while (0)
+
 #define NF AT_SYMLINK_NOFOLLOW
 #define XMASK (STATX_BASIC_STATS | STATX_BTIME)
 
@@ -204,7 +225,39 @@ static void probe(const char *p)
 	ST64("__fxstatat64", __fxstatat64(STAT_VER, AT_FDCWD, p, &st, 0));
 	ST64("__fxstatat64:NOFOLLOW", __fxstatat64(STAT_VER, AT_FDCWD, p, &st, NF));
 #endif
+	/* Existence probes the shim answers for missing domain paths (issue 7
+	 * item 6): read-only opens (O_NONBLOCK: the tree has a FIFO) and
+	 * access F_OK; R_OK/X_OK pass through.  W_OK differs on purpose
+	 * (EROFS on domain paths: test/shim/immutability.test.ts). */
+	OPN("open", open(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+	OPN("open:NOFOLLOW", open(p, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC));
+	OPN("open:DIRECTORY", open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	OPN("open:PATH", open(p, O_PATH | O_CLOEXEC));
+	OPN("open64", open64(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+	OPN("openat", openat(AT_FDCWD, p, O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+	OPN("openat:badfd", openat(-5, p, O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+	OPN("openat64", openat64(AT_FDCWD, p, O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+	ACC("access:F_OK", access(p, F_OK));
+	ACC("access:R_OK", access(p, R_OK));
+	ACC("access:X_OK", access(p, X_OK));
+	ACC("faccessat:F_OK", faccessat(AT_FDCWD, p, F_OK, 0));
+	ACC("faccessat:F_OK:NOFOLLOW", faccessat(AT_FDCWD, p, F_OK, AT_SYMLINK_NOFOLLOW));
+	ACC("faccessat:F_OK:EACCESS", faccessat(AT_FDCWD, p, F_OK, AT_EACCESS));
+	ACC("faccessat:F_OK:badflag", faccessat(AT_FDCWD, p, F_OK, 0x40000000));
+	ACC("faccessat:R_OK|X_OK", faccessat(AT_FDCWD, p, R_OK | X_OK, 0));
+	ACC("euidaccess:F_OK", euidaccess(p, F_OK));
+	ACC("eaccess:F_OK", eaccess(p, F_OK));
 raw:
+	OPN("syscall(openat)", syscall(SYS_openat, AT_FDCWD, p, O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+	ACC("syscall(faccessat):F_OK", syscall(SYS_faccessat, AT_FDCWD, p, F_OK));
+	ACC("syscall(faccessat2):F_OK", syscall(439, AT_FDCWD, p, F_OK, 0));
+	ACC("syscall(faccessat2):F_OK:NOFOLLOW", syscall(439, AT_FDCWD, p, F_OK, AT_SYMLINK_NOFOLLOW));
+#ifdef SYS_access
+	ACC("syscall(access):F_OK", syscall(SYS_access, p, F_OK));
+#endif
+#ifdef SYS_open
+	OPN("syscall(open)", syscall(SYS_open, p, O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+#endif
 	STX("syscall(statx)", syscall(SYS_statx, AT_FDCWD, p, 0, XMASK, &stx));
 	STX("syscall(statx):NOFOLLOW", syscall(SYS_statx, AT_FDCWD, p, NF, XMASK, &stx));
 	ST("syscall(newfstatat)", syscall(SYS_newfstatat, AT_FDCWD, p, &st, 0));

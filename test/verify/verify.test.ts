@@ -72,6 +72,26 @@ test('in a container with the shim active: every entry matches the kernel (exit 
   expect(forced.stderr).toMatch(/libvrift.so is loaded even with LD_PRELOAD emptied/);
 });
 
+test('a container with a mount on part of /vrift (--tmpfs, -v): the shim rejects the blob at start, every answer is the kernel\'s', () => {
+  // st_ino of a file the mount leaves alone, whether the mount hid a blob entry, whether a write is refused.
+  const js = "const fs=require('fs');let w;try{fs.writeFileSync('/vrift/app/pkg/new.txt','x');w='wrote'}catch(e){w=e.code}" +
+    "console.log(fs.lstatSync('/vrift/app/pkg/mod.py',{bigint:true}).ino.toString(16), fs.existsSync('/vrift/app/pkg/sub/__init__.py'), w)";
+  const both = ['sh', '-c', `node -e "${js}"; LD_PRELOAD= node -e "${js}"`];
+  // Control: no mount, the shim answers (synthetic st_ino) and refuses the write.
+  const [shim, kernel] = run([], both).stdout.trim().split('\n');
+  expect(shim).toMatch(/^5652\S* true EROFS$/);
+  expect(kernel).toMatch(/^(?!5652)\S+ true wrote$/);
+  const vol = path.join(fx.work, 'vol');
+  mkdirSync(vol, { recursive: true });
+  for (const args of [['--tmpfs', '/vrift/app/pkg/sub'], ['-v', `${vol}:/vrift/app/pkg/sub:ro`], ['--tmpfs', '/vrift/app/many']]) {
+    const out = run(args, both).stdout.trim().split('\n');
+    expect(out).toHaveLength(2);
+    expect(out[0]).not.toMatch(/^5652/);
+    expect(out[0].split(' ').slice(0, 2)).toEqual(out[1].split(' ').slice(0, 2));
+    if (args[1].endsWith('/sub')) expect(out[0]).toMatch(/ false wrote$/); // the entry the mount hid is not answered from the blob
+  }
+});
+
 test('--root on a rootfs unpacked by umoci: exit 0, table output', () => {
   const r = vrift(['verify', '--root', rootfs]);
   expect(r.stderr).toBe('');
