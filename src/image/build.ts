@@ -17,7 +17,8 @@ import type Docker from 'dockerode';
 import { VriftError } from '../errors';
 import type { BuildVriftLayerOptions, BuildVriftLayerResult, LayerFile, TreeAdd, TreeStats } from '../layer/types';
 import { SHIM_IMAGE_PATH } from '../layer/types';
-import { loadIntoDaemon, removeFromDaemon } from './daemon';
+import { ENGINE_ZSTD_MIN_MAJOR, engineReadsZstd, loadIntoDaemon, removeFromDaemon } from './daemon';
+import { zstdAvailable } from '../layer/compress';
 import { writeDockerArchive, type WrittenArchive } from './dockerArchiveWrite';
 import { writeOciLayoutDir } from './ociLayoutWrite';
 import type { Progress } from '../progress';
@@ -93,6 +94,12 @@ export interface BuildImageOptions {
   platform?: string;
   /** Registry client settings (insecure hosts, retries, chunked-upload threshold, credentials). */
   registry?: RegistryOptions;
+  /**
+   * Compression of the /vrift tree layer: 'gzip' (default) or 'zstd' (OCI
+   * media type application/vnd.oci.image.layer.v1.tar+zstd, needs zstd-napi).
+   * The shim layer stays gzip so that every image shares it.
+   */
+  compression?: 'gzip' | 'zstd';
 }
 
 /** One layer of the result, base first. Sizes in bytes. */
@@ -183,6 +190,18 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
   try {
     // Cheap checks first, the tree next (bad sources fail fast), the base export last.
     await checkSource(o.base, o.docker, sourceOpts);
+    if (o.compression === 'zstd') {
+      if (!zstdAvailable()) {
+        throw new VriftError('building with --compression zstd: the optional package zstd-napi is not installed (or did not build) here; run `npm install zstd-napi` in vrift\'s directory, or use --compression gzip');
+      }
+      if (o.load) {
+        const z = await engineReadsZstd(o.docker());
+        if (!z.ok) {
+          throw new VriftError(`loading into the engine with --compression zstd: Docker ${z.version} cannot read zstd-compressed layers (docker load reads them from Docker ${ENGINE_ZSTD_MIN_MAJOR}.0); use --compression gzip with --load, or write the zstd image with --output or --push only`);
+        }
+      }
+      if (o.output !== undefined && !ociDir) o.log(`note: ${o.output} has a zstd layer: docker load reads it from Docker ${ENGINE_ZSTD_MIN_MAJOR}.0, skopeo and umoci read it as an OCI layout tar`);
+    }
     o.log(`building /vrift tree layer from ${o.adds.map((a) => `${a.src} -> ${a.dest}`).join(', ')}`);
     const buildTree = (merge?: VriftBase['merge']) => o.builders.buildVriftLayer({
       adds: o.adds,
@@ -192,6 +211,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       tmpDir: work,
       merge,
       progress: o.progress,
+      compression: o.compression,
     });
     let tree = await buildTree();
     const s = tree.stats;

@@ -21,6 +21,28 @@ export function dockerClient(): Docker {
   return new Docker();
 }
 
+/** First Docker Engine release whose image load reads zstd-compressed layers (moby pkg/archive, 23.0). */
+export const ENGINE_ZSTD_MIN_MAJOR = 23;
+
+/**
+ * Whether the engine's `docker load` can read zstd-compressed layers.
+ * Measured here: Docker 20.10.24 refuses a docker-archive with a zstd layer
+ * ("archive/tar: invalid tar header"); moby decompresses zstd from 23.0.
+ * @returns ok and the engine's version string (e.g. "20.10.24+dfsg1")
+ * @throws VriftError when the engine cannot be reached
+ */
+export async function engineReadsZstd(docker: Docker): Promise<{ ok: boolean; version: string }> {
+  let v: { Version?: string };
+  try {
+    v = await docker.version();
+  } catch (err) {
+    throw engineError('asking the Docker engine for its version', err);
+  }
+  const version = v.Version ?? 'unknown';
+  const major = Number(/^(\d+)\./.exec(version)?.[1] ?? NaN);
+  return { ok: Number.isFinite(major) && major >= ENGINE_ZSTD_MIN_MAJOR, version };
+}
+
 /** Turn a dockerode failure into a VriftError with what to do. */
 export function engineError(doing: string, err: unknown): VriftError {
   const e = err as { statusCode?: number; code?: string; json?: { message?: string }; message?: string };

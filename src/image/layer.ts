@@ -5,9 +5,9 @@
  * lazily, once, by streaming; nothing is buffered whole.
  */
 import { createReadStream, promises as fsp } from 'node:fs';
-import type { Readable } from 'node:stream';
+import type { Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { VriftError } from '../errors';
+import { createZstdDecompressor } from '../layer/compress';
 import { hashStream } from './digest';
 import type { FileSource } from './files';
 import { MediaType, type Layer } from './types';
@@ -98,13 +98,15 @@ export function layerFromOpener(o: OpenerLayerOptions): Layer {
     const c = await compression();
     const src = await o.open();
     if (c === 'none') return src;
-    if (c === 'zstd') {
+    let dec: Transform;
+    try {
+      dec = c === 'zstd' ? createZstdDecompressor(o.what) : createGunzip();
+    } catch (err) {
       src.destroy();
-      throw new VriftError(`reading ${o.what}: zstd-compressed layers cannot be decompressed by this Node.js; use a gzip or uncompressed base`);
+      throw err;
     }
-    const gz = createGunzip();
-    src.on('error', (err) => gz.destroy(err));
-    return src.pipe(gz);
+    src.on('error', (err) => dec.destroy(err));
+    return src.pipe(dec);
   };
   const diffID = once(async () => {
     if (o.diffID) return o.diffID;

@@ -162,6 +162,12 @@ export interface BuildVriftLayerOptions extends PlanOptions {
    * already has one: the new blob then covers the union (src/tree/merge.ts).
    */
   merge?: import('../tree/merge').MergeBase;
+  /**
+   * Compression of the tree layer: 'gzip' (default, node:zlib) or 'zstd'
+   * (media type application/vnd.oci.image.layer.v1.tar+zstd; needs the
+   * optional package zstd-napi, src/layer/compress.ts).
+   */
+  compression?: 'gzip' | 'zstd';
 }
 
 export interface BuildVriftLayerResult {
@@ -198,7 +204,7 @@ export interface BuildVriftLayerResult {
  * src/tree/blobEntries.ts
  *   blobEntriesFromPlan(plan: TreePlan | LayerEntry[], root?: Buffer): { entries: BlobEntry[]; uncertain: Buffer[] }
  *   buildVriftLayer(opts: BuildVriftLayerOptions): Promise<BuildVriftLayerResult>
- *     layer file written under opts.tmpDir as vrift-layer-<digest hex>.tar.gz.
+ *     layer file written under opts.tmpDir as vrift-layer-<digest hex>.tar.gz (.tar.zst with compression 'zstd').
  *   buildShimLayer(shimPath: string, tmpDir?: string): Promise<LayerFile>
  *     usr/, usr/lib/, usr/lib/vrift/ (0755) and usr/lib/vrift/libvrift.so (0755), root:root, mtime 0.
  */

@@ -219,7 +219,7 @@ const usrDirs = (): LayerEntry[] =>
   }));
 
 async function renameToDigest(layer: LayerFile, dir: string, prefix: string): Promise<LayerFile> {
-  const final = path.join(dir, `${prefix}-${layer.digest.slice('sha256:'.length)}.tar.gz`);
+  const final = path.join(dir, `${prefix}-${layer.digest.slice('sha256:'.length)}.tar.${layer.mediaType.endsWith('+zstd') ? 'zst' : 'gz'}`);
   try {
     await fsp.rename(layer.path, final);
   } catch (err) {
@@ -267,7 +267,7 @@ export async function buildVriftLayer(opts: BuildVriftLayerOptions): Promise<Bui
   // Expected tar bytes: a 512-byte header per entry plus file data padded to 512 (PAX headers aside).
   const tarBytes = layerEntries.reduce((n, e) => n + 512 + (e.type === 'file' ? Math.ceil(Number(e.size) / 512) * 512 : 0), 1024);
   const compressing = opts.progress?.phase('compressing', tarBytes);
-  const layer = await writeLayer(layerEntries, path.join(dir, `vrift-layer-${process.pid}-${randomBytes(4).toString('hex')}.tar.gz`), { onTarBytes: compressing ? (n) => compressing.add(n) : undefined });
+  const layer = await writeLayer(layerEntries, path.join(dir, `vrift-layer-${process.pid}-${randomBytes(4).toString('hex')}.tar.gz`), { onTarBytes: compressing ? (n) => compressing.add(n) : undefined, compression: opts.compression });
   compressing?.end();
   return {
     layer: await renameToDigest(layer, dir, 'vrift-layer'),

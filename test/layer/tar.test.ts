@@ -187,3 +187,30 @@ test('golden: the tar bytes (diffID) of a fixed entry list do not drift', async 
   expect(l.diffID).toBe(GOLDEN_DIFF_ID);
 });
 const GOLDEN_DIFF_ID = 'sha256:397af82506ebdb0448a3021dd8ee8894aee8aea0314b4bebf927fb32e84f850b';
+
+test('zstd: the same tar as gzip (same diffID), digest over the zstd bytes, identical across runs', async () => {
+  const es = (): LayerEntry[] => [D('/a'), F('/a/f', 'x'.repeat(100000)), F(Buffer.from('/a/caf\xe9', 'latin1'), 'y'), { ...D('/a/d', 0o700), uid: 7, gid: 8 }];
+  const gz = await writeLayer(es(), path.join(dir, 'g.tgz'));
+  const z1 = await writeLayer(es(), path.join(dir, 'z1.tar.zst'), { compression: 'zstd' });
+  const z2 = await writeLayer(es(), path.join(dir, 'z2.tar.zst'), { compression: 'zstd' });
+  expect(z1.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+zstd');
+  expect(z1.diffID).toBe(gz.diffID);
+  const bytes = readFileSync(z1.path);
+  expect(bytes.readUInt32LE(0)).toBe(0xfd2fb528);
+  expect([z1.digest, z1.size]).toEqual([sha(bytes), bytes.length]);
+  expect(sha(execFileSync('zstd', ['-dc', z1.path], { maxBuffer: 64 << 20 }))).toBe(z1.diffID);
+  expect([z2.digest, z2.diffID]).toEqual([z1.digest, z1.diffID]);
+});
+
+test('zstd without zstd-napi: refused with what to install, nothing written', async () => {
+  await jest.isolateModulesAsync(async () => {
+    jest.doMock('zstd-napi', () => {
+      throw new Error('Cannot find module zstd-napi');
+    });
+    const { writeLayer: w } = await import('../../src/layer/tar');
+    await expect(w([D('/a')], path.join(dir, 'z.tar.zst'), { compression: 'zstd' })).rejects.toThrow(
+      'compressing a layer with zstd: zstd needs the optional package zstd-napi, which is not installed here; run `npm install zstd-napi` (it builds libzstd with node-gyp) or use --compression gzip',
+    );
+  });
+  expect(await fsp.readdir(dir)).toEqual([]);
+});

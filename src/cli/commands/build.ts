@@ -28,8 +28,9 @@ export function buildOptions(y: Argv) {
       json: { type: 'boolean', default: false, description: 'Print a JSON summary on stdout' },
       quiet: { type: 'boolean', default: false, description: 'No progress lines on stderr' },
       // registry (H9)
-      push: { type: 'boolean', default: false, description: 'Push the image to the registry named by --tag (host[:port]/repo:tag) as an OCI manifest with gzip layers' },
+      push: { type: 'boolean', default: false, description: 'Push the image to the registry named by --tag (host[:port]/repo:tag) as an OCI manifest (layers as stored: gzip, the tree layer zstd with --compression zstd)' },
       platform: { type: 'string', description: 'Platform to take from a multi-platform base, os/arch[/variant] (default: the host\'s, linux/amd64 here)' },
+      compression: { choices: ['gzip', 'zstd'] as const, default: 'gzip' as const, description: 'Compression of the /vrift tree layer: gzip, or zstd (OCI media type ...tar+zstd; needs the optional package zstd-napi; --load needs an engine that reads zstd layers, Docker >= 23)' },
       'insecure-registry': { type: 'string', array: true, description: 'Registry host[:port] to reach over plain HTTP (repeatable; loopback registries always are; also VRIFT_INSECURE_REGISTRIES)' },
     })
     .check((a) => {
@@ -155,6 +156,7 @@ export async function runBuild(a: BuildArgs, log: (line: string) => void, progre
     push: a.push,
     platform: a.platform,
     registry: registryOptionsFromEnv(a['insecure-registry'] as string[] | undefined),
+    compression: a.compression,
   });
 }
 
