@@ -3,13 +3,15 @@
  * psfs_core.c - freestanding PSFS blob reader (see psfs_core.h).
  *
  * Compiles both into libvrift.so and to wasm32 (-ffreestanding -nostdlib):
- * no libc, no allocation, no syscalls, no global state.  Everything it
- * reads from the blob body is bounds-checked, because only the header is
- * validated (O(1)) when the blob is mapped.
+ * no allocation, no syscalls, no global state, and no libc but strnlen
+ * outside wasm (path_len below).  Everything it reads from the blob body is
+ * bounds-checked, because only the header is validated (O(1)) when the
+ * blob is mapped.
  *
  * Byte loops are written by hand (no memcmp/memcpy) so the wasm build needs
- * no libc.  Each copy loop also scans for '/' so compilers do not turn it
- * back into a memcpy call.
+ * no libc; 8-byte loads are __builtin_memcpy of a constant size, which
+ * compilers turn into one load.  Each copy loop also scans for '/' so
+ * compilers do not turn it back into a memcpy call.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -38,39 +40,44 @@ static inline int bytes_eq(const uint8_t *a, const uint8_t *b, uint64_t n)
 }
 
 /* Same result as bytes_eq for buffers known to hold n bytes each (blob
- * key vs. a path whose length is already known): 8 bytes per step. */
+ * key vs. a path whose length is already known): 8 bytes per step, and
+ * the last 1..7 bytes as the (overlapping) last word. */
 static inline int keys_eq(const uint8_t *a, const uint8_t *b, uint32_t n)
 {
-	uint32_t i = 0;
-	for (; i + 8 <= n; i += 8) {
-		uint64_t x, y;
+	uint64_t x, y;
+	if (n < 8)
+		return bytes_eq(a, b, n);
+	for (uint32_t i = 0; i + 8 < n; i += 8) {
 		__builtin_memcpy(&x, a + i, 8);   /* an unaligned load, no call */
 		__builtin_memcpy(&y, b + i, 8);
 		if (x != y)
 			return 0;
 	}
-	return bytes_eq(a + i, b + i, n - i);
+	__builtin_memcpy(&x, a + n - 8, 8);
+	__builtin_memcpy(&y, b + n - 8, 8);
+	return x == y;
 }
 
-/* psfs_hash (psfs_format.h) split in two, so the hot path can hash the
- * path while it scans it: FNV-1a steps, then the fmix32 finalizer. */
-#define FNV_PRIME 16777619u
-static inline uint32_t fnv_init(uint32_t seed)
+/* psfs_hash (psfs_format.h) as a running state (struct psfs_hstate), so
+ * the hot path hashes a path while it scans it and can finalize the hash
+ * of any prefix it passed.  Byte i of the key goes into the partial word
+ * (shift/or: no multiply); the word is mixed once it holds 8 bytes. */
+static inline struct psfs_hstate h_init(uint32_t seed)
 {
-	return 2166136261u ^ seed;
+	return (struct psfs_hstate){seed ^ 0x243f6a88u, seed ^ 0x85a308d3u, 0};  /* as psfs_hash */
 }
-static inline uint32_t fnv_step(uint32_t h, uint8_t c)
+static inline void h_byte(struct psfs_hstate *s, uint32_t i, uint8_t c)
 {
-	return (h ^ c) * FNV_PRIME;
+	s->w |= (uint64_t)c << (8u * (i & 7u));
+	if ((i & 7u) == 7u) {
+		psfs_hash_word(&s->a, &s->b, s->w);
+		s->w = 0;
+	}
 }
-static inline uint32_t fmix32(uint32_t h)
+/* psfs_hash of the n bytes fed so far. */
+static inline uint32_t h_final(struct psfs_hstate s, uint32_t n)
 {
-	h ^= h >> 16;
-	h *= 0x85ebca6bu;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return h;
+	return psfs_hash_final(s.a, s.b, s.w, n);
 }
 
 static inline int is_dir(const struct psfs_entry *e)
@@ -229,18 +236,19 @@ int psfs_view_init(struct psfs_view *v, const void *base, uint64_t size)
 	v->inodes = inodes_len ? (const void *)(b + h->inodes_off) : NULL;
 	v->inode_count = h->inode_count;
 	for (uint32_t i = 0; i < h->root_count; i++) {
-		uint32_t f = fnv_init(h->hash_seed);
+		struct psfs_hstate st = h_init(h->hash_seed);
 		for (uint32_t j = 0; j < roots[i].path_len; j++)
-			f = fnv_step(f, strings[roots[i].path_off + j]);
-		v->root_fnv[i] = f;
+			h_byte(&st, j, strings[roots[i].path_off + j]);
+		v->root_h[i] = st;
 	}
 	return 0;
 }
 
 /* ---- lookup ------------------------------------------------------------- */
 
-/* Probe for key[0..len) whose psfs_hash is h. */
-static const struct psfs_entry *lookup_h(const struct psfs_view *v,
+/* Probe for key[0..len) whose psfs_hash is h.  Inlined: it is most of
+ * the hot path after the scan. */
+static inline __attribute__((always_inline)) const struct psfs_entry *lookup_h(const struct psfs_view *v,
 					 const uint8_t *key, uint32_t len, uint32_t h)
 {
 	uint32_t slot = h & v->bucket_mask;
@@ -308,16 +316,16 @@ struct walk {
 
 #define WALK_PASS (-1)
 
-/* Index of the root matching s[0..n) as a path prefix (followed by '/',
- * NUL or the end), or -1.  Cheap rejection of non-domain paths is what
- * keeps the cold path within noise of the kernel call. */
-static int match_root(const struct psfs_view *v, const uint8_t *s, uint64_t n)
+/* Index of the root matching s[0..n) as a path prefix (followed by '/'
+ * or the end), or -1.  Cheap rejection of non-domain paths is what keeps
+ * the cold path within noise of the kernel call. */
+static int match_root(const struct psfs_view *v, const uint8_t *s, uint32_t n)
 {
 	for (uint32_t i = 0; i < v->root_count; i++) {
 		uint32_t rl = v->roots[i].path_len;
-		if (rl > n || !bytes_eq(s, v->strings + v->roots[i].path_off, rl))
+		if (rl > n || !keys_eq(s, v->strings + v->roots[i].path_off, rl))
 			continue;
-		if (rl == n || s[rl] == '/' || s[rl] == 0)
+		if (rl == n || s[rl] == '/')
 			return (int)i;
 	}
 	return -1;
@@ -416,7 +424,7 @@ static int walk_follow(struct walk *w, const struct psfs_entry *link)
 	uint64_t i = 0;
 	if (t[0] == '/') {
 		/* Absolute: must name a path under a root, verbatim prefix. */
-		int r = match_root(v, t, tl);
+		int r = match_root(v, t, (uint32_t)tl);
 		if (r < 0)
 			return WALK_PASS;
 		walk_set_root(w, (uint32_t)r);
@@ -450,11 +458,11 @@ static enum psfs_outcome ancestor_says(const struct psfs_entry *a)
 static enum psfs_outcome missing(struct walk *w)
 {
 	const struct psfs_entry *a = NULL, *e;
-	uint32_t f = fnv_init(w->v->seed);
-	for (uint32_t i = 0; i < w->len; f = fnv_step(f, w->buf[i++])) {
+	struct psfs_hstate s = h_init(w->v->seed);
+	for (uint32_t i = 0; i < w->len; h_byte(&s, i, w->buf[i]), i++) {
 		if (i < w->root || w->buf[i] != '/')
 			continue;
-		if (!(e = lookup_h(w->v, w->buf, i, fmix32(f))))
+		if (!(e = lookup_h(w->v, w->buf, i, h_final(s, i))))
 			break;                 /* buf[0..i) absent: a is its parent */
 		a = e;
 		if (!is_dir(a))
@@ -466,52 +474,137 @@ static enum psfs_outcome missing(struct walk *w)
 
 /* Result of scanning a path that is already in normalized form. */
 struct clean {
-	uint32_t len;       /* bytes */
-	uint32_t h;         /* psfs_hash of p[0..len) */
-	uint32_t parent;    /* length of the parent prefix (last '/') */
-	uint32_t hparent;   /* psfs_hash of p[0..parent) */
+	uint32_t h;                  /* psfs_hash of p[0..n) */
+	uint32_t parent;             /* length of the parent prefix (last '/') */
+	struct psfs_hstate hparent;  /* hash state after p[0..parent): finalized
+				      * only on a miss (h_final) */
 };
 
-/* If p (starting with root r) is already normalized - no "//", no "." or
- * ".." component, no trailing "/", components <= NAME_MAX, < PATH_MAX -
- * it is its own key: fill *c (hashing while scanning, one pass) and
- * return 1.  Otherwise return 0 and let the slow path rebuild it. */
-static int scan_clean(const struct psfs_view *v, const uint8_t *p, int r,
-		      struct clean *c)
+/* Little-endian word p[0..8) (one unaligned load). */
+static inline uint64_t load8(const uint8_t *p)
 {
-	uint32_t rl = v->roots[r].path_len;
-	uint32_t h = v->root_fnv[r];   /* p[0..rl) is the root: hashed at init */
-	uint32_t i = rl, slash = rl, hslash = h;
-	for (;; i++) {
-		uint8_t ch = p[i];
-		if (ch == 0)
-			break;
-		if (i >= PSFS_PATH_MAX - 1)
+	uint64_t w;
+	__builtin_memcpy(&w, p, 8);
+	return w;
+}
+
+/* 0x80 in each byte of w equal to c (c * 0x0101..), 0 elsewhere: exact,
+ * no borrow between bytes. */
+static inline uint64_t bytes_eq_mask(uint64_t w, uint64_t c)
+{
+	const uint64_t lo7 = 0x7f7f7f7f7f7f7f7full;
+	uint64_t x = w ^ c;                            /* matching bytes -> 0 */
+	return ~(((x & lo7) + lo7) | x | lo7);
+}
+#define ALL_SLASH 0x2f2f2f2f2f2f2f2full
+#define ALL_ONE 0x0101010101010101ull
+
+/* The slash at p[j] (p is n bytes) is followed by "/" or "." : still a
+ * normal component (".bin", "..x") or not ("//", "/.", "/..")? */
+static inline int dot_ok(const uint8_t *p, uint32_t n, uint32_t j)
+{
+	if (p[j + 1] == '/')
+		return 0;                              /* "//" */
+	if (j + 2 == n || p[j + 2] == '/')
+		return 0;                              /* "." */
+	return !(p[j + 2] == '.' && (j + 3 == n || p[j + 3] == '/'));   /* ".." */
+}
+
+/* Every component of p[from..n) (split at '/') is at most NAME_MAX bytes.
+ * Only called for tails longer than NAME_MAX + 1 (rare). */
+static int names_fit(const uint8_t *p, uint32_t from, uint32_t n)
+{
+	uint32_t last = from;
+	for (uint32_t i = from; i < n; i++) {
+		if (p[i] == '/')
+			last = i;
+		else if (i - last > PSFS_NAME_MAX)
 			return 0;
-		if (ch == '/') {
-			/* p[i+1..] are read only while the previous byte was
-			 * not NUL: never past the end of the string. */
-			uint8_t d = p[i + 1];
-			if (d == '/' || d == 0)
-				return 0;                  /* "//" or trailing "/" */
-			if (d == '.' && (p[i + 2] == '/' || p[i + 2] == 0 ||
-					 (p[i + 2] == '.' && (p[i + 3] == '/' || p[i + 3] == 0))))
-				return 0;                  /* "." or ".." */
-			if (i - slash > PSFS_NAME_MAX + 1)
-				return 0;
-			slash = i;
-			hslash = h;
-		}
-		h = fnv_step(h, ch);
 	}
-	if (i - slash > PSFS_NAME_MAX + 1)
-		return 0;
-	c->len = i;
-	c->h = fmix32(h);
-	c->parent = slash;
-	c->hparent = fmix32(hslash);
 	return 1;
 }
+
+/* If p[0..n) (starting with root r) is already normalized - no "//", no
+ * "." or ".." component, no trailing "/", components <= NAME_MAX - it is
+ * its own key: fill *c and return 1.  Otherwise return 0 and let the slow
+ * path rebuild it.
+ * Word at a time, as psfs_hash reads the key: one load and one hash step
+ * per 8 bytes; '/' and '.' found by SWAR masks, so a usual component costs
+ * no branch of its own (a per-'/' loop cost ~12 ns on 80-byte paths).  Only
+ * a '/' followed by '/' or '.' (".bin", ".pnpm", or a non-normal spelling)
+ * is looked at byte by byte.  The root's words were hashed at init; the
+ * word holding its last bytes is reloaded from p (equal: match_root). */
+static int scan_clean(const struct psfs_view *v, const uint8_t *p, uint32_t n,
+		      int r, struct clean *c)
+{
+	uint32_t rl = v->roots[r].path_len;
+	uint32_t a = v->root_h[r].a, b = v->root_h[r].b;
+	uint64_t keep = ~0ull << (8u * (rl & 7u));      /* '/' inside the root: not ours */
+	uint64_t carry = 0;     /* 0x80: the previous word ended with '/' */
+	/* The last word holding a '/' (its '/' mask, lanes before it). */
+	uint32_t li = 0;
+	uint64_t lsl = 0, lw = 0;
+	uint32_t la = 0, lb = 0;
+	if (n > rl && p[n - 1] == '/')
+		return 0;                                /* trailing "/" */
+	if (n - rl > PSFS_NAME_MAX + 1 && !names_fit(p, rl, n))
+		return 0;                                /* kernel: ENAMETOOLONG */
+	for (uint32_t i = rl & ~7u;; i += 8) {
+		uint32_t k = n - i;                      /* bytes left (i <= n) */
+		uint64_t w = k >= 8 ? load8(p + i)
+			   : k == 0 ? 0
+			   : n >= 8 ? load8(p + n - 8) >> (64u - 8u * k)   /* last k bytes */
+			   : psfs_hash_load(p + i, k);
+		/* '.' is '/' with bit 0 clear: one mask finds both, bit 0
+		 * (moved to bit 7 by << 7) tells them apart. */
+		uint64_t sd = bytes_eq_mask(w | ALL_ONE, ALL_SLASH);
+		uint64_t sl = sd & (w << 7) & keep;
+		/* A '/' followed by '/' or '.': bit of byte t = the slash at
+		 * p[i + t - 1].  ".bin" is fine, "//", "/." and "/.." are not. */
+		for (uint64_t odd = ((sl << 8) | carry) & sd; odd; odd &= odd - 1)
+			if (!dot_ok(p, n, i + (uint32_t)__builtin_ctzll(odd) / 8u - 1u))
+				return 0;
+		if (sl) {
+			li = i, lsl = sl, lw = w, la = a, lb = b;
+		}
+		carry = sl >> 56;
+		keep = ~0ull;
+		if (k < 8) {
+			c->h = psfs_hash_final(a, b, w, n);
+			c->parent = rl;                  /* no '/' after the root */
+			if (lsl) {
+				/* parent = p[0..last): lanes before its word, bytes before it */
+				uint32_t t = (63u - (uint32_t)__builtin_clzll(lsl)) / 8u;
+				c->parent = li + t;
+				c->hparent = (struct psfs_hstate){la, lb, lw & ~(~0ull << (8u * t))};
+			}
+			return 1;
+		}
+		psfs_hash_word(&a, &b, w);
+	}
+}
+
+/* Length of the NUL-terminated path, or PSFS_PATH_MAX when it has no NUL in
+ * its first PSFS_PATH_MAX bytes (the kernel says ENAMETOOLONG).  Outside
+ * wasm this is libc's strnlen: the one libc call of the core, because a
+ * C loop must read byte by byte (never past the NUL) while libc's
+ * vectorized version is several times faster on the hot path; strnlen is
+ * async-signal-safe (POSIX.1-2008 TC2), takes no lock, touches no TLS. */
+#if defined(__wasm__)
+static inline uint32_t path_len(const uint8_t *p)
+{
+	uint32_t n = 0;
+	while (n < PSFS_PATH_MAX && p[n])
+		n++;
+	return n;
+}
+#else
+extern __SIZE_TYPE__ strnlen(const char *s, __SIZE_TYPE__ maxlen);
+static inline uint32_t path_len(const uint8_t *p)
+{
+	return (uint32_t)strnlen((const char *)p, PSFS_PATH_MAX);
+}
+#endif
 
 enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
 			       unsigned flags, char scratch[PSFS_PATH_MAX],
@@ -521,16 +614,19 @@ enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
 	/* Relative, NULL and "" are the kernel's business (cwd, EFAULT, ENOENT). */
 	if (!p || p[0] != '/')
 		return PSFS_PASS;
-	int r = match_root(v, p, PSFS_PATH_MAX);
+	uint32_t n = path_len(p);
+	if (n >= PSFS_PATH_MAX)
+		return PSFS_PASS;              /* kernel: ENAMETOOLONG */
+	int r = match_root(v, p, n);
 	if (r < 0)
 		return PSFS_PASS;              /* the common cold case: not ours */
 
 	struct walk w = {.v = v, .buf = (uint8_t *)scratch};
 	const struct psfs_entry *e;
-	struct clean c;
-	if (scan_clean(v, p, r, &c)) {
+	struct clean c = {.hparent = v->root_h[r]};   /* path == root: parent state */
+	if (scan_clean(v, p, n, r, &c)) {
 		/* Hot path: the usual spelling, looked up where it is. */
-		e = lookup_h(v, p, c.len, c.h);
+		e = lookup_h(v, p, n, c.h);
 		if (e && (e->flags & (PSFS_E_REACHABLE | PSFS_E_UNCERTAIN)) ==
 			      PSFS_E_REACHABLE && !is_lnk(e)) {
 			*out = e;
@@ -538,20 +634,20 @@ enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
 		}
 		if (!e) {
 			/* Usual ENOENT: the parent is present (hash known). */
-			const struct psfs_entry *a = lookup_h(v, p, c.parent, c.hparent);
+			const struct psfs_entry *a = lookup_h(v, p, c.parent,
+							   h_final(c.hparent, c.parent));
 			if (a)
 				return ancestor_says(a);
 		}
 		/* Symlink, unreachable or deeper miss: rebuild in scratch. */
-		for (uint32_t i = 0; i < c.len; i++)
+		for (uint32_t i = 0; i < n; i++)
 			w.buf[i] = p[i];
-		w.len = c.len;
+		w.len = n;
 		w.root = v->roots[r].path_len;
 	} else {
 		walk_set_root(&w, (uint32_t)r);
-		int64_t end = walk_append(&w, p, w.root, PSFS_PATH_MAX);
-		if (end == WALK_PASS || end >= PSFS_PATH_MAX)
-			return PSFS_PASS;      /* >= PATH_MAX bytes: ENAMETOOLONG */
+		if (walk_append(&w, p, w.root, n) == WALK_PASS)
+			return PSFS_PASS;
 		e = psfs_lookup(v, w.buf, w.len);
 	}
 

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * psfs_core.h - freestanding PSFS blob reader: header validation, path
- * normalization and resolution.  No libc, no allocation, no syscalls, no
- * writes outside the caller's buffers: the same code runs inside the shim
- * (hot path) and as wasm32 inside jest (cross-language conformance test).
+ * normalization and resolution.  No libc (but strnlen, outside wasm: see
+ * path_len in psfs_core.c), no allocation, no syscalls, no writes outside
+ * the caller's buffers: the same code runs inside the shim (hot path) and
+ * as wasm32 inside jest (cross-language conformance test).
  *
  * Error convention: 0 or a negative errno-like code (PSFS_E*), as composefs.
  */
@@ -29,11 +30,11 @@ struct psfs_view {
 	const uint8_t *strings;
 	uint64_t strings_size;
 	uint32_t entry_count, bucket_mask, max_probe, seed, root_count, flags;
-	/* Added after v1 was agreed (reader-side only, not on disk): the
-	 * FNV-1a state of psfs_hash after roots[i]'s bytes, before the
-	 * finalizer.  Every domain path starts with a root, so the hot path
-	 * hashes only the bytes after it. */
-	uint32_t root_fnv[PSFS_MAX_ROOTS];
+	/* Reader-side only, not on disk: psfs_hash's state after roots[i]'s
+	 * bytes (lanes, partial word; the length is roots[i].path_len).
+	 * Every domain path starts with a root, so the hot path hashes only
+	 * the bytes after it. */
+	struct psfs_hstate { uint32_t a, b; uint64_t w; } root_h[PSFS_MAX_ROOTS];
 	/* PSFS_H_IDENTITY_TAG inode table (NULL/0 without it). */
 	const uint32_t *inodes;
 	uint32_t inode_count;
@@ -80,6 +81,9 @@ enum psfs_outcome {
  * and follows a final symlink.  Components longer than PSFS_NAME_MAX and
  * paths of PSFS_PATH_MAX bytes or more return PASS (the kernel answers
  * ENAMETOOLONG).  A path outside every root returns PASS.
+ * Cost: the path is read at most PSFS_PATH_MAX bytes far (strnlen); a path
+ * already in normalized form (the usual spelling) is then read 8 bytes at
+ * a time, hashed as it is read and looked up in place (no copy).
  *
  * A found entry needs PSFS_E_REACHABLE or the result is PASS (never widen
  * access); a final "." component (".../dir/.") also needs the directory

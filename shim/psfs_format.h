@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * psfs_format.h - PSFS v1 (Provably-Side-Effect-Free Stat) metadata blob.
+ * psfs_format.h - PSFS v2 (Provably-Side-Effect-Free Stat) metadata blob.
  *
  * The single source of truth for the on-disk layout.  src/blob/format.ts
  * mirrors every constant and offset here; test/blob/formatDrift.test.ts
@@ -32,8 +32,10 @@
 #define PSFS_MAGIC "PSFS\x00\r\n\x1a"
 #define PSFS_MAGIC_LEN 8
 
-/* Container version: readers reject any other value (ENOTSUP). */
-#define PSFS_VERSION 1u
+/* Container version: readers reject any other value (ENOTSUP).
+ *   1 - FNV-1a key hash (retired: a v1 blob is rejected, rebuild it)
+ *   2 - word-at-a-time psfs_hash (below) */
+#define PSFS_VERSION 2u
 /*
  * Content version: what the writer put in the fields.  Readers accept any
  * content version <= PSFS_CONTENT_VERSION_MAX.
@@ -162,24 +164,64 @@ _Static_assert(sizeof(struct psfs_bucket) == PSFS_BUCKET_SIZE, "bucket size");
 _Static_assert(sizeof(struct psfs_entry) == PSFS_ENTRY_SIZE, "entry size");
 
 /*
- * psfs_hash - FNV-1a (32-bit) over the key bytes, seeded by xoring the seed
- * into the offset basis, then the murmur3 fmix32 finalizer so that the low
- * bits used for the slot are well mixed.  Mirrored by hash() in
- * src/blob/format.ts.
+ * psfs_hash - word-at-a-time hash of the key bytes (PSFS_VERSION 2).
+ *
+ * The key is read as little-endian 64-bit words, the last one zero-padded
+ * (an empty last word when n is a multiple of 8).  Two 32-bit lanes take
+ * one word per step, a the low half and b the high half:
+ *     a = (rotl32(a, 13) ^ lo) * 0x9e3779b1
+ *     b = (rotl32(b, 17) ^ hi) * 0x85ebca77
+ * starting from a = seed ^ 0x243f6a88, b = seed ^ 0x85a308d3; then
+ *     h = fmix32(a ^ rotl32(b, 16) ^ n)        (murmur3's finalizer)
+ * One multiply per 8 bytes and lane (FNV-1a, v1, needed one per byte: a
+ * latency chain that dominated the shim's hot path).  Between words the
+ * state is (a, b, partial word, length), so a reader hashing a path as it
+ * scans it can finalize the hash of any prefix it passed, e.g. the parent
+ * directory at the last '/' (psfs_core.c).  32-bit lanes keep the TS
+ * mirror (hash() in src/blob/format.ts) to Math.imul.
  */
-static inline uint32_t psfs_hash(uint32_t seed, const uint8_t *p, uint32_t n)
+static inline uint32_t psfs_rotl32(uint32_t x, unsigned r)
 {
-	uint32_t h = 2166136261u ^ seed;
-	for (uint32_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 16777619u;
-	}
+	return (x << r) | (x >> (32u - r));
+}
+
+/* One word step of both lanes. */
+static inline void psfs_hash_word(uint32_t *a, uint32_t *b, uint64_t w)
+{
+	*a = (psfs_rotl32(*a, 13) ^ (uint32_t)w) * 0x9e3779b1u;
+	*b = (psfs_rotl32(*b, 17) ^ (uint32_t)(w >> 32)) * 0x85ebca77u;
+}
+
+/* The last (partial, possibly empty) word, then the finalizer. */
+static inline uint32_t psfs_hash_final(uint32_t a, uint32_t b, uint64_t w,
+				       uint32_t n)
+{
+	psfs_hash_word(&a, &b, w);
+	uint32_t h = a ^ psfs_rotl32(b, 16) ^ n;
 	h ^= h >> 16;
 	h *= 0x85ebca6bu;
 	h ^= h >> 13;
 	h *= 0xc2b2ae35u;
 	h ^= h >> 16;
 	return h;
+}
+
+/* Little-endian word of p[0..k), k <= 8, zero-padded; reads only p[0..k).
+ * With k == 8 compilers emit one load on little-endian machines. */
+static inline uint64_t psfs_hash_load(const uint8_t *p, uint32_t k)
+{
+	uint64_t w = 0;
+	for (uint32_t i = 0; i < k; i++)
+		w |= (uint64_t)p[i] << (8u * i);
+	return w;
+}
+
+static inline uint32_t psfs_hash(uint32_t seed, const uint8_t *p, uint32_t n)
+{
+	uint32_t a = seed ^ 0x243f6a88u, b = seed ^ 0x85a308d3u, i = 0;
+	for (; n - i >= 8; i += 8)
+		psfs_hash_word(&a, &b, psfs_hash_load(p + i, 8));
+	return psfs_hash_final(a, b, psfs_hash_load(p + i, n - i), n);
 }
 
 #endif /* PSFS_FORMAT_H */

@@ -1,5 +1,5 @@
 /**
- * PSFS v1 on-disk constants and layout, mirrored from shim/psfs_format.h (the
+ * PSFS v2 on-disk constants and layout, mirrored from shim/psfs_format.h (the
  * single source of truth). test/blob/formatDrift.test.ts compiles that header
  * to WebAssembly and fails when any value here disagrees with it.
  *
@@ -10,8 +10,8 @@
 export const MAGIC = Buffer.from([0x50, 0x53, 0x46, 0x53, 0x00, 0x0d, 0x0a, 0x1a]);
 /** Length of MAGIC in bytes (PSFS_MAGIC_LEN). */
 export const MAGIC_LEN = 8;
-/** Container version; readers reject any other. */
-export const VERSION = 1;
+/** Container version; readers reject any other (1 = FNV-1a key hash, retired; 2 = word-at-a-time hash). */
+export const VERSION = 2;
 /** Highest content version this code writes and reads. */
 export const CONTENT_VERSION_MAX = 1;
 
@@ -100,20 +100,44 @@ export const ENTRY = {
   reserved: 116,
 } as const;
 
+// psfs_hash lane multipliers and initial lane values (literals in psfs_hash(),
+// shim/psfs_format.h; formatDrift.test.ts compares hash() with it on 5000 keys).
+const HASH_K1 = 0x9e3779b1;
+const HASH_K2 = 0x85ebca77;
+const HASH_A0 = 0x243f6a88;
+const HASH_B0 = 0x85a308d3;
+
+const rotl32 = (x: number, r: number): number => ((x << r) | (x >>> (32 - r))) >>> 0;
+
 /**
- * psfs_hash: FNV-1a 32-bit seeded through the offset basis, then murmur3's
- * fmix32 finalizer. Must equal psfs_hash() in shim/psfs_format.h.
+ * psfs_hash (container version 2): the key as little-endian 64-bit words, the
+ * last one zero-padded (empty when the length is a multiple of 8); two 32-bit
+ * lanes take one word per step, a = (rotl(a, 13) ^ lo) * K1 and
+ * b = (rotl(b, 17) ^ hi) * K2, from a = seed ^ A0, b = seed ^ B0; then murmur3's
+ * fmix32 of a ^ rotl(b, 16) ^ length. Must equal psfs_hash() in shim/psfs_format.h
+ * (test/blob/formatDrift.test.ts).
  *
  * @param seed header hash_seed (uint32)
  * @param key key bytes (a normalized absolute path)
  * @returns uint32 hash
  */
 export function hash(seed: number, key: Uint8Array): number {
-  let h = (2166136261 ^ seed) >>> 0;
-  for (let i = 0; i < key.length; i++) {
-    h ^= key[i];
-    h = Math.imul(h, 16777619) >>> 0;
+  let a = (seed ^ HASH_A0) >>> 0;
+  let b = (seed ^ HASH_B0) >>> 0;
+  const n = key.length;
+  for (let i = 0; ; i += 8) {
+    let lo = 0;
+    let hi = 0;
+    const k = Math.min(8, n - i);
+    for (let j = 0; j < k; j++) {
+      if (j < 4) lo |= key[i + j] << (8 * j);
+      else hi |= key[i + j] << (8 * (j - 4));
+    }
+    a = Math.imul(rotl32(a, 13) ^ lo, HASH_K1) >>> 0;
+    b = Math.imul(rotl32(b, 17) ^ hi, HASH_K2) >>> 0;
+    if (k < 8) break; // the partial (possibly empty) last word is mixed too
   }
+  let h = (a ^ rotl32(b, 16) ^ n) >>> 0;
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b) >>> 0;
   h ^= h >>> 13;

@@ -107,7 +107,11 @@ export function checkHeader(buf: Buffer): HeaderCheck {
   if (buf.length < F.HEADER_SIZE) return EINVAL(`blob is ${buf.length} bytes, shorter than the ${F.HEADER_SIZE}-byte header`);
   if (!buf.subarray(0, F.MAGIC_LEN).equals(F.MAGIC)) return EINVAL('bad magic (not a PSFS blob)');
   const h = readHeader(buf);
-  if (h.version !== F.VERSION) return ENOTSUP(`container version ${h.version} is not supported (this reader knows ${F.VERSION})`);
+  if (h.version !== F.VERSION) {
+    // Version 1 used the FNV-1a key hash: an older writer's blob, not a newer one's.
+    const older = h.version >= 1 && h.version < F.VERSION;
+    return ENOTSUP(`container version ${h.version} is not supported (this reader knows ${F.VERSION})${older ? ': written by an older vrift, rebuild the blob with this one' : ''}`);
+  }
   if (h.headerSize !== F.HEADER_SIZE) return EINVAL(`header_size ${h.headerSize} is not ${F.HEADER_SIZE}`);
   if (h.entrySize !== F.ENTRY_SIZE) return EINVAL(`entry_size ${h.entrySize} is not ${F.ENTRY_SIZE}`);
   if (headerCrc32(buf) !== h.headerCrc32) return EINVAL('header checksum mismatch (header_crc32)');
@@ -173,7 +177,7 @@ export function checkHeader(buf: Buffer): HeaderCheck {
 export function decodeBlob(buf: Buffer): DecodedBlob {
   const fail = (why: string, unsupported = false): never => {
     throw new VriftError(
-      `decoding PSFS blob: ${why}; ${unsupported ? 'the blob was written by a newer vrift, upgrade this one' : 'the blob is corrupt or not a PSFS blob, rewrite it with `vrift blob`'}`,
+      `decoding PSFS blob: ${why}; ${unsupported ? (/older vrift/.test(why) ? 'rewrite it with `vrift blob`' : 'the blob was written by a newer vrift, upgrade this one') : 'the blob is corrupt or not a PSFS blob, rewrite it with `vrift blob`'}`,
     );
   };
   const c = checkHeader(buf);

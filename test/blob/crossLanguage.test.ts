@@ -160,8 +160,8 @@ describe('psfs_lookup', () => {
     // Birthday search for keys under /h with equal psfs_hash under seed 0.
     const seen = new Map<number, string>();
     const pairs: [string, string][] = [];
-    // FNV-1a is injective on short suffix changes, so counters never collide:
-    // use random 12-letter names (about 465 colliding pairs expected in 2M).
+    // Random 12-letter names (two hash words each): a 32-bit hash gives about
+    // 465 colliding pairs in 2M (counters can be injective on short suffixes).
     let x = 0x9e3779b9;
     const letter = (): string => {
       x ^= x << 13;
@@ -404,7 +404,8 @@ describe('corrupt blobs', () => {
     ['header crc off by one bit', -PSFS_EINVAL, () => edit((b) => (b[H.headerCrc32] ^= 1), false)],
     ['field changed, crc stale', -PSFS_EINVAL, () => edit((b) => b.writeUInt32LE(b.readUInt32LE(H.maxProbe) + 1, H.maxProbe), false)],
     ['version 0', -PSFS_ENOTSUP, () => edit((b) => b.writeUInt32LE(0, H.version))],
-    ['version 2 (crc stale too)', -PSFS_ENOTSUP, () => edit((b) => b.writeUInt32LE(2, H.version), false)],
+    ['version 1, FNV-1a hash (crc stale too)', -PSFS_ENOTSUP, () => edit((b) => b.writeUInt32LE(1, H.version), false)],
+    ['future version (crc stale too)', -PSFS_ENOTSUP, () => edit((b) => b.writeUInt32LE(F.VERSION + 1, H.version), false)],
     ['header_size 256', -PSFS_EINVAL, () => edit((b) => b.writeUInt32LE(256, H.headerSize))],
     ['entry_size 120', -PSFS_EINVAL, () => edit((b) => b.writeUInt32LE(120, H.entrySize))],
     ['unknown flag', -PSFS_ENOTSUP, () => edit((b) => b.writeUInt32LE(0x80000000, H.flags))],

@@ -232,7 +232,8 @@ describe('decodeBlob rejects corrupt blobs', () => {
     ['bad magic', mutate((b) => (b[0] = 0x51)), /bad magic/, -PSFS_EINVAL],
     ['CRLF-mangled magic', mutate((b) => (b[6] = 0x0d)), /bad magic/, -PSFS_EINVAL],
     ['header bit flip (crc not fixed)', mutate((b) => (b[h.entryCount] ^= 1), false), /header checksum/, -PSFS_EINVAL],
-    ['version 2', mutate((b) => b.writeUInt32LE(2, h.version)), /container version 2 is not supported/, -PSFS_ENOTSUP],
+    ['version 1 (FNV-1a hash, retired)', mutate((b) => b.writeUInt32LE(1, h.version)), /container version 1 is not supported/, -PSFS_ENOTSUP],
+    ['future version', mutate((b) => b.writeUInt32LE(F.VERSION + 1, h.version)), new RegExp(`container version ${F.VERSION + 1} is not supported`), -PSFS_ENOTSUP],
     ['content version 2', mutate((b) => b.writeUInt32LE(2, h.contentVersion)), /content version 2/, -PSFS_ENOTSUP],
     ['unknown header flag', mutate((b) => b.writeUInt32LE(0x80, h.flags)), /unknown header flags 0x80/, -PSFS_ENOTSUP],
     ['truncated body', mutate(() => undefined).subarray(0, good.length - 8), /file_size/, -PSFS_EINVAL],
@@ -251,7 +252,7 @@ describe('decodeBlob rejects corrupt blobs', () => {
   });
 
   test('unsupported versions say to upgrade, corruption says to rewrite', () => {
-    expect(() => decodeBlob(mutate((b) => b.writeUInt32LE(2, h.version)))).toThrow(/upgrade/);
+    expect(() => decodeBlob(mutate((b) => b.writeUInt32LE(F.VERSION + 1, h.version)))).toThrow(/upgrade/);
     expect(() => decodeBlob(mutate((b) => (b[0] = 0)))).toThrow(/rewrite it/);
   });
 
