@@ -701,6 +701,61 @@ static int absolutize(int dirfd, const char *path, char *out)
 	return (int)n;
 }
 
+/*
+ * psfs_resolve for membership: an entry marked PSFS_E_UNCERTAIN (a large
+ * directory whose st_size the builder could not know: stat asks the
+ * kernel, psfs_resolve says PASS) is still certainly in the domain.  Such
+ * an entry is found again by its spelling made lexical (psfs_lookup), so
+ * `pip install` into a big site-packages is refused like any other domain
+ * directory.  A symlink on the way to such a directory leaves it PASS.
+ */
+static int resolve_dom(const struct psfs_view *v, char *p, unsigned flags, char *scratch,
+		       const struct psfs_entry **e)
+{
+	const struct psfs_entry *x;
+	uint32_t n = 0;
+	int r = psfs_resolve(v, p, flags, scratch, e);
+	if (r != PSFS_PASS)
+		return r;
+	/* Lexical spelling into scratch: "//" and "/./" collapse; ".." pops
+	 * a component only when the blob says it is a directory (not a
+	 * symlink), as the kernel's walk would. */
+	for (const char *c = p; *c;) {
+		const char *q = c;
+		while (*c && *c != '/')
+			c++;
+		uint32_t len = (uint32_t)(c - q);
+		if (*c)
+			c++;
+		if (len == 0 || (len == 1 && q[0] == '.'))
+			continue;
+		if (len == 2 && q[0] == '.' && q[1] == '.') {
+			x = n ? psfs_lookup(v, (const uint8_t *)scratch, n) : NULL;
+			if (n && (!x || (x->mode & V_S_IFMT) != V_S_IFDIR))
+				return r;
+			while (n && scratch[n - 1] != '/')
+				n--;
+			if (n)
+				n--;
+			continue;
+		}
+		if (n + 1 + len >= PSFS_PATH_MAX)
+			return r;
+		scratch[n++] = '/';
+		for (uint32_t i = 0; i < len; i++)
+			scratch[n++] = q[i];
+	}
+	if (!n)
+		return r;                  /* "/": never a domain root */
+	x = psfs_lookup(v, (const uint8_t *)scratch, n);
+	if (x && (x->flags & (PSFS_E_REACHABLE | PSFS_E_UNCERTAIN)) ==
+		     (PSFS_E_REACHABLE | PSFS_E_UNCERTAIN) && (x->mode & V_S_IFMT) == V_S_IFDIR) {
+		*e = x;
+		return PSFS_HIT;
+	}
+	return r;
+}
+
 /* p[0..last-1) names the parent of the component at p+last: is it a
  * directory of the domain (following symlinks, as the kernel's walk)? */
 static int parent_in_domain(const struct psfs_view *v, char *p, int last, char *scratch)
@@ -709,7 +764,7 @@ static int parent_in_domain(const struct psfs_view *v, char *p, int last, char *
 	int cut = last > 1 ? last - 1 : 1;     /* "/a/b" -> "/a", "/b" -> "/" */
 	char save = p[cut];
 	p[cut] = 0;
-	int r = psfs_resolve(v, p, PSFS_FOLLOW, scratch, &e);
+	int r = resolve_dom(v, p, PSFS_FOLLOW, scratch, &e);
 	p[cut] = save;
 	return r == PSFS_HIT && (e->mode & V_S_IFMT) == V_S_IFDIR;
 }
@@ -723,7 +778,7 @@ static __attribute__((noinline)) int dom_resolve(const struct vrift_state *s, in
 	int r;
 	if (!active(s) || absolutize(dirfd, path, p) < 0)
 		return PSFS_PASS;
-	r = psfs_resolve(&s->view, p, follow ? PSFS_FOLLOW : 0, scratch, &e);
+	r = resolve_dom(&s->view, p, follow ? PSFS_FOLLOW : 0, scratch, &e);
 	if (r == PSFS_HIT)
 		*mode = e->mode ? e->mode : V_S_IFMT;   /* never 0 for a hit */
 	return r;
@@ -758,7 +813,7 @@ static __attribute__((noinline)) int name_gate(const struct vrift_state *s, int 
 	if (!active(s) || (n = absolutize(dirfd, path, p)) < 0)
 		return R_PASS;
 	if (kind != K_REMOVE) {
-		int r = psfs_resolve(&s->view, p, 0, scratch, &e);
+		int r = resolve_dom(&s->view, p, 0, scratch, &e);
 		if (r == PSFS_HIT)
 			return R_EXISTS;
 		if (r != PSFS_ENOENT)
@@ -773,7 +828,7 @@ static __attribute__((noinline)) int name_gate(const struct vrift_state *s, int 
 		return R_PASS;
 	if (kind == K_CREATE && slash)
 		return R_PASS;   /* the kernel: ENOENT for a non-directory "name/" */
-	if (kind == K_REMOVE && psfs_resolve(&s->view, p, 0, scratch, &e) == PSFS_HIT)
+	if (kind == K_REMOVE && resolve_dom(&s->view, p, 0, scratch, &e) == PSFS_HIT)
 		return R_EROFS;
 	return parent_in_domain(&s->view, p, last, scratch) ? R_EROFS : R_PASS;
 }
@@ -820,10 +875,10 @@ static __attribute__((noinline)) int open_gate(const struct vrift_state *s, int 
 		return R_PASS;
 	if ((flags & V___O_TMPFILE) == V___O_TMPFILE)
 		return (flags & V_O_ACCMODE) &&
-		       psfs_resolve(&s->view, p, PSFS_FOLLOW, scratch, &e) == PSFS_HIT &&
+		       resolve_dom(&s->view, p, PSFS_FOLLOW, scratch, &e) == PSFS_HIT &&
 		       (e->mode & V_S_IFMT) == V_S_IFDIR ? R_EROFS : R_PASS;
 	int excl = (flags & (V_O_CREAT | V_O_EXCL)) == (V_O_CREAT | V_O_EXCL);
-	switch (psfs_resolve(&s->view, p, excl || (flags & V_O_NOFOLLOW) ? 0 : PSFS_FOLLOW, scratch, &e)) {
+	switch (resolve_dom(&s->view, p, excl || (flags & V_O_NOFOLLOW) ? 0 : PSFS_FOLLOW, scratch, &e)) {
 	case PSFS_HIT:
 		if (excl || (e->mode & V_S_IFMT) != V_S_IFREG)
 			return R_PASS;

@@ -109,6 +109,19 @@ test('under the shim: the domain is unchanged after every mutating call', async 
   console.log(`immutability: ${count} mutating/probing calls, ${erofs.length} refused with EROFS`);
 });
 
+test('every directory marked PSFS_E_UNCERTAIN (large directories in image builds; stat asks the kernel for them): the same result for every call, the tree unchanged', async () => {
+  const dom = path.join(tmp, 'u', 'dom');
+  makeTree(dom, path.join(tmp, 'u', 'out'));
+  const tree = await scanHostTree(dom);
+  const entries = tree.entries.map((e) => ((e.mode & 0o170000) === 0o040000 ? { ...e, uncertain: true } : e));
+  const blob = path.join(tmp, 'blobs', 'u.blob');
+  fs.writeFileSync(blob, encodeBlob({ ...tree, entries }), { mode: 0o644 });
+  const before = snapshot(dom);
+  const u = mutate(dom, path.join(tmp, 'u', 'out'), { LD_PRELOAD: SHIM, VRIFT_BLOB: blob });
+  expect(snapshot(dom)).toEqual(before);
+  expect([...u].filter(([k, v]) => shim.get(k) !== v)).toEqual([]);
+});
+
 test('the kernel on a read-only bind mount of the same tree gives the same result for every call', () => {
   const src = path.join(tmp, 'b', 'dom');
   makeTree(src, path.join(tmp, 'b', 'out'));

@@ -6,7 +6,7 @@
  * wrote into /vrift (classic builder).
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, promises as fsp, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, promises as fsp, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { ROOT, sh, vrift } from '../e2e/helpers';
 import { buildFixture, classicBuild, nodeMounts, type BuiltFixture } from './fixture';
@@ -137,6 +137,29 @@ test('a derived image whose RUN step writes into /vrift under the shim: the buil
   writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${fx.tag}\nRUN echo x > /tmp/new.txt && mkdir /vrift-not-domain\n`);
   classicBuild(`${DRIFT_TAG}-refused`, ctx);
   spawnSync('docker', ['rmi', '-f', `${DRIFT_TAG}-refused`], { stdio: 'ignore' });
+});
+
+test('a derived image whose RUN step writes into /vrift with LD_PRELOAD= and regenerates the blob: verify exit 0, the shim answers and refuses again', () => {
+  const ctx = path.join(fx.work, 'regen');
+  mkdirSync(ctx);
+  copyFileSync(path.join(ROOT, 'shim', 'build', 'vrift-mkblob'), path.join(ctx, 'vrift-mkblob'));
+  // The documented path to success (docs/shim-safety.md section 6): the write and the new blob in one step;
+  // --truncate-mtime-ns: the classic builder's layer commit keeps whole seconds only.
+  writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${fx.tag}\nCOPY vrift-mkblob /usr/local/bin/\n` +
+    "RUN LD_PRELOAD= sh -c 'echo x > /vrift/app/pkg/new.txt && vrift-mkblob --identity synthetic --dev-runtime --check-root-mtime --truncate-mtime-ns'\n");
+  const tag = `${DRIFT_TAG}-regen`;
+  classicBuild(tag, ctx);
+  try {
+    const r = run([], ['node', '/opt/vrift/bin/vrift.js', 'verify'], tag);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    // The new file is answered from the new blob (present), and a write is refused again.
+    const w = run([], ['sh', '-c', 'test -e /vrift/app/pkg/new.txt && echo present; echo y > /vrift/app/pkg/new2.txt'], tag);
+    expect(w.stdout.trim()).toBe('present');
+    expect(w.stderr).toMatch(/\/vrift\/app\/pkg\/new2\.txt: Read-only file system/);
+  } finally {
+    spawnSync('docker', ['rmi', '-f', tag], { stdio: 'ignore' });
+  }
 });
 
 test('a derived image whose RUN step wrote into /vrift with LD_PRELOAD= : verify names the path (exit 3); the shim passes everything through there', () => {
