@@ -28,6 +28,16 @@ interface Record {
   sha256: string;
 }
 
+/** One record in memory: the key fields and the digest, space-separated (digest last, 64 hex digits). */
+function packRecord(size: string, mtimeNs: string, ctimeNs: string, ino: string, sha256: string): string {
+  return `${size} ${mtimeNs} ${ctimeNs} ${ino} ${sha256}`;
+}
+
+function unpackRecord(v: string): Record {
+  const [size, mtimeNs, ctimeNs, ino, sha256] = v.split(' ');
+  return { size, mtimeNs, ...(ctimeNs ? { ctimeNs } : {}), ino, sha256 };
+}
+
 /**
  * Default cache directory: `$XDG_CACHE_HOME/vrift`, else `~/.cache/vrift`.
  * An empty or relative XDG_CACHE_HOME is ignored (XDG Base Directory spec).
@@ -55,9 +65,14 @@ export class DigestCache {
   misses = 0;
   private dirty = false;
 
+  /**
+   * base64 path -> "size mtimeNs ctimeNs ino sha256" (one string per file,
+   * not a record object of five strings: the cache holds every file of every
+   * tree built with it, and its size adds to the builder's peak memory).
+   */
   private constructor(
     readonly dir: string | undefined,
-    private readonly files: Map<string, Record>,
+    private readonly files: Map<string, string>,
   ) {}
 
   /**
@@ -67,12 +82,12 @@ export class DigestCache {
   static async open(dir: string | false | undefined): Promise<DigestCache> {
     if (dir === false) return new DigestCache(undefined, new Map());
     const d = path.resolve(dir ?? defaultCacheDir());
-    const files = new Map<string, Record>();
+    const files = new Map<string, string>();
     try {
       const parsed = JSON.parse(await fsp.readFile(path.join(d, CACHE_FILE), 'utf8')) as { version?: number; files?: { [k: string]: Record } };
       if (parsed && parsed.version === 1 && parsed.files && typeof parsed.files === 'object') {
         for (const [k, v] of Object.entries(parsed.files)) {
-          if (v && typeof v.sha256 === 'string' && /^[0-9a-f]{64}$/.test(v.sha256)) files.set(k, v);
+          if (v && typeof v.sha256 === 'string' && /^[0-9a-f]{64}$/.test(v.sha256)) files.set(k, packRecord(v.size, v.mtimeNs, v.ctimeNs ?? '', v.ino, v.sha256));
         }
       }
     } catch {
@@ -92,9 +107,10 @@ export class DigestCache {
   async sha256(absPath: Buffer, key: FileKey): Promise<string> {
     const k = absPath.toString('base64');
     const rec = this.files.get(k);
-    if (rec && rec.size === String(key.size) && rec.mtimeNs === String(key.mtimeNs) && rec.ctimeNs === String(key.ctimeNs) && rec.ino === String(key.ino)) {
+    const want = packRecord(String(key.size), String(key.mtimeNs), String(key.ctimeNs), String(key.ino), '');
+    if (rec !== undefined && rec.length === want.length + 64 && rec.startsWith(want)) {
       this.hits++;
-      return rec.sha256;
+      return rec.slice(want.length);
     }
     this.misses++;
     const { hex, size } = await sha256File(absPath, key.size);
@@ -105,7 +121,7 @@ export class DigestCache {
     // of the same size within the filesystem's timestamp granularity would
     // leave the key unchanged (the git index has the same problem and cure).
     if (BigInt(Date.now()) * 1_000_000n - key.mtimeNs > RACY_NS) {
-      this.files.set(k, { size: String(key.size), mtimeNs: String(key.mtimeNs), ctimeNs: String(key.ctimeNs), ino: String(key.ino), sha256: hex });
+      this.files.set(k, want + hex);
       this.dirty = true;
     }
     return hex;
@@ -126,7 +142,7 @@ export class DigestCache {
     const tmp = path.join(this.dir, `.${CACHE_FILE}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
     try {
       await fsp.mkdir(this.dir, { recursive: true });
-      const obj = { version: 1, files: Object.fromEntries([...this.files.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) };
+      const obj = { version: 1, files: Object.fromEntries([...this.files.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([k, v]) => [k, unpackRecord(v)])) };
       await fsp.writeFile(tmp, JSON.stringify(obj), { mode: 0o644, flag: 'wx' });
       await fsp.rename(tmp, file);
       this.dirty = false;

@@ -1,3 +1,4 @@
+import { setFlagsFromString } from 'node:v8';
 import yargs from 'yargs';
 import { VriftError, EXIT } from '../errors';
 import { blobCommand } from './commands/blob';
@@ -16,6 +17,12 @@ import { verifyCommand } from './commands/verify';
  * @param argv arguments after the node binary and script (process.argv.slice(2))
  */
 export async function main(argv: string[]): Promise<void> {
+  // Peak memory: `vrift build` holds O(entries) data per phase (plan, blob
+  // entries, blob); V8 lets the old generation grow up to ~4x the live size
+  // between full collections, and that slack scaled peak RSS with the tree.
+  // A 1.5x growth factor (V8 reads the flag at every GC) cut peak RSS at 80k
+  // files from ~476 to ~398 MiB for the same wall time (bench/builder.mjs).
+  setFlagsFromString('--heap-growing-percent=50');
   try {
     await yargs(argv)
       .scriptName('vrift')

@@ -422,7 +422,7 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
   return {
     root,
     entries: ordered,
-    objects: objList.map(({ mtime: _mtime, ...o }) => o),
+    objects: objList, // (each also carries the mtime its entries use)
     stats: {
       files: files.length,
       dirs: ordered.filter((e) => e.type === 'directory').length,
