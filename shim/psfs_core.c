@@ -235,12 +235,16 @@ int psfs_view_init(struct psfs_view *v, const void *base, uint64_t size)
 	v->flags = h->flags;
 	v->inodes = inodes_len ? (const void *)(b + h->inodes_off) : NULL;
 	v->inode_count = h->inode_count;
+	v->root_entry = NULL;
 	for (uint32_t i = 0; i < h->root_count; i++) {
 		struct psfs_hstate st = h_init(h->hash_seed);
 		for (uint32_t j = 0; j < roots[i].path_len; j++)
 			h_byte(&st, j, strings[roots[i].path_off + j]);
 		v->root_h[i] = st;
 	}
+	/* Bounded (max_probe), bounds-checked: a corrupt blob gives NULL. */
+	if (tagged)
+		v->root_entry = psfs_lookup(v, strings + roots[0].path_off, roots[0].path_len);
 	return 0;
 }
 
@@ -282,12 +286,17 @@ const struct psfs_entry *psfs_tagged(const struct psfs_view *v, uint32_t mode,
 				     uint64_t size, int64_t mtime_sec,
 				     uint32_t mtime_nsec)
 {
-	if (!v->inodes || mtime_nsec == 0 || mtime_nsec > v->inode_count)
+	const struct psfs_entry *e;
+	if (!(v->flags & PSFS_H_IDENTITY_TAG) || mtime_nsec == 0)
 		return NULL;
-	uint32_t idx = v->inodes[mtime_nsec - 1];
-	if (idx == 0 || idx > v->entry_count)
-		return NULL;
-	const struct psfs_entry *e = &v->entries[idx - 1];
+	if (mtime_nsec <= v->inode_count) {
+		uint32_t idx = v->inodes[mtime_nsec - 1];
+		if (idx == 0 || idx > v->entry_count)
+			return NULL;
+		e = &v->entries[idx - 1];
+	} else if (!(e = v->root_entry)) {
+		return NULL;                   /* above the tags: only roots[0]'s digest */
+	}
 	if (e->mtime_nsec != mtime_nsec || e->mtime_sec != mtime_sec ||
 	    e->mode != mode || e->uid != uid || e->gid != gid)
 		return NULL;

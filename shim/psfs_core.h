@@ -38,6 +38,9 @@ struct psfs_view {
 	/* PSFS_H_IDENTITY_TAG inode table (NULL/0 without it). */
 	const uint32_t *inodes;
 	uint32_t inode_count;
+	/* Reader-side: the entry of roots[0] (NULL if absent), whose mtime
+	 * nanoseconds may be a tree digest above the tags (psfs_tagged). */
+	const struct psfs_entry *root_entry;
 };
 
 /*
@@ -103,10 +106,12 @@ enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
 /*
  * psfs_tagged - the entry of the domain inode a kernel answer describes,
  * or NULL.  Only for PSFS_H_IDENTITY_TAG blobs: the answer's mtime
- * nanoseconds are the inode's tag; the entry the inode table names for it
- * must agree on mtime, mode, uid, gid and (non-directories) size and nlink,
- * so a file that merely shares the nanoseconds is not taken for a domain
- * inode.  The caller checks st_dev.  O(1), bounds-checked.
+ * nanoseconds are the inode's tag (1..inode_count: the inode table names
+ * its entry) or, above inode_count, roots[0]'s tree digest (its entry);
+ * that entry must agree on mtime, mode, uid, gid and (non-directories)
+ * size and nlink, so a file that merely shares the nanoseconds is not
+ * taken for a domain inode.  The caller checks st_dev.  O(1),
+ * bounds-checked.
  */
 const struct psfs_entry *psfs_tagged(const struct psfs_view *v, uint32_t mode,
 				     uint32_t uid, uint32_t gid, uint64_t nlink,

@@ -72,7 +72,12 @@ enum {
 	 * reports the same nanoseconds, so the shim can recognise a kernel
 	 * answer about a domain inode (fstat, dirfd-relative fstatat, paths
 	 * it passed through) and give it the blob's st_ino/atime/ctime: every
-	 * entry point then agrees on identity (see docs/psfs-format.md). */
+	 * entry point then agrees on identity (see docs/psfs-format.md).
+	 * One exception: the entry of roots[0] may carry mtime nanoseconds
+	 * above inode_count - the builder puts a digest of the tree there,
+	 * so PSFS_H_CHECK_ROOT_MTIME accepts the blob only over its own tree
+	 * - and is then not in the table: readers take an answer with
+	 * nanoseconds > inode_count for roots[0]'s entry. */
 	PSFS_H_IDENTITY_TAG = 1u << 2,
 };
 #define PSFS_H_KNOWN_FLAGS \

@@ -54,7 +54,10 @@ export interface BlobOptions {
    * PSFS_H_* header flags. Default 0. With PSFS_H_IDENTITY_TAG every entry's
    * mtime.nsec (1..TAG_MAX) is its inode's tag: entries sharing a tag must
    * share st_ino, and the writer emits the inode table (tag -> entry).
-   * Entries with mtime.nsec 0 carry no tag.
+   * Entries with mtime.nsec 0 carry no tag. The entry of roots[0] may carry
+   * any mtime.nsec above every other entry's (a tree digest, see
+   * digestRootMtime in src/tree/blobEntries.ts): it is then left out of the
+   * table, and readers recognise it by that value.
    */
   flags?: number;
 }
@@ -220,8 +223,14 @@ export function encodeBlob(opts: BlobOptions): Buffer {
     // Tags are dense (the builder numbers inodes 1, 2, ...): a sparse one
     // would make the table, 4 bytes per tag value, absurdly large.
     const limit = Math.max(1024, 4 * entries.length);
+    // roots[0]'s entry may carry a tree digest above every tag instead
+    // (psfs_format.h PSFS_H_IDENTITY_TAG): then it stays out of the table.
+    const rootIdx = entries.findIndex((e) => e.path.equals(roots[0]));
+    const others = entries.reduce((m, e, i) => (i === rootIdx ? m : Math.max(m, e.mtime.nsec)), 0);
+    const digestRoot = rootIdx >= 0 && entries[rootIdx].mtime.nsec > others ? rootIdx : -1;
     let maxTag = 0;
-    for (const e of entries) {
+    for (const [i, e] of entries.entries()) {
+      if (i === digestRoot) continue;
       if (e.mtime.nsec > limit) {
         throw new VriftError(`encoding PSFS blob: ${show(e.path)}: identity tag ${e.mtime.nsec} (mtime nanoseconds) exceeds ${limit}; number inodes densely from 1, or leave PSFS_H_IDENTITY_TAG unset`);
       }
@@ -230,7 +239,7 @@ export function encodeBlob(opts: BlobOptions): Buffer {
     inodes = new Uint32Array(maxTag);
     entries.forEach((e, i) => {
       const tag = e.mtime.nsec;
-      if (tag === 0) return;
+      if (tag === 0 || i === digestRoot) return;
       const prev = inodes[tag - 1];
       if (prev !== 0 && entries[prev - 1].ino !== e.ino) {
         throw new VriftError(`encoding PSFS blob: ${show(e.path)} and ${show(entries[prev - 1].path)} share identity tag ${tag} but not st_ino`);

@@ -213,6 +213,52 @@ export function assignIdentityTags(entries: LayerEntry[], root: Buffer, shift = 
   }
 }
 
+/**
+ * Fold a digest of the tree into the root's mtime nanoseconds (identity-tag
+ * builds): sha256 over the roots and every blob entry in path order - path,
+ * type and mode, owner, nlink, size, blocks, blksize, st_ino, st_rdev,
+ * times, symlink target, PSFS_E_UNCERTAIN - except the root's own
+ * nanoseconds, mapped into (highest tag, TAG_MAX]. Above every tag, so the
+ * inode table keeps its dense numbering and psfs_tagged still recognises a
+ * kernel answer about the root (psfs_format.h PSFS_H_IDENTITY_TAG).
+ * PSFS_H_CHECK_ROOT_MTIME then rejects a blob from another tree even when
+ * both were built with the same SOURCE_DATE_EPOCH (same root seconds).
+ * Sets the root's mtime/atime/ctime nanoseconds in the returned blob entries
+ * and its mtime in `layerEntries` (what the layer's tar carries).
+ *
+ * @param entries blob entries (tags assigned), roots[0]'s entry among them
+ * @param roots blob roots; roots[0] is the root the shim checks
+ * @param layerEntries the layer's entries (the root's mtime is set here too)
+ * @returns the blob entries with the root's entry replaced
+ * @throws VriftError when roots[0] has no entry or no nanosecond value is left above the tags
+ */
+export function digestRootMtime(entries: BlobEntry[], roots: Buffer[], layerEntries: LayerEntry[]): BlobEntry[] {
+  const root = roots[0];
+  const sorted = [...entries].sort((a, b) => Buffer.compare(a.path, b.path));
+  let maxTag = 0;
+  for (const e of sorted) if (!e.path.equals(root)) maxTag = Math.max(maxTag, e.mtime.nsec);
+  if (maxTag >= TAG_MAX) throw new VriftError(`digesting ${root.toString()}: no mtime nanoseconds left above ${maxTag} identity tags; split the tree into several images`);
+  const h = createHash('sha256');
+  for (const r of roots) h.update(`root ${r.length}\0`).update(r);
+  for (const e of sorted) {
+    const self = e.path.equals(root);
+    const t = (x: { sec: bigint; nsec: number }): string => (self ? `${x.sec}` : `${x.sec}.${x.nsec}`);
+    h.update(`\n${e.path.length}\0`).update(e.path);
+    h.update(`\0${e.mode} ${e.uid} ${e.gid} ${e.nlink} ${e.size} ${e.blocks} ${e.blksize} ${e.ino} ${e.rdev} ${t(e.atime)} ${t(e.mtime)} ${t(e.ctime)} ${e.uncertain ? 1 : 0} ${e.target?.length ?? -1}\0`);
+    if (e.target) h.update(e.target);
+  }
+  const nsec = maxTag + 1 + (h.digest().readUInt32BE(0) % (TAG_MAX - maxTag));
+  let found = false;
+  const out = entries.map((e) => {
+    if (!e.path.equals(root)) return e;
+    found = true;
+    return { ...e, atime: { ...e.atime, nsec }, mtime: { ...e.mtime, nsec }, ctime: { ...e.ctime, nsec } };
+  });
+  if (!found) throw new VriftError(`digesting ${root.toString()}: the root has no blob entry (internal error)`);
+  for (const e of layerEntries) if (e.path.equals(root)) e.mtime = { sec: e.mtime.sec, nsec };
+  return out;
+}
+
 const usrDirs = (): LayerEntry[] =>
   ['/usr', '/usr/lib', '/usr/lib/vrift'].map((p) => ({
     type: 'directory' as const, path: Buffer.from(p), mode: 0o040755, uid: 0, gid: 0, mtime: { sec: 0n, nsec: 0 },
@@ -248,14 +294,15 @@ export async function buildVriftLayer(opts: BuildVriftLayerOptions): Promise<Bui
     // New tags continue after the base's (tag = st_ino - SYNTHETIC_INO_BASE).
     for (const e of opts.merge.entries) shift = Math.max(shift, Number(e.ino - SYNTHETIC_INO_BASE));
   }
-  // Tags replace the sub-second part of every mtime; /vrift's (the root
-  // checked by PSFS_H_CHECK_ROOT_MTIME) is new with every build, so a blob
-  // never validates over another tree.
+  // Tags replace the sub-second part of every mtime. The root's (checked by
+  // PSFS_H_CHECK_ROOT_MTIME) then becomes a digest of everything the blob
+  // says, above the tags: a blob validates only over the tree it describes,
+  // not over another one built with the same SOURCE_DATE_EPOCH.
   assignIdentityTags(plan.entries, plan.root, shift);
   const fresh = blobEntriesFromPlan(plan);
-  const entries = opts.merge ? mergeBlobEntries(opts.merge, fresh.entries, plan.entries) : fresh.entries;
-  const uncertain = fresh.uncertain;
   const roots = opts.merge ? [plan.root, ...opts.merge.roots.filter((r) => !r.equals(plan.root))] : [plan.root];
+  const entries = digestRootMtime(opts.merge ? mergeBlobEntries(opts.merge, fresh.entries, plan.entries) : fresh.entries, roots, plan.entries);
+  const uncertain = fresh.uncertain;
   const blob = encodeBlob({ roots, entries, flags: H_DEV_RUNTIME | H_CHECK_ROOT_MTIME | H_IDENTITY_TAG });
   const layerEntries: LayerEntry[] = [
     ...usrDirs(),

@@ -8,6 +8,7 @@ import { crc32 } from '../../src/blob/crc32';
 import { encodeBlob, type BlobEntry } from '../../src/blob/writer';
 import { checkHeader, decodeBlob, readHeader } from '../../src/blob/reader';
 import { VriftError } from '../../src/errors';
+import { digestRootMtime } from '../../src/tree/blobEntries';
 import { PsfsWasm } from '../wasm/psfsWasm';
 
 const S_IFDIR = 0o040000;
@@ -121,4 +122,68 @@ test('a sparse identity tag is refused with what to do', () => {
   const e = entries();
   e[2] = { ...e[2], mtime: { sec: 1n, nsec: 500_000_000 } };
   expect(() => encodeBlob({ roots: [Buffer.from('/r')], entries: e, flags: FLAGS })).toThrow(/identity tag 500000000 .* exceeds 1024; number inodes densely/);
+});
+
+describe("roots[0]'s tree digest above the tags (foreign-blob check)", () => {
+  let w: PsfsWasm;
+  beforeAll(() => {
+    w = new PsfsWasm();
+  });
+  // The builder's layout: the root consumed tag 1 (its st_ino), then its
+  // nanoseconds became a digest above every tag (digestRootMtime).
+  const withDigest = (nsec: number): BlobEntry[] => {
+    const e = entries();
+    e[0] = ent('/r', S_IFDIR | 0o755, 1, { mtime: { sec: 1_700_000_000n, nsec } });
+    return e;
+  };
+
+  test('the root stays out of the inode table; psfs_tagged recognises it by its digest', () => {
+    const blob = encodeBlob({ roots: [Buffer.from('/r')], entries: withDigest(123_456_789), flags: FLAGS });
+    const h = readHeader(blob);
+    expect(h.inodeCount).toBe(3);
+    expect(blob.readUInt32LE(Number(h.inodesOff))).toBe(0); // tag 1: no inode reports it any more
+    expect(decodeBlob(blob).entries[0].mtime.nsec).toBe(123_456_789);
+    expect(w.loadBlob(blob)).toBe(0);
+    const root = { mode: S_IFDIR | 0o755, uid: 0, gid: 0, nlink: 1, size: 4096n, mtimeSec: 1_700_000_000n, mtimeNsec: 123_456_789 };
+    expect(decodeBlob(blob).entries[w.tagged(root)].path.toString()).toBe('/r');
+    // Near misses: another digest, the old tag 1, another second or mode.
+    for (const miss of [{ ...root, mtimeNsec: 123_456_788 }, { ...root, mtimeNsec: 1 }, { ...root, mtimeSec: 1_700_000_001n }, { ...root, mode: S_IFREG | 0o755 }]) {
+      expect(w.tagged(miss)).toBe(-1);
+    }
+    // The other inodes keep their tags.
+    expect(decodeBlob(blob).entries[w.tagged({ mode: S_IFDIR | 0o755, uid: 0, gid: 0, nlink: 1, size: 4096n, mtimeSec: 1_700_000_000n, mtimeNsec: 2 })].path.toString()).toBe('/r/d');
+  });
+
+  test('digestRootMtime: above the tags, the same for the same tree, different for another tree with the same seconds', () => {
+    const layer = (): { path: Buffer; mtime: { sec: bigint; nsec: number } }[] => [{ path: Buffer.from('/r'), mtime: { sec: 1_700_000_000n, nsec: 1 } }];
+    const nsecOf = (es: BlobEntry[]): number => {
+      const l = layer();
+      const out = digestRootMtime(es, [Buffer.from('/r')], l as never);
+      const r = out.find((e) => e.path.toString() === '/r')!;
+      expect(r.atime.nsec).toBe(r.mtime.nsec); // identity policy: atime = ctime = mtime
+      expect(r.ctime.nsec).toBe(r.mtime.nsec);
+      expect(l[0].mtime).toEqual({ sec: 1_700_000_000n, nsec: r.mtime.nsec }); // what the layer's tar carries
+      return r.mtime.nsec;
+    };
+    const a = nsecOf(entries());
+    expect(a).toBeGreaterThan(3);
+    expect(a).toBeLessThanOrEqual(F.TAG_MAX);
+    expect(nsecOf(entries())).toBe(a);
+    // The root's own nanoseconds do not count (they are what is being set).
+    const rootNsec = entries();
+    rootNsec[0] = { ...rootNsec[0], mtime: { sec: 1_700_000_000n, nsec: 77 } };
+    expect(nsecOf(rootNsec)).toBe(a);
+    // Any other difference does: a byte of a name, a size, a mode, a target.
+    const renamed = entries();
+    renamed[1] = { ...renamed[1], path: Buffer.from('/r/e') };
+    const resized = entries();
+    resized[2] = { ...resized[2], size: 6n };
+    resized[3] = { ...resized[3], size: 6n };
+    const chmod = entries();
+    chmod[1] = { ...chmod[1], mode: S_IFDIR | 0o700 };
+    for (const other of [renamed, resized, chmod]) expect(nsecOf(other)).not.toBe(a);
+    // And the writer keeps the root out of the table.
+    const blob = encodeBlob({ roots: [Buffer.from('/r')], entries: digestRootMtime(entries(), [Buffer.from('/r')], []), flags: FLAGS });
+    expect(readHeader(blob).inodeCount).toBe(3);
+  });
 });
