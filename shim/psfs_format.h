@@ -211,11 +211,16 @@ static inline uint32_t psfs_hash_final(uint32_t a, uint32_t b, uint64_t w,
 	return h;
 }
 
-/* Little-endian word of p[0..k), k <= 8, zero-padded; reads only p[0..k).
- * With k == 8 compilers emit one load on little-endian machines. */
+/* Little-endian word of p[0..k), k <= 8, zero-padded; reads only p[0..k). */
 static inline uint64_t psfs_hash_load(const uint8_t *p, uint32_t k)
 {
 	uint64_t w = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (k == 8) {
+		__builtin_memcpy(&w, p, 8);   /* one load (a byte loop is ~4x slower) */
+		return w;
+	}
+#endif
 	for (uint32_t i = 0; i < k; i++)
 		w |= (uint64_t)p[i] << (8u * i);
 	return w;
