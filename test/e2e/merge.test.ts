@@ -173,7 +173,8 @@ test('conflicting destinations are refused with one clear line, nothing built', 
 test('a base whose /vrift was written after its blob (RUN step) is refused', () => {
   const ctx = path.join(work, 'drift');
   mkdirSync(ctx);
-  writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${A}\nRUN echo x > /vrift/x/lib/late.txt\n`);
+  // LD_PRELOAD= : under the shim the write is refused with EROFS (docs/shim-safety.md section 6).
+  writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${A}\nRUN LD_PRELOAD= sh -c 'echo x > /vrift/x/lib/late.txt'\n`);
   classicBuild(DRIFT, ctx);
   const r = vrift(['build', '--quiet', '--base', `docker-daemon:${DRIFT}`, '--add', `${path.join(work, 'y')}:/vrift/y`, '--tag', BAD, '--load'], { env: env() });
   expect(r.status).toBe(1);
