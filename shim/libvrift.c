@@ -1169,6 +1169,10 @@ EXPORT int fchmodat(int dirfd, const char *path, unsigned mode, int flags)
 	}
 	if (s && g_real.fchmodat)
 		return ((int (*)(int, const char *, unsigned, int))g_real.fchmodat)(dirfd, path, mode, flags);
+	/* before init: the fchmodat syscall has no flags argument (Linux 6.6+
+	 * has fchmodat2; older kernels say ENOSYS, never a wrong chmod) */
+	if (flags)
+		return (int)sys_ret(RAW(V_SYS_fchmodat2, dirfd, path, mode, flags, 0, 0));
 	return (int)sys_ret(RAW(SYS_fchmodat, dirfd, path, mode, 0, 0, 0));
 }
 
