@@ -17,8 +17,16 @@
 // (empty digest cache) and warm (digest cache filled, what a rebuild costs);
 // vrift's own phases (tree, base, output) come from its --json summary.
 //
+// Peak RSS against tree size: vrift build (cold digest cache, base from a
+// docker-archive saved once) of generated npm-like trees of RSS_SIZES files
+// (packages of 50 small .js files in 5 directories, 1 in 7 duplicated
+// content); printed per size with the marginal KiB per file between the
+// smallest and the largest. The PSFS blob is O(n) by nature (~430 B per
+// file here); everything else should be a small constant per file.
+//
 // Env: VRIFT_BENCH_BASE (default vrift-test/bookworm-python:latest),
-// VRIFT_BENCH_NPM_DIR. Needs `npm run build`, dockerd, /usr/bin/time.
+// VRIFT_BENCH_NPM_DIR, VRIFT_BENCH_RSS_SIZES (default 20000,40000,80000; ""
+// skips). Needs `npm run build`, dockerd, /usr/bin/time.
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -31,6 +39,7 @@ const BASE = process.env.VRIFT_BENCH_BASE ?? 'vrift-test/bookworm-python:latest'
 const NPM_DIR = process.env.VRIFT_BENCH_NPM_DIR ?? '/var/cache/vrift/bench-npm';
 const PACKAGES = ['typescript', 'eslint', 'jest', 'webpack', '@babel/core', '@babel/preset-env', 'rxjs', 'date-fns', 'core-js', 'lodash-es', 'lodash', '@mui/icons-material'];
 const MIN_FILES = 30_000;
+const RSS_SIZES = (process.env.VRIFT_BENCH_RSS_SIZES ?? '20000,40000,80000').split(',').filter(Boolean).map(Number);
 
 const fail = (msg) => {
   console.error(`bench:builder: ${msg}`);
@@ -96,6 +105,16 @@ function timed(cmd, args, opts = {}) {
   return { wall, rssKiB, stdout: r.stdout };
 }
 
+/** An npm-like tree of n files: package-NNNNN/lib/module-K/file-NNNNNN.js, 50 files per package. */
+function generateTree(dir, n) {
+  for (let i = 0; i < n; i++) {
+    const d = path.join(dir, `package-${String(Math.floor(i / 50)).padStart(5, '0')}`, 'lib', `module-${Math.floor((i % 50) / 10)}`);
+    if (i % 10 === 0) fs.mkdirSync(d, { recursive: true });
+    const body = i % 7 === 0 ? 'module.exports = {};\n' : `'use strict';\nmodule.exports = function f${i}() { return ${i}; };\n`.repeat(1 + (i % 13));
+    fs.writeFileSync(path.join(d, `file-${String(i).padStart(6, '0')}.js`), body);
+  }
+}
+
 const MB = 1e6;
 const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
 
@@ -146,6 +165,30 @@ try {
   console.log('ratios (docker build time / vrift build time)');
   row('time ratio', `${(d.wall / cold.wall).toFixed(2)}x`, `${(d.wall / warm.wall).toFixed(2)}x`, '1.00x');
   row('time ratio, vrift tree phase only', `${(d.wall / cold.summary.timings.tree).toFixed(2)}x`, `${(d.wall / warm.summary.timings.tree).toFixed(2)}x`, '');
+  if (RSS_SIZES.length) {
+    const baseTar = path.join(work, 'base.tar');
+    execFileSync('docker', ['save', '-o', baseTar, BASE]);
+    const rows = [];
+    for (const n of RSS_SIZES) {
+      const dir = path.join(work, `gen-${n}`);
+      generateTree(dir, n);
+      const out = path.join(work, 'gen.tar');
+      const r = timed(process.execPath, [CLI, 'build', '--base', `docker-archive:${baseTar}`, '--add', `${dir}:/vrift/node_modules`, '--tag', tag, '--output', out, '--cache-dir', path.join(work, `gen-cache-${n}`), '--json', '--quiet'], { env });
+      const s = JSON.parse(r.stdout);
+      rows.push({ n, rssKiB: r.rssKiB, wall: r.wall, blob: s.stats.blobBytes });
+      fs.rmSync(out, { force: true });
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    console.log('peak RSS against tree size (generated npm-like trees, cold digest cache, docker-archive base)');
+    row('files', 'peak RSS', 'PSFS blob', 'wall (s)');
+    for (const x of rows) row(String(x.n), mib(x.rssKiB * 1024), mib(x.blob), x.wall.toFixed(2));
+    if (rows.length > 1) {
+      const [a, b] = [rows[0], rows[rows.length - 1]];
+      const perFile = ((b.rssKiB - a.rssKiB) / (b.n - a.n)).toFixed(2);
+      const blobPerFile = ((b.blob - a.blob) / 1024 / (b.n - a.n)).toFixed(2);
+      console.log(`marginal peak RSS: ${perFile} KiB per file (of which the PSFS blob itself: ${blobPerFile} KiB per file)`);
+    }
+  }
   console.log('goal (issue 5): faster than docker build COPY; peak RSS bounded by streaming (independent of tree size)');
 } finally {
   spawnSync('docker', ['rmi', '-f', tag, dtag], { stdio: 'ignore' });
