@@ -44,10 +44,12 @@
  * 5. docs/runtime-reach.md (table + the explanation of every remaining class).
  *
  * Environment: REACH_RUNS (5), REACH_KEEP=1 keeps the temp dir and container,
- * REACH_ONLY=strace recounts the syscalls and keeps the times already in
- * bench/reach-results.json,
+ * REACH_WORK=<dir> reuses the trees a kept run made there, REACH_ONLY=strace
+ * recounts the syscalls and keeps the times already in bench/reach-results.json,
+ * REACH_WORKLOADS=key,... measures only those rows and keeps the others,
  * VRIFT_CACHE (/var/cache/vrift). Needs root, docker, the npm registry and
- * Debian's mirror. Takes about 10 minutes.
+ * Debian's mirror (binary and deb-src). Takes about 25 minutes on a loaded
+ * 2-core machine (first run: plus the debootstrap of the base image).
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
