@@ -48,7 +48,7 @@
  * recounts the syscalls and keeps the times already in bench/reach-results.json,
  * REACH_WORKLOADS=key,... measures only those rows and keeps the others,
  * VRIFT_CACHE (/var/cache/vrift). Needs root, docker, the npm registry and
- * Debian's mirror (binary and deb-src). Takes about 25 minutes on a loaded
+ * Debian's mirror (binary and deb-src). Takes 13-25 minutes on a shared
  * 2-core machine (first run: plus the debootstrap of the base image).
  */
 import { spawnSync } from 'node:child_process';
