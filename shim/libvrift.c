@@ -918,22 +918,32 @@ static __attribute__((noinline)) int open_gate(const struct vrift_state *s, int 
 typedef int (*open_t)(const char *, int, ...);
 typedef int (*openat_t)(int, const char *, int, ...);
 
+/* The body every open-family wrapper shares: the gate, then the real
+ * function (cast to `type`, called with the trailing arguments) or, before init, the raw
+ * openat with the same dirfd, flags and mode. */
+#define OPEN_BODY(field, type, dirfd, flags, mode, ...)                        \
+	const struct vrift_state *s = state();                                 \
+	if (deny(open_gate(s, dirfd, path, flags)))                            \
+		return -1;                                                     \
+	if (s && g_real.field)                                                 \
+		return ((type)g_real.field)(__VA_ARGS__);                      \
+	return (int)sys_ret(RAW(SYS_openat, dirfd, path, flags, mode, 0, 0))
+
+/* Read open's variadic mode, only when the flags need one. */
+#define OPEN_MODE(mode, flags)                                                 \
+	unsigned mode = 0;                                                     \
+	if (NEEDS_MODE(flags)) {                                               \
+		va_list ap;                                                    \
+		va_start(ap, flags);                                           \
+		mode = va_arg(ap, unsigned);                                   \
+		va_end(ap);                                                    \
+	}
+
 #define OPEN_WRAPPER(name, field)                                              \
 	EXPORT int name(const char *path, int flags, ...)                      \
 	{                                                                      \
-		unsigned mode = 0;                                             \
-		if (NEEDS_MODE(flags)) {                                       \
-			va_list ap;                                            \
-			va_start(ap, flags);                                   \
-			mode = va_arg(ap, unsigned);                           \
-			va_end(ap);                                            \
-		}                                                              \
-		const struct vrift_state *s = state();                         \
-		if (deny(open_gate(s, V_AT_FDCWD, path, flags)))               \
-			return -1;                                             \
-		if (s && g_real.field)                                         \
-			return ((open_t)g_real.field)(path, flags, mode);      \
-		return (int)sys_ret(RAW(SYS_openat, V_AT_FDCWD, path, flags, mode, 0, 0)); \
+		OPEN_MODE(mode, flags)                                         \
+		OPEN_BODY(field, open_t, V_AT_FDCWD, flags, mode, path, flags, mode); \
 	}
 OPEN_WRAPPER(open, open)
 OPEN_WRAPPER(open64, open64)
@@ -941,59 +951,36 @@ OPEN_WRAPPER(open64, open64)
 #define OPENAT_WRAPPER(name, field)                                            \
 	EXPORT int name(int dirfd, const char *path, int flags, ...)           \
 	{                                                                      \
-		unsigned mode = 0;                                             \
-		if (NEEDS_MODE(flags)) {                                       \
-			va_list ap;                                            \
-			va_start(ap, flags);                                   \
-			mode = va_arg(ap, unsigned);                           \
-			va_end(ap);                                            \
-		}                                                              \
-		const struct vrift_state *s = state();                         \
-		if (deny(open_gate(s, dirfd, path, flags)))                    \
-			return -1;                                             \
-		if (s && g_real.field)                                         \
-			return ((openat_t)g_real.field)(dirfd, path, flags, mode); \
-		return (int)sys_ret(RAW(SYS_openat, dirfd, path, flags, mode, 0, 0)); \
+		OPEN_MODE(mode, flags)                                         \
+		OPEN_BODY(field, openat_t, dirfd, flags, mode, dirfd, path, flags, mode); \
 	}
 OPENAT_WRAPPER(openat, openat)
 OPENAT_WRAPPER(openat64, openat64)
 
 /* _FORTIFY_SOURCE's open without a mode (it aborts on O_CREAT itself). */
+typedef int (*open2_t)(const char *, int);
+typedef int (*openat2_t)(int, const char *, int);
 #define OPEN2_WRAPPER(name, field)                                             \
 	EXPORT int name(const char *path, int flags)                           \
 	{                                                                      \
-		const struct vrift_state *s = state();                         \
-		if (deny(open_gate(s, V_AT_FDCWD, path, flags)))               \
-			return -1;                                             \
-		if (s && g_real.field)                                         \
-			return ((int (*)(const char *, int))g_real.field)(path, flags); \
-		return (int)sys_ret(RAW(SYS_openat, V_AT_FDCWD, path, flags, 0, 0, 0)); \
+		OPEN_BODY(field, open2_t, V_AT_FDCWD, flags, 0, path, flags);  \
 	}
 OPEN2_WRAPPER(__open_2, open_2)
 OPEN2_WRAPPER(__open64_2, open64_2)
 #define OPENAT2_WRAPPER(name, field)                                           \
 	EXPORT int name(int dirfd, const char *path, int flags)                \
 	{                                                                      \
-		const struct vrift_state *s = state();                         \
-		if (deny(open_gate(s, dirfd, path, flags)))                    \
-			return -1;                                             \
-		if (s && g_real.field)                                         \
-			return ((int (*)(int, const char *, int))g_real.field)(dirfd, path, flags); \
-		return (int)sys_ret(RAW(SYS_openat, dirfd, path, flags, 0, 0, 0)); \
+		OPEN_BODY(field, openat2_t, dirfd, flags, 0, dirfd, path, flags); \
 	}
 OPENAT2_WRAPPER(__openat_2, openat_2)
 OPENAT2_WRAPPER(__openat64_2, openat64_2)
 
+typedef int (*creat_t)(const char *, unsigned);
 #define CREAT_WRAPPER(name, field)                                             \
 	EXPORT int name(const char *path, unsigned mode)                       \
 	{                                                                      \
-		const struct vrift_state *s = state();                         \
 		int f = V_O_CREAT | 1 /* O_WRONLY */ | V_O_TRUNC;              \
-		if (deny(open_gate(s, V_AT_FDCWD, path, f)))                   \
-			return -1;                                             \
-		if (s && g_real.field)                                         \
-			return ((int (*)(const char *, unsigned))g_real.field)(path, mode); \
-		return (int)sys_ret(RAW(SYS_openat, V_AT_FDCWD, path, f, mode, 0, 0)); \
+		OPEN_BODY(field, creat_t, V_AT_FDCWD, f, mode, path, mode);    \
 	}
 CREAT_WRAPPER(creat, creat)
 CREAT_WRAPPER(creat64, creat64)
