@@ -328,7 +328,7 @@ struct walk {
 /* Index of the root matching s[0..n) as a path prefix (followed by '/'
  * or the end), or -1.  Cheap rejection of non-domain paths is what keeps
  * the cold path within noise of the kernel call. */
-static int match_root(const struct psfs_view *v, const uint8_t *s, uint32_t n)
+static inline __attribute__((always_inline)) int match_root(const struct psfs_view *v, const uint8_t *s, uint32_t n)
 {
 	for (uint32_t i = 0; i < v->root_count; i++) {
 		uint32_t rl = v->roots[i].path_len;
@@ -481,14 +481,6 @@ static enum psfs_outcome missing(struct walk *w)
 	return a ? ancestor_says(a) : PSFS_PASS;
 }
 
-/* Result of scanning a path that is already in normalized form. */
-struct clean {
-	uint32_t h;                  /* psfs_hash of p[0..n) */
-	uint32_t parent;             /* length of the parent prefix (last '/') */
-	struct psfs_hstate hparent;  /* hash state after p[0..parent): finalized
-				      * only on a miss (h_final) */
-};
-
 /* Little-endian word p[0..8) (one unaligned load). */
 static inline uint64_t load8(const uint8_t *p)
 {
@@ -497,16 +489,30 @@ static inline uint64_t load8(const uint8_t *p)
 	return w;
 }
 
-/* 0x80 in each byte of w equal to c (c * 0x0101..), 0 elsewhere: exact,
- * no borrow between bytes. */
-static inline uint64_t bytes_eq_mask(uint64_t w, uint64_t c)
+/* Word p[i..i+8) of the n-byte path p, i <= n: the last 0..7 bytes
+ * zero-padded (read as the tail of the path's last full word when the
+ * path is that long, so no byte loop and no read past p[n - 1]). */
+static inline uint64_t word_at(const uint8_t *p, uint32_t n, uint32_t i)
 {
-	const uint64_t lo7 = 0x7f7f7f7f7f7f7f7full;
-	uint64_t x = w ^ c;                            /* matching bytes -> 0 */
-	return ~(((x & lo7) + lo7) | x | lo7);
+	uint32_t k = n - i;
+	return k >= 8 ? load8(p + i)
+	     : k == 0 ? 0
+	     : n >= 8 ? load8(p + n - 8) >> (64u - 8u * k)
+	     : psfs_hash_load(p + i, k);
 }
-#define ALL_SLASH 0x2f2f2f2f2f2f2f2full
-#define ALL_ONE 0x0101010101010101ull
+
+/* psfs_hash of p[0..n), a path that starts with root r (match_root): the
+ * root's whole words were hashed at init, the word holding its last bytes
+ * is reloaded from p.  The lanes stay in registers: one multiply per word
+ * and lane is the whole latency chain. */
+static inline uint32_t hash_path(const struct psfs_view *v, int r,
+				 const uint8_t *p, uint32_t n)
+{
+	uint32_t a = v->root_h[r].a, b = v->root_h[r].b, i = v->roots[r].path_len & ~7u;
+	for (; n - i >= 8; i += 8)
+		psfs_hash_word(&a, &b, load8(p + i));
+	return psfs_hash_final(a, b, word_at(p, n, i), n);
+}
 
 /* The slash at p[j] (p is n bytes) is followed by "/" or "." : still a
  * normal component (".bin", "..x") or not ("//", "/.", "/..")? */
@@ -517,6 +523,23 @@ static inline int dot_ok(const uint8_t *p, uint32_t n, uint32_t j)
 	if (j + 2 == n || p[j + 2] == '/')
 		return 0;                              /* "." */
 	return !(p[j + 2] == '.' && (j + 3 == n || p[j + 3] == '/'));   /* ".." */
+}
+
+/* Byte pairs (p[j - 1], p[j]) for j in [i, i + 16): is any a '/' followed
+ * by '/' or '.'?  16 pairs per step as two unaligned 16-byte vector loads
+ * (SSE2 on x86-64, NEON on arm64; scalar code on wasm32), the second one
+ * byte behind the first: no shifting, no carry between steps. */
+typedef uint8_t psfs_v16 __attribute__((vector_size(16)));
+static inline int slash_dot16(const uint8_t *p, uint32_t i)
+{
+	psfs_v16 x, prev, m;
+	__builtin_memcpy(&x, p + i, 16);
+	__builtin_memcpy(&prev, p + i - 1, 16);
+	m = (psfs_v16)((prev == '/') & ((x == '/') | (x == '.')));
+	uint64_t lo, hi;
+	__builtin_memcpy(&lo, &m, 8);
+	__builtin_memcpy(&hi, (const uint8_t *)&m + 8, 8);
+	return (lo | hi) != 0;
 }
 
 /* Every component of p[from..n) (split at '/') is at most NAME_MAX bytes.
@@ -533,64 +556,39 @@ static int names_fit(const uint8_t *p, uint32_t from, uint32_t n)
 	return 1;
 }
 
-/* If p[0..n) (starting with root r) is already normalized - no "//", no
- * "." or ".." component, no trailing "/", components <= NAME_MAX - it is
- * its own key: fill *c and return 1.  Otherwise return 0 and let the slow
- * path rebuild it.
- * Word at a time, as psfs_hash reads the key: one load and one hash step
- * per 8 bytes; '/' and '.' found by SWAR masks, so a usual component costs
- * no branch of its own (a per-'/' loop cost ~12 ns on 80-byte paths).  Only
- * a '/' followed by '/' or '.' (".bin", ".pnpm", or a non-normal spelling)
- * is looked at byte by byte.  The root's words were hashed at init; the
- * word holding its last bytes is reloaded from p (equal: match_root). */
-static int scan_clean(const struct psfs_view *v, const uint8_t *p, uint32_t n,
-		      int r, struct clean *c)
+/* Pairs (p[j - 1], p[j]) for j in [from, to), from >= 1: every '/'
+ * followed by '/' or '.' starts a normal name (".bin", ".pnpm")? */
+static int dots_ok(const uint8_t *p, uint32_t n, uint32_t from, uint32_t to)
 {
-	uint32_t rl = v->roots[r].path_len;
-	uint32_t a = v->root_h[r].a, b = v->root_h[r].b;
-	uint64_t keep = ~0ull << (8u * (rl & 7u));      /* '/' inside the root: not ours */
-	uint64_t carry = 0;     /* 0x80: the previous word ended with '/' */
-	/* The last word holding a '/' (its '/' mask, lanes before it). */
-	uint32_t li = 0;
-	uint64_t lsl = 0, lw = 0;
-	uint32_t la = 0, lb = 0;
+	for (uint32_t j = from; j < to; j++)
+		if (p[j - 1] == '/' && (p[j] == '/' || p[j] == '.') && !dot_ok(p, n, j - 1))
+			return 0;
+	return 1;
+}
+
+/* Is p[0..n) (starting with root r, match_root) already normalized - no
+ * "//", no "." or ".." component, no trailing "/", components <= NAME_MAX?
+ * Then it is its own key and the hot path looks it up where it is;
+ * otherwise the slow path rebuilds it.  The root is normalized, so only
+ * pairs from p[rl - 1] on are looked at; a 16-byte window may reach back
+ * into the root (harmless: no pair there fails). */
+static int path_clean(const struct psfs_view *v, int r, const uint8_t *p, uint32_t n)
+{
+	uint32_t rl = v->roots[r].path_len, i = rl;   /* rl >= 2: p[i - 1] exists */
 	if (n > rl && p[n - 1] == '/')
 		return 0;                                /* trailing "/" */
 	if (n - rl > PSFS_NAME_MAX + 1 && !names_fit(p, rl, n))
 		return 0;                                /* kernel: ENAMETOOLONG */
-	for (uint32_t i = rl & ~7u;; i += 8) {
-		uint32_t k = n - i;                      /* bytes left (i <= n) */
-		uint64_t w = k >= 8 ? load8(p + i)
-			   : k == 0 ? 0
-			   : n >= 8 ? load8(p + n - 8) >> (64u - 8u * k)   /* last k bytes */
-			   : psfs_hash_load(p + i, k);
-		/* '.' is '/' with bit 0 clear: one mask finds both, bit 0
-		 * (moved to bit 7 by << 7) tells them apart. */
-		uint64_t sd = bytes_eq_mask(w | ALL_ONE, ALL_SLASH);
-		uint64_t sl = sd & (w << 7) & keep;
-		/* A '/' followed by '/' or '.': bit of byte t = the slash at
-		 * p[i + t - 1].  ".bin" is fine, "//", "/." and "/.." are not. */
-		for (uint64_t odd = ((sl << 8) | carry) & sd; odd; odd &= odd - 1)
-			if (!dot_ok(p, n, i + (uint32_t)__builtin_ctzll(odd) / 8u - 1u))
-				return 0;
-		if (sl) {
-			li = i, lsl = sl, lw = w, la = a, lb = b;
-		}
-		carry = sl >> 56;
-		keep = ~0ull;
-		if (k < 8) {
-			c->h = psfs_hash_final(a, b, w, n);
-			c->parent = rl;                  /* no '/' after the root */
-			if (lsl) {
-				/* parent = p[0..last): lanes before its word, bytes before it */
-				uint32_t t = (63u - (uint32_t)__builtin_clzll(lsl)) / 8u;
-				c->parent = li + t;
-				c->hparent = (struct psfs_hstate){la, lb, lw & ~(~0ull << (8u * t))};
-			}
-			return 1;
-		}
-		psfs_hash_word(&a, &b, w);
+	for (; n - i >= 16; i += 16)
+		if (slash_dot16(p, i) && !dots_ok(p, n, i, i + 16))
+			return 0;
+	if (i == n)
+		return 1;
+	if (n >= 17) {                                   /* last window: p[n - 17..n) */
+		i = n - 16;
+		return !slash_dot16(p, i) || dots_ok(p, n, i, n);
 	}
+	return dots_ok(p, n, i, n);
 }
 
 /* Length of the NUL-terminated path, or PSFS_PATH_MAX when it has no NUL in
@@ -632,19 +630,20 @@ enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
 
 	struct walk w = {.v = v, .buf = (uint8_t *)scratch};
 	const struct psfs_entry *e;
-	struct clean c = {.hparent = v->root_h[r]};   /* path == root: parent state */
-	if (scan_clean(v, p, n, r, &c)) {
+	if (path_clean(v, r, p, n)) {
 		/* Hot path: the usual spelling, looked up where it is. */
-		e = lookup_h(v, p, n, c.h);
+		e = lookup_h(v, p, n, hash_path(v, r, p, n));
 		if (e && (e->flags & (PSFS_E_REACHABLE | PSFS_E_UNCERTAIN)) ==
 			      PSFS_E_REACHABLE && !is_lnk(e)) {
 			*out = e;
 			return PSFS_HIT;
 		}
 		if (!e) {
-			/* Usual ENOENT: the parent is present (hash known). */
-			const struct psfs_entry *a = lookup_h(v, p, c.parent,
-							   h_final(c.hparent, c.parent));
+			/* Usual ENOENT: the parent is present. */
+			uint32_t parent = n;
+			while (parent > v->roots[r].path_len && p[--parent] != '/')
+				;
+			const struct psfs_entry *a = lookup_h(v, p, parent, hash_path(v, r, p, parent));
 			if (a)
 				return ancestor_says(a);
 		}

@@ -1,21 +1,23 @@
 /**
- * The hot path's word-at-a-time scan (scan_clean in shim/psfs_core.c, run
- * as wasm32) against the reader's slow path as oracle.
+ * The hot path's scan of an already-normalized path (path_clean and
+ * hash_path in shim/psfs_core.c, run as wasm32) against the reader's slow
+ * path as oracle.
  *
- * scan_clean reads an already-normalized path 8 bytes at a time: '/' and
- * '.' found by SWAR masks, the hash of the path and of its parent taken
- * from the same words, the root's words hashed once at init. Its edge cases
- * are positions relative to the 8-byte words: roots of every length mod 8,
- * components ending on every byte of a word, a '/' as the last byte of a
- * word followed by '.' or '/' in the next one, paths shorter than 8 bytes,
- * names starting with '.' (".bin" is a normal name, "." and ".." are not),
- * and components around NAME_MAX in tails longer than NAME_MAX.
+ * path_clean checks the bytes after the root 16 at a time (two overlapping
+ * vector loads, the last window re-aligned to the path's end); hash_path
+ * hashes 8-byte words from the root's lanes hashed at init. Their edge
+ * cases are positions relative to those windows and words: roots of every
+ * length mod 16, components ending on every byte of a window, a '/' as the
+ * last byte of a window followed by '.' or '/' in the next one, paths
+ * shorter than one window, names starting with '.' (".bin" is a normal
+ * name, "." and ".." are not), and components around NAME_MAX in tails
+ * longer than NAME_MAX.
  *
  * Oracle: the same path with "/." inserted right after the root is the same
  * file for the kernel (the root is a searchable directory) but is not in
  * normalized form, so psfs_resolve takes its slow path (normalize into
  * scratch, psfs_lookup, missing() walking down from the root), which shares
- * no code with scan_clean. Both must give the same outcome and entry; every
+ * no code with path_clean. Both must give the same outcome and entry; every
  * entry must also be a HIT on itself.
  */
 import { encodeBlob, type BlobEntry } from '../../src/blob/writer';
@@ -50,8 +52,8 @@ function entry(p: string, mode: number): BlobEntry {
   };
 }
 
-/** Names that end on every byte of a word, and the dot-names that are normal components. */
-const NAMES = ['a', 'bb', 'ccc', 'dddd', 'eeeee', 'ffffff', 'ggggggg', 'hhhhhhhh', 'iiiiiiiii', '.bin', '..x', '...', '.', '.a', 'x.', 'a.b'];
+/** Names that end on every byte of a word (and, with the roots' lengths, of a 16-byte window), and the dot-names that are normal components. */
+const NAMES = ['a', 'bb', 'ccc', 'dddd', 'eeeee', 'ffffff', 'ggggggg', 'hhhhhhhh', 'iiiiiiiii', 'k'.repeat(13), 'q'.repeat(16), 's'.repeat(17), '.bin', '..x', '...', '.', '.a', 'x.', 'a.b'];
 
 function tree(root: string): { blob: Buffer; paths: string[] } {
   const dirs = [root];
@@ -89,8 +91,8 @@ function probes(root: string, paths: string[]): string[] {
   return [...out];
 }
 
-// Root lengths 2..18: every length mod 8, short ones (path < 8 bytes) included.
-const ROOTS = Array.from({ length: 17 }, (_, i) => '/' + 'r'.repeat(i + 1));
+// Root lengths 2..34: every length mod 16, short ones (path < 16 bytes) included.
+const ROOTS = Array.from({ length: 33 }, (_, i) => '/' + 'r'.repeat(i + 1));
 
 describe.each(ROOTS.map((r) => [r.length, r] as const))('root of %d bytes', (_len, root) => {
   test('every entry is a HIT on itself; every spelling agrees with the slow path', () => {
