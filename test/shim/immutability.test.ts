@@ -163,6 +163,39 @@ test('without the shim, every call it refused succeeds on a writable tree (or fa
   expect(refused.length - failed.length).toBeGreaterThan(100);
 });
 
+test('outside the domain the shim only passes through: with the blob of another tree accepted, every call gives the plain result and the same trees after', () => {
+  // The thin wrappers (unlink, rename, mkdir, chmod, chown, link, symlink, truncate, access, ...)
+  // pass through by raw syscall, the others through libc: both must equal the plain run.
+  // Every path's type and mode, link count, owner, size and link target (the run's own directory
+  // name taken out), relative to root, mkstemp/mkdtemp names as their templates; inode numbers
+  // and times differ between two trees.
+  const shape = (root: string, base: string): Record<string, string> => {
+    const rel: Record<string, string> = {};
+    for (const [p, v] of Object.entries(snapshot(root))) {
+      const [mode, , nlink, uid, gid, size] = v.split(' ');
+      const target = (v.split(' -> ')[1] ?? '').replace(base, '<run>');
+      const name = path.relative(root, p).replace(/\/([td])[A-Za-z0-9]{6}(\.c)?$/, '/$1XXXXXX$2');
+      rel[name] = [mode, nlink, uid, gid, size, target].join(' ');
+    }
+    return rel;
+  };
+  const run = (name: string, env: NodeJS.ProcessEnv) => {
+    const base = path.join(tmp, name);
+    makeTree(path.join(base, 'dom'), path.join(base, 'out'));
+    const results = mutate(path.join(base, 'dom'), path.join(base, 'out'), env);
+    return { results, dom: shape(path.join(base, 'dom'), base), out: shape(path.join(base, 'out'), base) };
+  };
+  const blob = path.join(tmp, 'blobs', 'a.blob');
+  const env = { LD_PRELOAD: SHIM, VRIFT_BLOB: blob };
+  // The blob is accepted in this process environment (its own tree is refused).
+  expect(spawnSync('sh', ['-c', `echo x > ${domA}/c1/new`], { env: { PATH: process.env.PATH, ...env } }).status).not.toBe(0);
+  const viaShim = run('p1', env);
+  const plain = run('p2', {});
+  expect([...viaShim.results].filter(([k, v]) => plain.results.get(k) !== v)).toEqual([]);
+  expect(viaShim.dom).toEqual(plain.dom);
+  expect(viaShim.out).toEqual(plain.out);
+});
+
 test('LD_PRELOAD= and VRIFT_BLOB naming no blob switch the refusal off', () => {
   const dom = path.join(tmp, 'd', 'dom');
   makeTree(dom, path.join(tmp, 'd', 'out'));
