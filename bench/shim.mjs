@@ -9,10 +9,13 @@
 // shim/build/bench-shim once under LD_PRELOAD. In that one process, rounds
 // alternate libc's own stat ("kernel stat") and the interposed stat, so VM
 // noise hits both alike (time = the thread's CPU time, so preemption by
-// other processes is not counted); medians over ROUNDS rounds, and the cold overhead
-// as the median of per-round paired ratios; plus psfs_resolve alone (the
-// shim's decision cost, no syscall), which bounds the cold overhead
-// without the machine's noise.
+// other processes is not counted). In each round each side runs 4 times in
+// a row and its last run counts (its steady state); the shim's first run,
+// right after the kernel's path walks evicted the blob from the caches, is
+// printed as its own row ("caches cold"). Medians over ROUNDS rounds, the
+// cold overhead as the median of per-round paired ratios; plus
+// psfs_resolve alone (the shim's decision cost, no syscall), which bounds
+// the cold overhead without the machine's noise.
 //
 // Needs `npm run build:ts` (for bin/vrift.js) and `make -C shim`.
 // Env: VRIFT_BENCH_ROUNDS (default 31).
