@@ -26,7 +26,8 @@
 //
 // Env: VRIFT_BENCH_BASE (default vrift-test/bookworm-python:latest),
 // VRIFT_BENCH_NPM_DIR, VRIFT_BENCH_RSS_SIZES (default 20000,40000,80000; ""
-// skips). Needs `npm run build`, dockerd, /usr/bin/time.
+// skips), VRIFT_BENCH_SKIP_NPM=1 (only the peak RSS section: no npm tree,
+// no docker build). Needs `npm run build`, dockerd, /usr/bin/time.
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -40,6 +41,7 @@ const NPM_DIR = process.env.VRIFT_BENCH_NPM_DIR ?? '/var/cache/vrift/bench-npm';
 const PACKAGES = ['typescript', 'eslint', 'jest', 'webpack', '@babel/core', '@babel/preset-env', 'rxjs', 'date-fns', 'core-js', 'lodash-es', 'lodash', '@mui/icons-material'];
 const MIN_FILES = 30_000;
 const RSS_SIZES = (process.env.VRIFT_BENCH_RSS_SIZES ?? '20000,40000,80000').split(',').filter(Boolean).map(Number);
+const SKIP_NPM = process.env.VRIFT_BENCH_SKIP_NPM === '1';
 
 const fail = (msg) => {
   console.error(`bench:builder: ${msg}`);
@@ -118,9 +120,9 @@ function generateTree(dir, n) {
 const MB = 1e6;
 const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
 
-const tree = npmTree();
-const t = measureTree(tree);
-if (t.files < MIN_FILES) fail(`the npm tree has ${t.files} files, fewer than ${MIN_FILES}; add packages to PACKAGES`);
+const tree = SKIP_NPM ? undefined : npmTree();
+const t = tree && measureTree(tree);
+if (t && t.files < MIN_FILES) fail(`the npm tree has ${t.files} files, fewer than ${MIN_FILES}; add packages to PACKAGES`);
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'vrift-bench-builder-'));
 const tag = `vrift-bench/builder:${process.pid}`;
@@ -135,36 +137,38 @@ try {
     fs.rmSync(out, { force: true });
     return { ...r, summary: s, layer: s.layers[s.layers.length - 1].size };
   };
-  const cache = path.join(work, 'digest-cache');
-  const cold = vrift('cold', cache);
-  const warm = vrift('warm', cache);
+  if (t) {
+    const cache = path.join(work, 'digest-cache');
+    const cold = vrift('cold', cache);
+    const warm = vrift('warm', cache);
 
-  // docker build: the same tree COPYed onto the same base. The context is the cache directory
-  // (node_modules only: a .dockerignore would change what is sent, so the Dockerfile lives outside).
-  const dockerfile = path.join(work, 'Dockerfile');
-  fs.writeFileSync(dockerfile, `FROM ${BASE}\nCOPY node_modules /vrift/node_modules\n`);
-  const d = timed('docker', ['build', '-q', '--no-cache', '--network', 'none', '-f', dockerfile, '-t', dtag, NPM_DIR], { env: { ...env, DOCKER_BUILDKIT: '0' } });
-  const hist = JSON.parse(execFileSync('docker', ['history', '--no-trunc', '--format', '{{json .}}', dtag], { encoding: 'utf8' }).trim().split('\n')[0]);
-  const dockerLayer = JSON.parse(execFileSync('docker', ['image', 'inspect', dtag], { encoding: 'utf8' }))[0];
-  const copySize = hist.Size; // human string from docker history
-  // Uncompressed size of the COPY layer: `docker save` would compress nothing; the engine reports the diff size.
-  const copyBytes = Number(execFileSync('docker', ['inspect', '-f', '{{.Size}}', dtag], { encoding: 'utf8' }).trim()) - Number(execFileSync('docker', ['inspect', '-f', '{{.Size}}', BASE], { encoding: 'utf8' }).trim());
+    // docker build: the same tree COPYed onto the same base. The context is the cache directory
+    // (node_modules only: a .dockerignore would change what is sent, so the Dockerfile lives outside).
+    const dockerfile = path.join(work, 'Dockerfile');
+    fs.writeFileSync(dockerfile, `FROM ${BASE}\nCOPY node_modules /vrift/node_modules\n`);
+    const d = timed('docker', ['build', '-q', '--no-cache', '--network', 'none', '-f', dockerfile, '-t', dtag, NPM_DIR], { env: { ...env, DOCKER_BUILDKIT: '0' } });
+    const hist = JSON.parse(execFileSync('docker', ['history', '--no-trunc', '--format', '{{json .}}', dtag], { encoding: 'utf8' }).trim().split('\n')[0]);
+    const dockerLayer = JSON.parse(execFileSync('docker', ['image', 'inspect', dtag], { encoding: 'utf8' }))[0];
+    const copySize = hist.Size; // human string from docker history
+    // Uncompressed size of the COPY layer: `docker save` would compress nothing; the engine reports the diff size.
+    const copyBytes = Number(execFileSync('docker', ['inspect', '-f', '{{.Size}}', dtag], { encoding: 'utf8' }).trim()) - Number(execFileSync('docker', ['inspect', '-f', '{{.Size}}', BASE], { encoding: 'utf8' }).trim());
 
-  const row = (label, ...cols) => console.log(`${label.padEnd(34)}${cols.map((c) => String(c).padStart(18)).join('')}`);
-  console.log(`builder bench: ${t.files} files, ${t.symlinks} symlinks, ${t.dirs} dirs, ${mib(t.bytes)} (npm: ${PACKAGES.join(' ')}), base ${BASE}`);
-  row('', 'vrift (cold)', 'vrift (warm)', 'docker build COPY');
-  row('wall time (s)', cold.wall.toFixed(2), warm.wall.toFixed(2), d.wall.toFixed(2));
-  row('files/s', Math.round(t.files / cold.wall), Math.round(t.files / warm.wall), Math.round(t.files / d.wall));
-  row('MB/s (raw tree bytes / wall)', (t.bytes / MB / cold.wall).toFixed(1), (t.bytes / MB / warm.wall).toFixed(1), (t.bytes / MB / d.wall).toFixed(1));
-  row('peak RSS of the builder process', mib(cold.rssKiB * 1024), mib(warm.rssKiB * 1024), '(in dockerd)');
-  row('tree layer size', `${mib(cold.layer)} gz`, `${mib(warm.layer)} gz`, `${mib(copyBytes)} tar`);
-  row('layer size / raw tree size', (cold.layer / t.bytes).toFixed(3), (warm.layer / t.bytes).toFixed(3), (copyBytes / t.bytes).toFixed(3));
-  const ph = (s) => `${s.timings.tree.toFixed(1)}/${s.timings.base.toFixed(1)}/${s.timings.output.toFixed(1)}`;
-  row('vrift phases tree/base/output (s)', ph(cold.summary), ph(warm.summary), '');
-  console.log(`vrift: ${cold.summary.stats.casObjects} CAS objects for ${cold.summary.stats.files} files (dedup ${cold.summary.stats.dedupRatio.toFixed(3)}x), PSFS blob ${mib(cold.summary.stats.blobBytes)}; docker history of the COPY layer: ${copySize}; ${dockerLayer.RootFS.Layers.length} layers`);
-  console.log('ratios (docker build time / vrift build time)');
-  row('time ratio', `${(d.wall / cold.wall).toFixed(2)}x`, `${(d.wall / warm.wall).toFixed(2)}x`, '1.00x');
-  row('time ratio, vrift tree phase only', `${(d.wall / cold.summary.timings.tree).toFixed(2)}x`, `${(d.wall / warm.summary.timings.tree).toFixed(2)}x`, '');
+    const row = (label, ...cols) => console.log(`${label.padEnd(34)}${cols.map((c) => String(c).padStart(18)).join('')}`);
+    console.log(`builder bench: ${t.files} files, ${t.symlinks} symlinks, ${t.dirs} dirs, ${mib(t.bytes)} (npm: ${PACKAGES.join(' ')}), base ${BASE}`);
+    row('', 'vrift (cold)', 'vrift (warm)', 'docker build COPY');
+    row('wall time (s)', cold.wall.toFixed(2), warm.wall.toFixed(2), d.wall.toFixed(2));
+    row('files/s', Math.round(t.files / cold.wall), Math.round(t.files / warm.wall), Math.round(t.files / d.wall));
+    row('MB/s (raw tree bytes / wall)', (t.bytes / MB / cold.wall).toFixed(1), (t.bytes / MB / warm.wall).toFixed(1), (t.bytes / MB / d.wall).toFixed(1));
+    row('peak RSS of the builder process', mib(cold.rssKiB * 1024), mib(warm.rssKiB * 1024), '(in dockerd)');
+    row('tree layer size', `${mib(cold.layer)} gz`, `${mib(warm.layer)} gz`, `${mib(copyBytes)} tar`);
+    row('layer size / raw tree size', (cold.layer / t.bytes).toFixed(3), (warm.layer / t.bytes).toFixed(3), (copyBytes / t.bytes).toFixed(3));
+    const ph = (s) => `${s.timings.tree.toFixed(1)}/${s.timings.base.toFixed(1)}/${s.timings.output.toFixed(1)}`;
+    row('vrift phases tree/base/output (s)', ph(cold.summary), ph(warm.summary), '');
+    console.log(`vrift: ${cold.summary.stats.casObjects} CAS objects for ${cold.summary.stats.files} files (dedup ${cold.summary.stats.dedupRatio.toFixed(3)}x), PSFS blob ${mib(cold.summary.stats.blobBytes)}; docker history of the COPY layer: ${copySize}; ${dockerLayer.RootFS.Layers.length} layers`);
+    console.log('ratios (docker build time / vrift build time)');
+    row('time ratio', `${(d.wall / cold.wall).toFixed(2)}x`, `${(d.wall / warm.wall).toFixed(2)}x`, '1.00x');
+    row('time ratio, vrift tree phase only', `${(d.wall / cold.summary.timings.tree).toFixed(2)}x`, `${(d.wall / warm.summary.timings.tree).toFixed(2)}x`, '');
+  }
   if (RSS_SIZES.length) {
     const baseTar = path.join(work, 'base.tar');
     execFileSync('docker', ['save', '-o', baseTar, BASE]);

@@ -142,8 +142,25 @@ export class DigestCache {
     const tmp = path.join(this.dir, `.${CACHE_FILE}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
     try {
       await fsp.mkdir(this.dir, { recursive: true });
-      const obj = { version: 1, files: Object.fromEntries([...this.files.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([k, v]) => [k, unpackRecord(v)])) };
-      await fsp.writeFile(tmp, JSON.stringify(obj), { mode: 0o644, flag: 'wx' });
+      // Streamed in chunks, the bytes JSON.stringify of the whole object would
+      // give (keys sorted): one object and one string of every record at once
+      // was the builder's largest memory peak (~1 KiB per cached file).
+      const fh = await fsp.open(tmp, 'wx', 0o644);
+      try {
+        let chunk = '{"version":1,"files":{';
+        let first = true;
+        for (const k of [...this.files.keys()].sort()) {
+          chunk += `${first ? '' : ','}${JSON.stringify(k)}:${JSON.stringify(unpackRecord(this.files.get(k)!))}`;
+          first = false;
+          if (chunk.length >= 1 << 20) {
+            await fh.writeFile(chunk);
+            chunk = '';
+          }
+        }
+        await fh.writeFile(chunk + '}}');
+      } finally {
+        await fh.close();
+      }
       await fsp.rename(tmp, file);
       this.dirty = false;
     } catch (err) {

@@ -45,9 +45,10 @@ export interface EntryAttrs {
   uid: number;
   gid: number;
   /**
-   * mtime. Planned entries carry whole seconds (nsec 0), except /vrift whose
-   * nsec is a tree fingerprint (src/tree/plan.ts treeFingerprint); a non-zero
-   * nsec is written as a PAX mtime record.
+   * mtime. Planned entries carry whole seconds (nsec 0); buildVriftLayer then
+   * puts identity tags in the nanoseconds, and /vrift's become a digest of the
+   * tree (src/tree/blobEntries.ts). A non-zero nsec is written as a PAX mtime
+   * record.
    */
   mtime: Timespec;
 }

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { encodeBlob, type BlobEntry } from '../blob/writer';
+import { encodeBlob, type BlobEntry, type Timespec } from '../blob/writer';
 import { H_CHECK_ROOT_MTIME, H_DEV_RUNTIME, H_IDENTITY_TAG, TAG_MAX } from '../blob/format';
 import { VriftError } from '../errors';
 import { writeLayer, writeFileLayer } from '../layer/tar';
@@ -57,10 +57,6 @@ function isUnder(p: Buffer, dir: Buffer): boolean {
   return p.length > dir.length && p[dir.length] === SLASH && p.subarray(0, dir.length).equals(dir);
 }
 
-function parentKey(p: Buffer): string {
-  return p.subarray(0, p.lastIndexOf(SLASH)).toString('latin1');
-}
-
 /**
  * ext4 st_size of a directory holding entries with these name lengths; exact only when `exact`.
  *
@@ -74,7 +70,11 @@ function parentKey(p: Buffer): string {
  * filesystem's secret hash seed spreads the names: estimate only.
  */
 export function ext4DirSize(nameLengths: number[]): { size: bigint; exact: boolean } {
-  const need = 24 + nameLengths.reduce((s, n) => s + align4(8 + n), 0);
+  return dirSizeForNeed(24 + nameLengths.reduce((s, n) => s + align4(8 + n), 0));
+}
+
+/** ext4DirSize from `need` = 24 + sum(align4(8 + name length)) bytes of entries. */
+function dirSizeForNeed(need: number): { size: bigint; exact: boolean } {
   const B = FS_MODEL.dirBlock;
   if (need <= B) return { size: BigInt(B), exact: true };
   if (need <= B + FS_MODEL.htreeSafeMargin) return { size: BigInt(3 * B), exact: true };
@@ -92,9 +92,113 @@ export function ext4FileBlocks(size: bigint): bigint {
 
 /** Output of blobEntriesFromPlan. */
 export interface PlanBlobEntries {
+  /**
+   * One entry per path, in layer order. Each is a read-only view over its
+   * layer entry (see PlanBlobEntry): read its fields, or copy it with
+   * plainBlobEntry; an object spread of it copies nothing.
+   */
   entries: BlobEntry[];
   /** Paths whose st_size/st_blocks are estimates (large directories, files > 512 MiB). */
   uncertain: Buffer[];
+}
+
+/**
+ * What blobEntriesFromPlan computes per entry, in columns indexed like its
+ * entries (a few bytes per entry instead of an object of bigints each).
+ */
+interface PlanColumns {
+  /** Inode number n (st_ino = SYNTHETIC_INO_BASE + n), 1-based; hardlinks share their object's. */
+  inode: Uint32Array;
+  /** st_nlink. */
+  nlink: Uint32Array;
+  /** st_size of directories in bytes (other types take theirs from the layer entry). */
+  dirSize: Float64Array;
+  /** 1 where st_size/st_blocks are estimates (PSFS_E_UNCERTAIN). */
+  uncertain: Uint8Array;
+}
+
+/**
+ * The blob entry of one planned layer entry, read on demand: path, st_mode,
+ * owner, mtime and the symlink target are the layer entry's own (atime and
+ * ctime are the same Timespec object as mtime: never mutate it), st_ino,
+ * st_nlink and a directory's st_size come from the columns, st_blocks is
+ * computed from st_size (FS_MODEL). About 40 bytes per path, where a plain
+ * BlobEntry with its bigints and three Timespecs takes ~350.
+ */
+class PlanBlobEntry implements BlobEntry {
+  constructor(
+    private readonly layerEntry: LayerEntry,
+    private readonly columns: PlanColumns,
+    private readonly index: number,
+  ) {}
+
+  get path(): Buffer { return this.layerEntry.path; }
+  get mode(): number { return this.layerEntry.mode; }
+  get uid(): number { return this.layerEntry.uid; }
+  get gid(): number { return this.layerEntry.gid; }
+  get nlink(): number { return this.columns.nlink[this.index]; }
+  get size(): bigint {
+    const e = this.layerEntry;
+    return e.type === 'directory' ? BigInt(this.columns.dirSize[this.index]) : e.type === 'symlink' ? BigInt(e.target.length) : e.size;
+  }
+  get blocks(): bigint {
+    const e = this.layerEntry;
+    if (e.type === 'directory') return BigInt(this.columns.dirSize[this.index] / 512);
+    if (e.type === 'symlink') return e.target.length > FS_MODEL.fastSymlinkMax ? 8n : 0n;
+    return ext4FileBlocks(e.size);
+  }
+  get blksize(): number { return FS_MODEL.blksize; }
+  get ino(): bigint { return SYNTHETIC_INO_BASE + BigInt(this.columns.inode[this.index]); }
+  get dev(): bigint { return 0n; }
+  get rdev(): bigint { return 0n; }
+  get atime(): Timespec { return this.layerEntry.mtime; }
+  get mtime(): Timespec { return this.layerEntry.mtime; }
+  get ctime(): Timespec { return this.layerEntry.mtime; }
+  get target(): Buffer | undefined { return this.layerEntry.type === 'symlink' ? this.layerEntry.target : undefined; }
+  get uncertain(): boolean | undefined { return this.columns.uncertain[this.index] === 1 ? true : undefined; }
+}
+
+/**
+ * A plain BlobEntry with the same field values as `e` (own properties, own
+ * Timespec objects): for spreading, mutating or comparing with toEqual.
+ *
+ * @param e any BlobEntry, e.g. one of blobEntriesFromPlan's views
+ * @returns a new object; `target` and `uncertain` present only when set
+ */
+export function plainBlobEntry(e: BlobEntry): BlobEntry {
+  const t = (x: Timespec): Timespec => ({ sec: x.sec, nsec: x.nsec });
+  return {
+    path: e.path, mode: e.mode, uid: e.uid, gid: e.gid, nlink: e.nlink, size: e.size, blocks: e.blocks, blksize: e.blksize,
+    ino: e.ino, dev: e.dev, rdev: e.rdev, atime: t(e.atime), mtime: t(e.mtime), ctime: t(e.ctime),
+    ...(e.target !== undefined ? { target: e.target } : {}), ...(e.uncertain ? { uncertain: true } : {}),
+  };
+}
+
+/**
+ * The regular-file entry a hardlink names, by identity first (planned
+ * hardlinks share their object's path Buffer, so no string per path is
+ * made), else by path bytes (a map of the file entries' paths, built on
+ * first need).
+ */
+function fileIndexLookup(): { add(e: LayerEntry, i: number): void; get(p: Buffer): number | undefined } {
+  const byBuffer = new Map<Buffer, number>();
+  let byBytes: Map<string, number> | undefined;
+  return {
+    add(e, i) {
+      if (e.type !== 'file') return;
+      byBuffer.set(e.path, i);
+      byBytes?.set(e.path.toString('latin1'), i);
+    },
+    get(p) {
+      const i = byBuffer.get(p);
+      if (i !== undefined) return i;
+      if (!byBytes) {
+        byBytes = new Map();
+        for (const [b, j] of byBuffer) byBytes.set(b.toString('latin1'), j);
+      }
+      return byBytes.get(p.toString('latin1'));
+    },
+  };
 }
 
 /**
@@ -108,76 +212,79 @@ export interface PlanBlobEntries {
  * run time, PSFS_H_DEV_RUNTIME); st_rdev = 0; atime = ctime = mtime.
  * st_blocks, st_blksize and directory st_size follow FS_MODEL.
  *
+ * Memory: the entries are views over the layer entries (PlanBlobEntry) plus
+ * 17 bytes of columns per path, and the only map is keyed by directory
+ * path (to add a child's name length to its parent): no object of bigints
+ * and no string per path.
+ *
  * @param plan a TreePlan, or its entries (other paths than root's tree are ignored)
  * @param root domain root, default the plan's root or "/vrift"
- * @returns entries (order = layer order) and the paths whose sizes are estimates
- * @throws VriftError when a hardlink's target is missing from the entries
+ * @returns entries (order = layer order; read-only views, see PlanBlobEntries) and the paths whose sizes are estimates
+ * @throws VriftError when a hardlink's target is missing from the entries, or the
+ *   domain holds more than 2^32 - 1 inodes
  */
 export function blobEntriesFromPlan(plan: TreePlan | LayerEntry[], root?: Buffer): PlanBlobEntries {
   const all = Array.isArray(plan) ? plan : plan.entries;
   const r = root ?? (Array.isArray(plan) ? Buffer.from('/vrift') : plan.root);
   const entries = all.filter((e) => e.path.equals(r) || isUnder(e.path, r));
+  const n = entries.length;
+  const columns: PlanColumns = { inode: new Uint32Array(n), nlink: new Uint32Array(n), dirSize: new Float64Array(n), uncertain: new Uint8Array(n) };
 
-  const childNames = new Map<string, number[]>();
-  const subdirs = new Map<string, number>();
+  // Directories: bytes of ext4 entries (24 + sum(align4(8 + name length))) and subdirectory counts.
+  const dirIndex = new Map<string, number>();
+  entries.forEach((e, i) => {
+    if (e.type === 'directory') dirIndex.set(e.path.toString('latin1'), i);
+  });
+  const need = new Float64Array(n).fill(24);
+  const subdirs = new Uint32Array(n);
   for (const e of entries) {
     if (e.path.equals(r)) continue;
-    const pk = parentKey(e.path);
-    const nameLen = e.path.length - e.path.lastIndexOf(SLASH) - 1;
-    (childNames.get(pk) ?? childNames.set(pk, []).get(pk)!).push(nameLen);
-    if (e.type === 'directory') subdirs.set(pk, (subdirs.get(pk) ?? 0) + 1);
+    const slash = e.path.lastIndexOf(SLASH);
+    const parent = dirIndex.get(e.path.toString('latin1', 0, slash));
+    if (parent === undefined) continue; // encodeBlob refuses the incomplete domain
+    need[parent] += align4(8 + e.path.length - slash - 1);
+    if (e.type === 'directory') subdirs[parent]++;
   }
+  dirIndex.clear();
 
-  const inoOf = new Map<string, bigint>();
-  let n = 0n;
+  const files = fileIndexLookup();
+  let inodes = 0;
   const uncertain: Buffer[] = [];
-  const out: BlobEntry[] = [];
-  for (const e of entries) {
-    const k = e.path.toString('latin1');
-    let ino: bigint;
+  const out: BlobEntry[] = new Array<BlobEntry>(n);
+  for (let i = 0; i < n; i++) {
+    const e = entries[i];
     if (e.type === 'hardlink') {
-      const t = inoOf.get(e.linkTo.toString('latin1'));
+      const t = files.get(e.linkTo);
       if (t === undefined) throw new VriftError(`generating blob entries: hardlink ${e.path.toString()} precedes its target ${e.linkTo.toString()}`);
-      ino = t;
+      columns.inode[i] = columns.inode[t];
     } else {
-      ino = SYNTHETIC_INO_BASE + ++n;
+      if (inodes === 0xffffffff) throw new VriftError(`generating blob entries: more than ${0xffffffff} inodes under ${r.toString()}; split the tree into several images`);
+      columns.inode[i] = ++inodes;
     }
-    inoOf.set(k, ino);
-    const t = { sec: e.mtime.sec, nsec: e.mtime.nsec };
-    let size: bigint;
-    let blocks: bigint;
-    let nlink: number;
-    let target: Buffer | undefined;
+    files.add(e, i);
     let estimated = false;
     switch (e.type) {
       case 'directory': {
-        const ds = ext4DirSize(childNames.get(k) ?? []);
-        size = ds.size;
-        blocks = ds.size / 512n;
-        nlink = 2 + (subdirs.get(k) ?? 0);
+        const ds = dirSizeForNeed(need[i]);
+        columns.dirSize[i] = Number(ds.size);
+        columns.nlink[i] = 2 + subdirs[i];
         estimated = !ds.exact;
         break;
       }
       case 'symlink':
-        size = BigInt(e.target.length);
-        blocks = e.target.length > FS_MODEL.fastSymlinkMax ? 8n : 0n;
-        nlink = 1;
-        target = e.target;
+        columns.nlink[i] = 1;
         break;
       case 'file':
       case 'hardlink':
-        size = e.size;
-        blocks = ext4FileBlocks(e.size);
-        nlink = e.nlink;
+        columns.nlink[i] = e.nlink;
         estimated = e.size > BigInt(FS_MODEL.inodeExtents * FS_MODEL.maxExtentBlocks * 4096);
         break;
     }
-    out.push({
-      path: e.path, mode: e.mode, uid: e.uid, gid: e.gid, nlink, size, blocks, blksize: FS_MODEL.blksize,
-      ino, dev: 0n, rdev: 0n, atime: t, mtime: { ...t }, ctime: { ...t }, ...(target ? { target } : {}),
-      ...(estimated ? { uncertain: true } : {}),
-    });
-    if (estimated) uncertain.push(e.path);
+    if (estimated) {
+      columns.uncertain[i] = 1;
+      uncertain.push(e.path);
+    }
+    out[i] = new PlanBlobEntry(e, columns, i);
   }
   return { entries: out, uncertain };
 }
@@ -196,20 +303,24 @@ export function blobEntriesFromPlan(plan: TreePlan | LayerEntry[], root?: Buffer
  * @throws VriftError when a tag would exceed TAG_MAX (999999999) or a hardlink precedes its target
  */
 export function assignIdentityTags(entries: LayerEntry[], root: Buffer, shift = 0): void {
-  const mtimeOf = new Map<string, LayerEntry['mtime']>();
+  // Hardlinks name regular-file entries only (writeLayer refuses anything
+  // else), so only those are remembered, by index, not by a string per path.
+  const files = fileIndexLookup();
   let n = 0;
-  for (const e of entries) {
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i];
     if (!(e.path.equals(root) || isUnder(e.path, root))) continue;
     if (e.type === 'hardlink') {
-      const t = mtimeOf.get(e.linkTo.toString('latin1'));
+      const t = files.get(e.linkTo);
       if (t === undefined) throw new VriftError(`tagging inodes: hardlink ${e.path.toString()} precedes its target ${e.linkTo.toString()}`);
-      e.mtime = { ...t };
+      // The object's own Timespec: a hardlink shares its inode, and nothing mutates a Timespec in place.
+      e.mtime = entries[t].mtime;
     } else {
       const tag = shift + ++n;
       if (tag > TAG_MAX) throw new VriftError(`tagging inodes: more than ${TAG_MAX} inodes under ${root.toString()}; split the tree into several images`);
       e.mtime = { sec: e.mtime.sec, nsec: tag };
     }
-    mtimeOf.set(e.path.toString('latin1'), e.mtime);
+    files.add(e, i);
   }
 }
 
@@ -243,16 +354,19 @@ export function digestRootMtime(entries: BlobEntry[], roots: Buffer[], layerEntr
   for (const e of sorted) {
     const self = e.path.equals(root);
     const t = (x: { sec: bigint; nsec: number }): string => (self ? `${x.sec}` : `${x.sec}.${x.nsec}`);
+    const target = e.target;
     h.update(`\n${e.path.length}\0`).update(e.path);
-    h.update(`\0${e.mode} ${e.uid} ${e.gid} ${e.nlink} ${e.size} ${e.blocks} ${e.blksize} ${e.ino} ${e.rdev} ${t(e.atime)} ${t(e.mtime)} ${t(e.ctime)} ${e.uncertain ? 1 : 0} ${e.target?.length ?? -1}\0`);
-    if (e.target) h.update(e.target);
+    h.update(`\0${e.mode} ${e.uid} ${e.gid} ${e.nlink} ${e.size} ${e.blocks} ${e.blksize} ${e.ino} ${e.rdev} ${t(e.atime)} ${t(e.mtime)} ${t(e.ctime)} ${e.uncertain ? 1 : 0} ${target?.length ?? -1}\0`);
+    if (target) h.update(target);
   }
+  sorted.length = 0;
   const nsec = maxTag + 1 + (h.digest().readUInt32BE(0) % (TAG_MAX - maxTag));
   let found = false;
   const out = entries.map((e) => {
     if (!e.path.equals(root)) return e;
     found = true;
-    return { ...e, atime: { ...e.atime, nsec }, mtime: { ...e.mtime, nsec }, ctime: { ...e.ctime, nsec } };
+    const p = plainBlobEntry(e);
+    return { ...p, atime: { ...p.atime, nsec }, mtime: { ...p.mtime, nsec }, ctime: { ...p.ctime, nsec } };
   });
   if (!found) throw new VriftError(`digesting ${root.toString()}: the root has no blob entry (internal error)`);
   for (const e of layerEntries) if (e.path.equals(root)) e.mtime = { sec: e.mtime.sec, nsec };
@@ -263,6 +377,19 @@ const usrDirs = (): LayerEntry[] =>
   ['/usr', '/usr/lib', '/usr/lib/vrift'].map((p) => ({
     type: 'directory' as const, path: Buffer.from(p), mode: 0o040755, uid: 0, gid: 0, mtime: { sec: 0n, nsec: 0 },
   }));
+
+/**
+ * The PSFS blob of a planned tree (tags assigned), merged with the base's
+ * when given. Its own function so that the blob entries are garbage once the
+ * bytes exist: the layer write that follows holds only the layer entries.
+ */
+function encodeTreeBlob(layerEntries: LayerEntry[], root: Buffer, merge: BuildVriftLayerOptions['merge']): { blob: Buffer; uncertain: Buffer[] } {
+  const fresh = blobEntriesFromPlan(layerEntries, root);
+  const roots = merge ? [root, ...merge.roots.filter((r) => !r.equals(root))] : [root];
+  const entries = digestRootMtime(merge ? mergeBlobEntries(merge, fresh.entries, layerEntries) : fresh.entries, roots, layerEntries);
+  const blob = encodeBlob({ roots, entries, flags: H_DEV_RUNTIME | H_CHECK_ROOT_MTIME | H_IDENTITY_TAG });
+  return { blob, uncertain: fresh.uncertain };
+}
 
 async function renameToDigest(layer: LayerFile, dir: string, prefix: string): Promise<LayerFile> {
   const final = path.join(dir, `${prefix}-${layer.digest.slice('sha256:'.length)}.tar.${layer.mediaType.endsWith('+zstd') ? 'zst' : 'gz'}`);
@@ -287,10 +414,12 @@ async function renameToDigest(layer: LayerFile, dir: string, prefix: string): Pr
  */
 export async function buildVriftLayer(opts: BuildVriftLayerOptions): Promise<BuildVriftLayerResult> {
   if (opts.merge) checkMergeConflicts(opts.merge, opts.adds.map((a) => path.posix.normalize(a.dest).replace(/\/+$/, '')));
-  const plan = await planTree(opts.adds, opts);
+  // Only what the layer needs is kept (not the plan's object list: each
+  // object is also its layer entry).
+  const { root, entries, stats } = await planTree(opts.adds, opts);
   let shift = 0;
   if (opts.merge) {
-    checkMergeConflicts(opts.merge, [], plan);
+    checkMergeConflicts(opts.merge, [], entries);
     // New tags continue after the base's (tag = st_ino - SYNTHETIC_INO_BASE).
     for (const e of opts.merge.entries) shift = Math.max(shift, Number(e.ino - SYNTHETIC_INO_BASE));
   }
@@ -298,16 +427,12 @@ export async function buildVriftLayer(opts: BuildVriftLayerOptions): Promise<Bui
   // PSFS_H_CHECK_ROOT_MTIME) then becomes a digest of everything the blob
   // says, above the tags: a blob validates only over the tree it describes,
   // not over another one built with the same SOURCE_DATE_EPOCH.
-  assignIdentityTags(plan.entries, plan.root, shift);
-  const fresh = blobEntriesFromPlan(plan);
-  const roots = opts.merge ? [plan.root, ...opts.merge.roots.filter((r) => !r.equals(plan.root))] : [plan.root];
-  const entries = digestRootMtime(opts.merge ? mergeBlobEntries(opts.merge, fresh.entries, plan.entries) : fresh.entries, roots, plan.entries);
-  const uncertain = fresh.uncertain;
-  const blob = encodeBlob({ roots, entries, flags: H_DEV_RUNTIME | H_CHECK_ROOT_MTIME | H_IDENTITY_TAG });
+  assignIdentityTags(entries, root, shift);
+  const { blob, uncertain } = encodeTreeBlob(entries, root, opts.merge);
   const layerEntries: LayerEntry[] = [
     ...usrDirs(),
     { type: 'file', path: Buffer.from(BLOB_IMAGE_PATH), mode: 0o100644, uid: 0, gid: 0, mtime: { sec: 0n, nsec: 0 }, size: BigInt(blob.length), source: { content: blob }, nlink: 1 },
-    ...plan.entries,
+    ...entries,
   ];
   const dir = path.resolve(opts.tmpDir ?? os.tmpdir());
   await fsp.mkdir(dir, { recursive: true });
@@ -320,7 +445,7 @@ export async function buildVriftLayer(opts: BuildVriftLayerOptions): Promise<Bui
     layer: await renameToDigest(layer, dir, 'vrift-layer'),
     blob,
     blobDigest: `sha256:${createHash('sha256').update(blob).digest('hex')}`,
-    stats: plan.stats,
+    stats,
     uncertain,
   };
 }

@@ -43,8 +43,8 @@
  */
 import { VriftError } from '../errors';
 import type { BlobEntry } from '../blob/writer';
-import type { LayerEntry, TreePlan } from '../layer/types';
-import { SYNTHETIC_INO_BASE } from './blobEntries';
+import type { LayerEntry } from '../layer/types';
+import { plainBlobEntry, SYNTHETIC_INO_BASE } from './blobEntries';
 
 /** The base side of a merge: its visible blob, decoded. */
 export interface MergeBase {
@@ -68,9 +68,10 @@ const isUnder = (p: string, dir: string): boolean => p.startsWith(`${dir}/`);
 /**
  * Refuse conflicting destinations and type clashes before anything is written.
  * @param dests normalized new destinations (e.g. "/vrift/node")
+ * @param planEntries the new layer's planned entries, to refuse a directory where the base has a non-directory
  * @throws VriftError naming the destination and what to do
  */
-export function checkMergeConflicts(base: MergeBase, dests: string[], plan?: TreePlan): void {
+export function checkMergeConflicts(base: MergeBase, dests: string[], planEntries?: LayerEntry[]): void {
   const byKey = new Map(base.entries.map((e) => [key(e.path), e]));
   for (const d of dests) {
     if (byKey.has(key(Buffer.from(d)))) {
@@ -82,8 +83,8 @@ export function checkMergeConflicts(base: MergeBase, dests: string[], plan?: Tre
       }
     }
   }
-  if (plan) {
-    for (const e of plan.entries) {
+  if (planEntries) {
+    for (const e of planEntries) {
       const b = byKey.get(key(e.path));
       if (b && e.type === 'directory' && (b.mode & S_IFMT) !== S_IFDIR) {
         throw new VriftError(`merging onto ${base.where}: the new tree needs directory ${e.path.toString()} but the base has a non-directory there; choose another destination`);
@@ -95,7 +96,7 @@ export function checkMergeConflicts(base: MergeBase, dests: string[], plan?: Tre
 /**
  * The blob entries of the union (see the module comment).
  * @param base the base blob's entries
- * @param fresh entries of the new layer (blobEntriesFromPlan)
+ * @param fresh entries of the new layer (blobEntriesFromPlan; copied with plainBlobEntry, views are not spread)
  * @param planEntries the new layer's entries (to tell directories the layer holds)
  * @returns union entries, in no particular order (encodeBlob sorts)
  */
@@ -111,7 +112,7 @@ export function mergeBlobEntries(base: MergeBase, fresh: BlobEntry[], planEntrie
     const k = key(e.path);
     const b = baseByKey.get(k);
     const merged = b !== undefined && (b.mode & S_IFMT) === S_IFDIR && (e.mode & S_IFMT) === S_IFDIR && inLayer.has(k);
-    out.set(k, { ...e, ino: e.ino >= SYNTHETIC_INO_BASE ? e.ino + shift : e.ino, ...(merged ? { nlink: 1 } : {}) });
+    out.set(k, { ...plainBlobEntry(e), ino: e.ino >= SYNTHETIC_INO_BASE ? e.ino + shift : e.ino, ...(merged ? { nlink: 1 } : {}) });
   }
   return [...out.values()];
 }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { promises as fsp, type BigIntStats } from 'node:fs';
 import * as path from 'node:path';
 import { VriftError } from '../errors';
@@ -41,9 +40,12 @@ export function parseSourceDateEpoch(value: string | undefined): number | undefi
  * One walked path, kept compact (tens of bytes plus the path, not a
  * BigIntStats of ~20 BigInts): the host path is not stored but rebuilt from
  * the destination (hostOf), the lstat values kept are only those the plan
- * uses, and the digest-cache key lives only until the file is hashed.
+ * uses (`sec` shared among paths with the same second, see Interned), and
+ * the digest-cache key sits in FileKeys columns until the file is hashed.
+ * Every field is set at creation, so items share one object shape.
  */
 interface Item {
+  /** Destination path bytes (in a PathArena); becomes the layer entry's path. */
   dest: Buffer;
   /** Index of the --add this path comes from. */
   add: number;
@@ -52,17 +54,88 @@ interface Item {
   perm: number;
   /** mtime in whole seconds, floored and clamped (clampMtime). */
   sec: bigint;
-  /** st_size (files). */
+  /** st_size (files; 0n otherwise). */
   size: bigint;
-  target?: Buffer;
-  sha256?: string;
-  /** Digest-cache key (files, until hashed). */
-  key?: FileKey;
+  /** readlink(2) bytes (symlinks; undefined otherwise). */
+  target: Buffer | undefined;
+  /** sha256 hex of the content (files, once hashed). */
+  sha256: string | undefined;
+  /** Row of the file's digest-cache key in FileKeys (files; -1 otherwise). */
+  key: number;
+}
+
+/**
+ * Destination path bytes, copied into shared 64 KiB slabs: one Buffer view
+ * per path and no Node pool slab kept alive by the garbage (host paths,
+ * readdir names) allocated next to it.
+ */
+class PathArena {
+  private static readonly SLAB = 64 * 1024;
+  private slab = Buffer.allocUnsafeSlow(PathArena.SLAB);
+  private used = 0;
+
+  /** The concatenation of `parts`, in the arena (a fresh Buffer when larger than a slab). */
+  concat(parts: Buffer[]): Buffer {
+    const len = parts.reduce((n, b) => n + b.length, 0);
+    if (len > PathArena.SLAB / 4) return Buffer.concat(parts, len);
+    if (this.used + len > PathArena.SLAB) {
+      this.slab = Buffer.allocUnsafeSlow(PathArena.SLAB);
+      this.used = 0;
+    }
+    const out = this.slab.subarray(this.used, this.used + len);
+    let at = 0;
+    for (const b of parts) at += b.copy(out, at);
+    this.used = (this.used + len + 7) & ~7;
+    return out;
+  }
+}
+
+/** One bigint per distinct value (a tree's files share a few mtime seconds): 24 bytes each saved per path. */
+class Interned {
+  private readonly values = new Map<bigint, bigint>();
+  get(v: bigint): bigint {
+    const had = this.values.get(v);
+    if (had !== undefined) return had;
+    this.values.set(v, v);
+    return v;
+  }
+}
+
+/** Digest-cache keys of the walked files in columns (24 bytes a file instead of an object of bigints). */
+class FileKeys {
+  private mtimeNs = new BigInt64Array(1024);
+  private ctimeNs = new BigInt64Array(1024);
+  private ino = new BigUint64Array(1024);
+  private n = 0;
+
+  /** Store a file's key; returns its row. */
+  add(st: BigIntStats): number {
+    if (this.n === this.ino.length) {
+      const grow = <T extends BigInt64Array | BigUint64Array>(a: T, make: (n: number) => T): T => {
+        const b = make(a.length * 2);
+        b.set(a as never);
+        return b;
+      };
+      this.mtimeNs = grow(this.mtimeNs, (n) => new BigInt64Array(n));
+      this.ctimeNs = grow(this.ctimeNs, (n) => new BigInt64Array(n));
+      this.ino = grow(this.ino, (n) => new BigUint64Array(n));
+    }
+    this.mtimeNs[this.n] = st.mtimeNs;
+    this.ctimeNs[this.n] = st.ctimeNs;
+    this.ino[this.n] = st.ino;
+    return this.n++;
+  }
+
+  /** The FileKey of `row` for a file of `size` bytes. */
+  get(row: number, size: bigint): FileKey {
+    return { size, mtimeNs: this.mtimeNs[row], ctimeNs: this.ctimeNs[row], ino: this.ino[row] };
+  }
 }
 
 type Kind = 'dir' | 'file' | 'symlink';
 
-const join = (a: Buffer, name: Buffer): Buffer => Buffer.concat([a, Buffer.from('/'), name]);
+const SLASH_BUF = Buffer.from('/');
+const join = (a: Buffer, name: Buffer): Buffer => Buffer.concat([a, SLASH_BUF, name]);
 const key = (b: Buffer): string => b.toString('latin1');
 
 function isUnder(p: Buffer, dir: Buffer): boolean {
@@ -138,30 +211,31 @@ async function symlinkEscapes(srcRoot: Buffer, linkDir: Buffer[], target: Buffer
   return false;
 }
 
-/**
- * A content fingerprint in 0..999999999 for the nanoseconds of /vrift's
- * mtime: sha256 over every other entry's path, type, mode, owner, mtime,
- * size and content digest / link / target. PSFS_H_CHECK_ROOT_MTIME makes the
- * shim compare the real root mtime (sec and nsec) with the blob's, so a blob
- * is accepted only over the very tree it was built from, not merely over a
- * tree built in the same second (or with the same SOURCE_DATE_EPOCH).
- */
-function treeFingerprint(entries: LayerEntry[]): number {
-  const h = createHash('sha256');
-  for (const e of entries) {
-    const extra = e.type === 'file' ? e.sha256 ?? '' : e.type === 'hardlink' ? e.linkTo.toString('hex') : e.type === 'symlink' ? e.target.toString('hex') : '';
-    const size = e.type === 'file' || e.type === 'hardlink' ? e.size : 0n;
-    h.update(e.path).update(`\0${e.type} ${e.mode} ${e.uid} ${e.gid} ${e.mtime.sec} ${size} ${extra}\n`);
-  }
-  return h.digest().readUInt32BE(0) % 1_000_000_000;
-}
-
 async function mapLimit<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < items.length) await fn(items[next++]);
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/**
+ * Set `sha256` on every file item (through the digest cache, HASH_CONCURRENCY
+ * at a time) and persist the cache. The cache (a record per file it has
+ * ever seen) is saved and dropped here, before the entries are built, so
+ * that it and its save do not add to the peak memory of the planning that
+ * follows.
+ */
+async function hashFiles(files: Item[], keys: FileKeys, hostOf: (it: Item) => Buffer, opts: PlanOptions): Promise<{ hits: number; misses: number }> {
+  const cache = await DigestCache.open(opts.cacheDir);
+  const hashing = opts.progress?.phase('hashing', Number(files.reduce((s, f) => s + f.size, 0n)));
+  await mapLimit(files, HASH_CONCURRENCY, async (it) => {
+    it.sha256 = await cache.sha256(hostOf(it), keys.get(it.key, it.size));
+    hashing?.add(Number(it.size)); // digest-cache hits count as done at once
+  });
+  hashing?.end();
+  await cache.save();
+  return { hits: cache.hits, misses: cache.misses };
 }
 
 /** Validate and normalize one destination; returns it as bytes. */
@@ -220,13 +294,13 @@ async function checkSource(add: TreeAdd): Promise<Buffer> {
  * - directories: st_mode from the source (kept as is, even without search
  *   bits); /vrift itself and directories created above a destination, and
  *   /vrift/.cas/**, are 0755; their mtime is the newest (clamped) mtime of
- *   the whole tree, or sourceDateEpoch ?? 0 when the tree is empty; /vrift's
- *   mtime nanoseconds are a fingerprint of the tree (see treeFingerprint);
+ *   the whole tree, or sourceDateEpoch ?? 0 when the tree is empty;
  * - symlinks: target bytes unchanged;
  * - regular files: a hardlink to a CAS object keyed by (sha256, permission
  *   bits) (scheme and mtime rule: src/cas/README.md);
- * - owner: chown ?? 0:0 on every entry; mtimes: whole seconds (floor),
- *   clamped to sourceDateEpoch when given (/vrift's nanoseconds aside).
+ * - owner: chown ?? 0:0 on every entry; mtimes: whole seconds (floor, nsec
+ *   0), clamped to sourceDateEpoch when given (buildVriftLayer then puts
+ *   identity tags and a tree digest in the nanoseconds).
  *
  * @param adds sources and destinations (absolute, strictly under /vrift, not /vrift/.cas)
  * @param opts owner, SOURCE_DATE_EPOCH (seconds), digest cache directory
@@ -269,10 +343,13 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
 
   // Walk.
   const items: Item[] = [];
+  const arena = new PathArena();
+  const seconds = new Interned();
+  const keys = new FileKeys();
   const hostOf = (it: Item): Buffer => Buffer.concat([srcRoots[it.add], it.dest.subarray(dests[it.add].length)]);
   const item = (dest: Buffer, add: number, kind: Kind, st: BigIntStats, target?: Buffer): Item => ({
-    dest, add, kind, perm: Number(st.mode) & 0o7777, sec: clampMtime(st, epoch), size: kind === 'file' ? st.size : 0n, target,
-    key: kind === 'file' ? { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino } : undefined,
+    dest, add, kind, perm: Number(st.mode) & 0o7777, sec: seconds.get(clampMtime(st, epoch)), size: kind === 'file' ? st.size : 0n, target,
+    sha256: undefined, key: kind === 'file' ? keys.add(st) : -1,
   });
   for (let i = 0; i < adds.length; i++) {
     const srcRoot = srcRoots[i];
@@ -298,7 +375,7 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
       for (let k = 0; k < names.length; k++) {
         const n = names[k];
         const st = stats[k];
-        const dest = join(dir.dest, n);
+        const dest = arena.concat([dir.dest, SLASH_BUF, n]);
         if (dest.length >= PATH_MAX) {
           throw new VriftError(`planning ${showPath(dest)} (from ${showPath(join(dir.host, n))}): the path is ${dest.length} bytes, longer than PATH_MAX; shorten it or choose a shorter destination`);
         }
@@ -328,20 +405,14 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
   }
 
   // Hash (through the digest cache).
-  const cache = await DigestCache.open(opts.cacheDir);
   const files = items.filter((it) => it.kind === 'file');
-  const hashing = opts.progress?.phase('hashing', Number(files.reduce((s, f) => s + f.size, 0n)));
-  await mapLimit(files, HASH_CONCURRENCY, async (it) => {
-    it.sha256 = await cache.sha256(hostOf(it), it.key!);
-    it.key = undefined;
-    hashing?.add(Number(it.size)); // digest-cache hits count as done at once
-  });
-  hashing?.end();
+  const { hits: hashHits, misses: hashMisses } = await hashFiles(files, keys, hostOf, opts);
 
   let newest: bigint | undefined;
   for (const it of items) if (newest === undefined || it.sec > newest) newest = it.sec;
   const treeTime: Timespec = { sec: newest ?? BigInt(epoch ?? 0), nsec: 0 };
-  const owner = { uid, gid };
+  // uid and gid are written out in every entry literal: a spread `...owner` makes V8 build a
+  // larger object (~32 bytes more per entry, measured).
   // Entries: no path-keyed map of every entry (a second copy of each path);
   // only the created directories are deduplicated, and a path planned twice
   // is caught after sorting.
@@ -350,7 +421,7 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
   const addDir = (p: Buffer, mode: number, mtime: Timespec): void => {
     if (created.has(key(p))) return;
     created.add(key(p));
-    entries.push({ type: 'directory', path: p, mode: S_IFDIR | mode, ...owner, mtime } satisfies DirEntry);
+    entries.push({ type: 'directory', path: p, mode: S_IFDIR | mode, uid, gid, mtime } satisfies DirEntry);
   };
 
   // /vrift and the directories created above each destination.
@@ -373,8 +444,8 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
     let obj = objectOf(f);
     if (!obj) {
       const same = byHash.get(f.sha256!);
-      const objPath = casObjectPath(root, f.sha256!, same === undefined ? undefined : f.perm);
-      obj = { path: objPath, sha256: f.sha256!, size: f.size, perm: f.perm, srcPath: hostOf(f), links: 0, mtime: { sec: f.sec, nsec: 0 } };
+      const objPath = arena.concat([casObjectPath(root, f.sha256!, same === undefined ? undefined : f.perm)]);
+      obj = { path: objPath, sha256: f.sha256!, size: f.size, perm: f.perm, srcPath: arena.concat([srcRoots[f.add], f.dest.subarray(dests[f.add].length)]), links: 0, mtime: { sec: f.sec, nsec: 0 } };
       if (same) same.push(obj);
       else byHash.set(f.sha256!, [obj]);
       objList.push(obj);
@@ -387,7 +458,7 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
     for (const o of objList) addDir(o.path.subarray(0, root.length + CAS_DIR.length + 4), 0o755, treeTime);
     for (const o of objList) {
       entries.push({
-        type: 'file', path: o.path, mode: S_IFREG | o.perm, ...owner, mtime: o.mtime,
+        type: 'file', path: o.path, mode: S_IFREG | o.perm, uid, gid, mtime: o.mtime,
         size: o.size, source: { file: o.srcPath }, sha256: o.sha256, nlink: o.links + 1,
       } satisfies FileEntry);
     }
@@ -395,13 +466,13 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
 
   for (const it of items) {
     if (it.kind === 'dir') {
-      entries.push({ type: 'directory', path: it.dest, mode: S_IFDIR | it.perm, ...owner, mtime: { sec: it.sec, nsec: 0 } } satisfies DirEntry);
+      entries.push({ type: 'directory', path: it.dest, mode: S_IFDIR | it.perm, uid, gid, mtime: { sec: it.sec, nsec: 0 } } satisfies DirEntry);
     } else if (it.kind === 'symlink') {
-      entries.push({ type: 'symlink', path: it.dest, mode: S_IFLNK | 0o777, ...owner, mtime: { sec: it.sec, nsec: 0 }, target: it.target! } satisfies SymlinkEntry);
+      entries.push({ type: 'symlink', path: it.dest, mode: S_IFLNK | 0o777, uid, gid, mtime: { sec: it.sec, nsec: 0 }, target: it.target! } satisfies SymlinkEntry);
     } else {
       const obj = objectOf(it)!;
       entries.push({
-        type: 'hardlink', path: it.dest, linkTo: obj.path, mode: S_IFREG | obj.perm, ...owner, mtime: obj.mtime,
+        type: 'hardlink', path: it.dest, linkTo: obj.path, mode: S_IFREG | obj.perm, uid, gid, mtime: obj.mtime,
         size: obj.size, sha256: obj.sha256, nlink: obj.links + 1,
       } satisfies HardlinkEntry);
     }
@@ -414,9 +485,7 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
     // Only a destination's own directory could collide with a created parent: impossible, dests are disjoint.
     if (ordered[i].path.equals(ordered[i - 1].path)) throw new VriftError(`planning ${showPath(ordered[i].path)}: path planned twice (internal error)`);
   }
-  ordered[0].mtime = { sec: treeTime.sec, nsec: treeFingerprint(ordered.slice(1)) };
 
-  await cache.save();
   const bytes = files.reduce((s, f) => s + f.size, 0n);
   const objBytes = objList.reduce((s, o) => s + o.size, 0n);
   return {
@@ -430,8 +499,8 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
       bytes,
       casObjects: objList.length,
       dedupRatio: objBytes === 0n ? 1 : Number(bytes) / Number(objBytes),
-      hashHits: cache.hits,
-      hashMisses: cache.misses,
+      hashHits,
+      hashMisses,
     },
   };
 }

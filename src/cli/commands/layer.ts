@@ -45,17 +45,6 @@ export interface LayerSummary {
   uncertain: string[];
 }
 
-/**
- * Set the root's mtime nanoseconds to 0 (planTree puts a tree fingerprint
- * there): Node's utimes(2) wrapper takes float seconds and cannot write exact
- * nanoseconds, and `COPY` in `docker build` truncates every mtime to whole
- * seconds anyway (measured, docs/integrations/docker-build.md). With whole
- * seconds everywhere the directory written and the blob agree exactly.
- */
-function wholeSecondRoot(entries: LayerEntry[], root: Buffer): LayerEntry[] {
-  return entries.map((e) => (e.path.equals(root) ? { ...e, mtime: { sec: e.mtime.sec, nsec: 0 } } : e));
-}
-
 const outPath = (outDir: string, p: Buffer): Buffer => Buffer.concat([Buffer.from(outDir), p]);
 
 /**
@@ -148,7 +137,12 @@ export async function runLayer(a: LayerArgs, log: (line: string) => void): Promi
   const haveMkblob = await fsp.access(mkblob).then(() => true, () => false);
 
   const plan = await planTree(adds, { chown, sourceDateEpoch, cacheDir: a['cache-dir'] });
-  const entries = wholeSecondRoot(plan.entries, plan.root);
+  // Planned mtimes are whole seconds (the root's too): Node's utimes(2)
+  // wrapper takes float seconds and cannot write exact nanoseconds, and
+  // `COPY` in `docker build` truncates every mtime to whole seconds anyway
+  // (measured, docs/integrations/docker-build.md), so the directory written
+  // and the blob agree exactly.
+  const entries = plan.entries;
   const { entries: blobEntries, uncertain } = blobEntriesFromPlan(entries, plan.root);
   const blob = encodeBlob({ roots: [plan.root], entries: blobEntries, flags: F.H_DEV_RUNTIME | F.H_CHECK_ROOT_MTIME });
 
