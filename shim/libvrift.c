@@ -362,18 +362,14 @@ static void fill_statx(const struct vrift_state *s, const struct psfs_entry *e,
 	x->stx_mnt_id = s->mnt_id;
 }
 
-/* Answer from the blob.  Returns 1 with *rc set (0, or -1 and errno), or 0
- * to pass through.  `x` selects statx output instead of struct stat.
- * noinline: keeps the 4 KiB scratch out of the wrappers' frames, so a
- * passthrough call runs the real function at its usual stack depth. */
-static __attribute__((noinline)) int hot(const struct vrift_state *s, const char *path,
+/* hot() below, past its cheap checks.  noinline: keeps the 4 KiB scratch
+ * out of the wrappers' frames, so a passthrough call runs the real
+ * function at its usual stack depth. */
+static __attribute__((noinline)) int hot_answer(const struct vrift_state *s, const char *path,
 		      int nofollow, void *buf, int x, int *rc)
 {
 	char scratch[PSFS_PATH_MAX];   /* stack, not TLS or heap: reentrant */
 	const struct psfs_entry *e;
-	if (!s || !s->active || !buf)
-		return 0;                  /* before init, no valid blob, or a NULL
-					    * buffer (the kernel says EFAULT) */
 	switch (psfs_resolve(&s->view, path, nofollow ? 0 : PSFS_FOLLOW, scratch, &e)) {
 	case PSFS_HIT:
 		if (x)
@@ -393,6 +389,20 @@ static __attribute__((noinline)) int hot(const struct vrift_state *s, const char
 	default:
 		return 0;
 	}
+}
+
+/* Answer from the blob.  Returns 1 with *rc set (0, or -1 and errno), or 0
+ * to pass through.  `x` selects statx output instead of struct stat.
+ * Inline checks first, so most paths outside the domain (byte 1 differs
+ * from every root's: psfs_may_be_ours) pass through without a call. */
+static inline int hot(const struct vrift_state *s, const char *path,
+		      int nofollow, void *buf, int x, int *rc)
+{
+	if (!s || !s->active || !buf || !psfs_may_be_ours(&s->view, path))
+		return 0;                  /* before init, no valid blob, a NULL
+					    * buffer (the kernel says EFAULT), or
+					    * not ours */
+	return hot_answer(s, path, nofollow, buf, x, rc);
 }
 
 /*

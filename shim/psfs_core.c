@@ -58,26 +58,27 @@ static inline int keys_eq(const uint8_t *a, const uint8_t *b, uint32_t n)
 	return x == y;
 }
 
-/* psfs_hash (psfs_format.h) as a running state (struct psfs_hstate), so
- * the hot path hashes a path while it scans it and can finalize the hash
- * of any prefix it passed.  Byte i of the key goes into the partial word
- * (shift/or: no multiply); the word is mixed once it holds 8 bytes. */
+/* psfs_hash (psfs_format.h) as a running state (struct psfs_hstate), fed
+ * byte by byte: the roots' states at init (the hot path's starting point)
+ * and missing(), which finalizes the hash of every prefix it passes.  Byte
+ * i of the key goes into the partial word (shift/or: no multiply); the word
+ * is mixed once it holds 8 bytes. */
 static inline struct psfs_hstate h_init(uint32_t seed)
 {
-	return (struct psfs_hstate){seed ^ 0x243f6a88u, seed ^ 0x85a308d3u, 0};  /* as psfs_hash */
+	return (struct psfs_hstate){seed ^ 0x243f6a8885a308d3ull, 0};  /* as psfs_hash */
 }
 static inline void h_byte(struct psfs_hstate *s, uint32_t i, uint8_t c)
 {
 	s->w |= (uint64_t)c << (8u * (i & 7u));
 	if ((i & 7u) == 7u) {
-		psfs_hash_word(&s->a, &s->b, s->w);
+		psfs_hash_word(&s->h, s->w);
 		s->w = 0;
 	}
 }
 /* psfs_hash of the n bytes fed so far. */
 static inline uint32_t h_final(struct psfs_hstate s, uint32_t n)
 {
-	return psfs_hash_final(s.a, s.b, s.w, n);
+	return psfs_hash_final(s.h, s.w, n);
 }
 
 static inline int is_dir(const struct psfs_entry *e)
@@ -236,7 +237,11 @@ int psfs_view_init(struct psfs_view *v, const void *base, uint64_t size)
 	v->inodes = inodes_len ? (const void *)(b + h->inodes_off) : NULL;
 	v->inode_count = h->inode_count;
 	v->root_entry = NULL;
+	for (int i = 0; i < 4; i++)
+		v->root_b1[i] = 0;
 	for (uint32_t i = 0; i < h->root_count; i++) {
+		uint8_t c = strings[roots[i].path_off + 1];   /* n >= 2: in bounds */
+		v->root_b1[c >> 6] |= 1ull << (c & 63u);
 		struct psfs_hstate st = h_init(h->hash_seed);
 		for (uint32_t j = 0; j < roots[i].path_len; j++)
 			h_byte(&st, j, strings[roots[i].path_off + j]);
@@ -503,15 +508,15 @@ static inline uint64_t word_at(const uint8_t *p, uint32_t n, uint32_t i)
 
 /* psfs_hash of p[0..n), a path that starts with root r (match_root): the
  * root's whole words were hashed at init, the word holding its last bytes
- * is reloaded from p.  The lanes stay in registers: one multiply per word
- * and lane is the whole latency chain. */
+ * is reloaded from p.  A loop of its own keeps the lane in a register. */
 static inline uint32_t hash_path(const struct psfs_view *v, int r,
 				 const uint8_t *p, uint32_t n)
 {
-	uint32_t a = v->root_h[r].a, b = v->root_h[r].b, i = v->roots[r].path_len & ~7u;
+	uint64_t h = v->root_h[r].h;
+	uint32_t i = v->roots[r].path_len & ~7u;
 	for (; n - i >= 8; i += 8)
-		psfs_hash_word(&a, &b, load8(p + i));
-	return psfs_hash_final(a, b, word_at(p, n, i), n);
+		psfs_hash_word(&h, load8(p + i));
+	return psfs_hash_final(h, word_at(p, n, i), n);
 }
 
 /* The slash at p[j] (p is n bytes) is followed by "/" or "." : still a
@@ -619,8 +624,8 @@ enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
 {
 	const uint8_t *p = (const uint8_t *)path;
 	/* Relative, NULL and "" are the kernel's business (cwd, EFAULT, ENOENT). */
-	if (!p || p[0] != '/')
-		return PSFS_PASS;
+	if (!psfs_may_be_ours(v, path))
+		return PSFS_PASS;              /* relative, NULL, "" or not ours */
 	uint32_t n = path_len(p);
 	if (n >= PSFS_PATH_MAX)
 		return PSFS_PASS;              /* kernel: ENAMETOOLONG */

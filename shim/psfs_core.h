@@ -34,7 +34,10 @@ struct psfs_view {
 	 * bytes (lanes, partial word; the length is roots[i].path_len).
 	 * Every domain path starts with a root, so the hot path hashes only
 	 * the bytes after it. */
-	struct psfs_hstate { uint32_t a, b; uint64_t w; } root_h[PSFS_MAX_ROOTS];
+	struct psfs_hstate { uint64_t h, w; } root_h[PSFS_MAX_ROOTS];
+	/* Reader-side only: bit c set when some root's byte 1 (its first name
+	 * byte) is c (psfs_may_be_ours). */
+	uint64_t root_b1[4];
 	/* PSFS_H_IDENTITY_TAG inode table (NULL/0 without it). */
 	const uint32_t *inodes;
 	uint32_t inode_count;
@@ -84,9 +87,11 @@ enum psfs_outcome {
  * and follows a final symlink.  Components longer than PSFS_NAME_MAX and
  * paths of PSFS_PATH_MAX bytes or more return PASS (the kernel answers
  * ENAMETOOLONG).  A path outside every root returns PASS.
- * Cost: the path is read at most PSFS_PATH_MAX bytes far (strnlen); a path
- * already in normalized form (the usual spelling) is then read 8 bytes at
- * a time, hashed as it is read and looked up in place (no copy).
+ * Cost: a path whose byte 1 differs from every root's (psfs_may_be_ours)
+ * is rejected there; otherwise the path is read at most PSFS_PATH_MAX
+ * bytes far (strnlen); a path already in normalized form (the usual
+ * spelling) is then checked 16 bytes at a time, hashed 8 bytes at a time
+ * and looked up in place (no copy).
  *
  * A found entry needs PSFS_E_REACHABLE or the result is PASS (never widen
  * access); a final "." component (".../dir/.") also needs the directory
@@ -102,6 +107,22 @@ enum psfs_outcome {
 enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
 			       unsigned flags, char scratch[PSFS_PATH_MAX],
 			       const struct psfs_entry **out);
+
+/*
+ * psfs_may_be_ours - 0 when psfs_resolve(v, path, ...) would return
+ * PSFS_PASS at once: path NULL or not absolute, or its byte 1 (at worst
+ * the NUL) differs from byte 1 of every root (a root's first name byte).
+ * Most paths outside the domain ("/usr/...", "/tmp/...") stop here, so a
+ * caller can skip the call and its stack frame.  1 means "maybe": call
+ * psfs_resolve.  Reads path[0..1] and a 256-bit set built at init.
+ */
+static inline int psfs_may_be_ours(const struct psfs_view *v, const char *path)
+{
+	if (!path || path[0] != '/')
+		return 0;
+	uint8_t c = (uint8_t)path[1];
+	return (int)((v->root_b1[c >> 6] >> (c & 63u)) & 1u);
+}
 
 /*
  * psfs_tagged - the entry of the domain inode a kernel answer describes,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * psfs_format.h - PSFS v2 (Provably-Side-Effect-Free Stat) metadata blob.
+ * psfs_format.h - PSFS v3 (Provably-Side-Effect-Free Stat) metadata blob.
  *
  * The single source of truth for the on-disk layout.  src/blob/format.ts
  * mirrors every constant and offset here; test/blob/formatDrift.test.ts
@@ -32,10 +32,12 @@
 #define PSFS_MAGIC "PSFS\x00\r\n\x1a"
 #define PSFS_MAGIC_LEN 8
 
-/* Container version: readers reject any other value (ENOTSUP).
- *   1 - FNV-1a key hash (retired: a v1 blob is rejected, rebuild it)
- *   2 - word-at-a-time psfs_hash (below) */
-#define PSFS_VERSION 2u
+/* Container version: readers reject any other value (ENOTSUP): a blob of
+ * a retired version is rejected, rebuild it.
+ *   1 - FNV-1a key hash (retired)
+ *   2 - word-at-a-time hash, two 32-bit lanes (retired)
+ *   3 - word-at-a-time psfs_hash, one 64-bit lane (below) */
+#define PSFS_VERSION 3u
 /*
  * Content version: what the writer put in the fields.  Readers accept any
  * content version <= PSFS_CONTENT_VERSION_MAX.
@@ -124,7 +126,7 @@ struct psfs_header {
 	                            *      table; else 0 */
 	uint32_t inode_count;      /* 112: entries of that table (largest tag,
 	                            *      <= PSFS_TAG_MAX); else 0 */
-	uint32_t reserved[3];      /* 116: zero; room to grow without v2 */
+	uint32_t reserved[3];      /* 116: zero; room to grow without a new version */
 };
 
 struct psfs_root {
@@ -169,46 +171,40 @@ _Static_assert(sizeof(struct psfs_bucket) == PSFS_BUCKET_SIZE, "bucket size");
 _Static_assert(sizeof(struct psfs_entry) == PSFS_ENTRY_SIZE, "entry size");
 
 /*
- * psfs_hash - word-at-a-time hash of the key bytes (PSFS_VERSION 2).
+ * psfs_hash - word-at-a-time hash of the key bytes (PSFS_VERSION 3).
  *
  * The key is read as little-endian 64-bit words, the last one zero-padded
- * (an empty last word when n is a multiple of 8).  Two 32-bit lanes take
- * one word per step, a the low half and b the high half:
- *     a = (rotl32(a, 13) ^ lo) * 0x9e3779b1
- *     b = (rotl32(b, 17) ^ hi) * 0x85ebca77
- * starting from a = seed ^ 0x243f6a88, b = seed ^ 0x85a308d3; then
- *     h = fmix32(a ^ rotl32(b, 16) ^ n)        (murmur3's finalizer)
- * One multiply per 8 bytes and lane (FNV-1a, v1, needed one per byte: a
- * latency chain that dominated the shim's hot path).  Between words the
- * state is (a, b, partial word, length), so a reader hashing a path as it
- * scans it can finalize the hash of any prefix it passed, e.g. the parent
- * directory at the last '/' (psfs_core.c).  32-bit lanes keep the TS
- * mirror (hash() in src/blob/format.ts) to Math.imul.
+ * (an empty last word when n is a multiple of 8).  One 64-bit lane takes
+ * one word per step, a multiply-rotate step:
+ *     h = (rotl64(h, 29) ^ word) * 0x9e3779b97f4a7c15
+ * starting from h = seed ^ 0x243f6a8885a308d3; then
+ *     h ^= n;  h ^= h >> 33;  h *= 0xff51afd7ed558ccd;  h ^= h >> 33
+ * (half of murmur3's fmix64) and the hash is the low 32 bits.
+ * Four instructions per 8 bytes: the hot path executes every one of them
+ * on every call, and at ~5 instructions per cycle their count, not the
+ * multiply's latency, sets its cost (v2's two 32-bit lanes took ten; v1,
+ * FNV-1a, a multiply per byte).  Collisions cost only probe length:
+ * a hit always compares the key bytes.  Between words the state is
+ * (h, partial word, length), so a reader hashing a path as it scans it can
+ * finalize the hash of any prefix it passed (psfs_core.c).  The TS mirror
+ * (hash() in src/blob/format.ts) computes the 64-bit product in 32-bit
+ * halves.
  */
-static inline uint32_t psfs_rotl32(uint32_t x, unsigned r)
+/* One word step. */
+static inline void psfs_hash_word(uint64_t *h, uint64_t w)
 {
-	return (x << r) | (x >> (32u - r));
-}
-
-/* One word step of both lanes. */
-static inline void psfs_hash_word(uint32_t *a, uint32_t *b, uint64_t w)
-{
-	*a = (psfs_rotl32(*a, 13) ^ (uint32_t)w) * 0x9e3779b1u;
-	*b = (psfs_rotl32(*b, 17) ^ (uint32_t)(w >> 32)) * 0x85ebca77u;
+	*h = ((*h << 29 | *h >> 35) ^ w) * 0x9e3779b97f4a7c15ull;
 }
 
 /* The last (partial, possibly empty) word, then the finalizer. */
-static inline uint32_t psfs_hash_final(uint32_t a, uint32_t b, uint64_t w,
-				       uint32_t n)
+static inline uint32_t psfs_hash_final(uint64_t h, uint64_t w, uint32_t n)
 {
-	psfs_hash_word(&a, &b, w);
-	uint32_t h = a ^ psfs_rotl32(b, 16) ^ n;
-	h ^= h >> 16;
-	h *= 0x85ebca6bu;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return h;
+	psfs_hash_word(&h, w);
+	h ^= n;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	return (uint32_t)h;
 }
 
 /* Little-endian word of p[0..k), k <= 8, zero-padded; reads only p[0..k). */
@@ -228,10 +224,11 @@ static inline uint64_t psfs_hash_load(const uint8_t *p, uint32_t k)
 
 static inline uint32_t psfs_hash(uint32_t seed, const uint8_t *p, uint32_t n)
 {
-	uint32_t a = seed ^ 0x243f6a88u, b = seed ^ 0x85a308d3u, i = 0;
+	uint64_t h = seed ^ 0x243f6a8885a308d3ull;
+	uint32_t i = 0;
 	for (; n - i >= 8; i += 8)
-		psfs_hash_word(&a, &b, psfs_hash_load(p + i, 8));
-	return psfs_hash_final(a, b, psfs_hash_load(p + i, n - i), n);
+		psfs_hash_word(&h, psfs_hash_load(p + i, 8));
+	return psfs_hash_final(h, psfs_hash_load(p + i, n - i), n);
 }
 
 #endif /* PSFS_FORMAT_H */

@@ -240,7 +240,8 @@ export function hostileCorpus(): HostileBlob[] {
   // --- identity ----------------------------------------------------------
   hdr('bad-magic', 'magic "PSFZ..."', (b) => void b.write('Z', 3, 'latin1'));
   hdr('magic-text-mangled', 'magic with \\r\\n turned into \\n (text-mode copy)', (b) => Buffer.concat([b.subarray(0, 5), b.subarray(6)]));
-  hdr('version-3', 'container version 3 (future)', (b) => void b.writeUInt32LE(3, H.version));
+  hdr('version-4', 'container version 4 (future)', (b) => void b.writeUInt32LE(4, H.version));
+  hdr('version-2', 'container version 2 (two 32-bit hash lanes, retired)', (b) => void b.writeUInt32LE(2, H.version));
   hdr('version-1', 'container version 1 (FNV-1a key hash, retired)', (b) => void b.writeUInt32LE(1, H.version));
   hdr('version-0', 'container version 0', (b) => void b.writeUInt32LE(0, H.version));
   hdr('content-version-2', 'content version 2 (future)', (b) => void b.writeUInt32LE(2, H.contentVersion));
@@ -534,7 +535,7 @@ export function fuzzSeeds(): Record<string, Record<string, Buffer>> {
   const corpus = hostileCorpus();
   const header: Record<string, Buffer> = {};
   for (const c of corpus) {
-    if (['valid', 'version-3', 'version-1', 'big-endian', 'bad-crc', 'trunc-entries-resized', 'overlap-buckets-entries', 'root-trailing-slash', 'max-probe-over', 'random-01', 'tag-valid', 'tag-index-past-count'].includes(c.name)) header[c.name] = c.bytes;
+    if (['valid', 'version-4', 'version-2', 'version-1', 'big-endian', 'bad-crc', 'trunc-entries-resized', 'overlap-buckets-entries', 'root-trailing-slash', 'max-probe-over', 'random-01', 'tag-valid', 'tag-index-past-count'].includes(c.name)) header[c.name] = c.bytes;
   }
   const resolve: Record<string, Buffer> = {};
   probePaths()
