@@ -83,12 +83,53 @@ function octal(buf: Buffer, off: number, width: number, value: number): void {
  * waits for 'drain' when the compressor is behind, so at most a few
  * high-water marks of tar bytes are ever in memory, whatever the entry count.
  */
+/**
+ * The output side's failure, to race waits against. Promise.race with one
+ * long-lived promise leaves a reaction (promise, closure, context) on it per
+ * call until it settles, that is one per file written: memory grew with the
+ * tree (~150 bytes a file, measured). Here a wait registers while it lasts.
+ */
+class Abort {
+  private error: Error | undefined;
+  private readonly waiters = new Set<(err: Error) => void>();
+
+  /** @param output the output pipeline: its rejection fails every pending and later race */
+  constructor(output: Promise<unknown>) {
+    output.catch((err: Error) => {
+      this.error = err;
+      for (const fail of this.waiters) fail(err);
+      this.waiters.clear();
+    });
+  }
+
+  /** `p`'s outcome, or the output's error as soon as the output fails. */
+  race<T>(p: Promise<T>): Promise<T> {
+    if (this.error) {
+      p.catch(() => undefined); // its own failure is this one, already reported
+      return Promise.reject(this.error);
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.waiters.add(reject);
+      p.then(
+        (v) => {
+          this.waiters.delete(reject);
+          resolve(v);
+        },
+        (err: unknown) => {
+          this.waiters.delete(reject);
+          reject(err as Error);
+        },
+      );
+    });
+  }
+}
+
 class TarOut {
   private parts: Buffer[] = [];
   private n = 0;
   private static readonly BATCH = 64 * 1024;
 
-  constructor(private readonly dest: Writable, private readonly aborted: Promise<never>) {}
+  constructor(private readonly dest: Writable, private readonly aborted: Abort) {}
 
   /** Queue small bytes (flushed once BATCH bytes are queued, or before data). */
   async put(b: Buffer): Promise<void> {
@@ -108,7 +149,7 @@ class TarOut {
   /** Write bytes now (after what is queued), waiting for 'drain' when the stream is full. */
   async write(b: Buffer): Promise<void> {
     if (this.n) await this.flush();
-    if (!this.dest.write(b)) await Promise.race([once(this.dest, 'drain'), this.aborted]);
+    if (!this.dest.write(b)) await this.aborted.race(once(this.dest, 'drain'));
   }
 }
 
@@ -236,17 +277,16 @@ const ZERO_BLOCK = Buffer.alloc(512);
  * exceeds the octal field, when uid/gid/mtime do not fit, or when mtime has
  * nanoseconds. Ends with the two zero blocks.
  */
-async function packEntries(out: TarOut, entries: LayerEntry[], aborted: Promise<never>): Promise<void> {
+async function packEntries(out: TarOut, entries: LayerEntry[], aborted: Abort): Promise<void> {
   // Hardlink targets are regular files written earlier. Planned hardlinks
   // share their target's path Buffer, so an identity set answers without a
   // string per file; a target given as another Buffer with the same bytes
   // falls back to a set of the paths' bytes, built on first need.
-  const files: Buffer[] = [];
   const same = new Set<Buffer>();
   let byBytes: Set<string> | undefined;
   const written = (p: Buffer): boolean => {
     if (same.has(p)) return true;
-    byBytes ??= new Set(files.map((f) => f.toString('latin1')));
+    byBytes ??= new Set([...same].map((f) => f.toString('latin1')));
     return byBytes.has(p.toString('latin1'));
   };
   for (const e of entries) {
@@ -260,7 +300,6 @@ async function packEntries(out: TarOut, entries: LayerEntry[], aborted: Promise<
       throw new VriftError(`writing layer: hardlink ${showPath(e.path)} precedes its target ${showPath(e.linkTo)}`);
     }
     if (e.type === 'file') {
-      files.push(e.path);
       same.add(e.path);
       byBytes?.add(e.path.toString('latin1'));
     }
@@ -316,7 +355,7 @@ async function packEntries(out: TarOut, entries: LayerEntry[], aborted: Promise<
 }
 
 /** The bytes of a file entry (exactly e.size of them, re-hashed against e.sha256 when given). */
-async function addFileData(out: TarOut, e: FileEntry, aborted: Promise<never>): Promise<void> {
+async function addFileData(out: TarOut, e: FileEntry, aborted: Abort): Promise<void> {
   if ('content' in e.source) {
     if (BigInt(e.source.content.length) !== e.size) {
       throw new VriftError(`writing layer: entry ${showPath(e.path)}: content is ${e.source.content.length} bytes, entry says ${e.size}`);
@@ -335,7 +374,7 @@ async function addFileData(out: TarOut, e: FileEntry, aborted: Promise<never>): 
       n += BigInt(b.length);
       if (n > e.size) break;
       h.update(b);
-      await Promise.race([out.write(b), aborted]);
+      await aborted.race(out.write(b));
     }
   } catch (err) {
     if (err instanceof VriftError) throw err;
@@ -390,8 +429,7 @@ export async function writeLayer(
   try {
     piped = pipeline(tarTap, compressor, zTap, sink);
     // When the output side fails, stop feeding (a pending 'drain' would never come).
-    const aborted = piped.then(() => new Promise<never>(() => undefined));
-    aborted.catch(() => undefined);
+    const aborted = new Abort(piped);
     const feeding = packEntries(new TarOut(tarTap, aborted), entries, aborted).then(() => {
       tarTap.end();
     });

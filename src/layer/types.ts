@@ -118,8 +118,11 @@ export interface CasObject {
   size: bigint;
   /** Permission bits (07777) shared by every tree path linked to it. */
   perm: number;
-  /** Host file the content is read from (the first tree path by sorted order). */
-  srcPath: Buffer;
+  /**
+   * Host file the content is read from (the first tree path by sorted order):
+   * a string when its bytes are valid UTF-8, else the bytes.
+   */
+  srcPath: Buffer | string;
   /** Number of tree paths hardlinked to it (its nlink is links + 1). */
   links: number;
 }

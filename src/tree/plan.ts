@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { promises as fsp, type BigIntStats } from 'node:fs';
 import * as path from 'node:path';
 import { VriftError } from '../errors';
@@ -140,6 +141,15 @@ const key = (b: Buffer): string => b.toString('latin1');
 
 function isUnder(p: Buffer, dir: Buffer): boolean {
   return p.length > dir.length && p[dir.length] === SLASH && p.subarray(0, dir.length).equals(dir);
+}
+
+/**
+ * A host path to keep until the layer is written: a string when the bytes
+ * are valid UTF-8 (what fs calls encode it back to; ~100 bytes less than a
+ * Buffer view and its bytes), else the bytes in the arena.
+ */
+function hostPathToKeep(p: Buffer, arena: PathArena): Buffer | string {
+  return isUtf8(p) ? p.toString('utf8') : arena.concat([p]);
 }
 
 /** mtime as whole seconds (floor), clamped to `epoch` when given; the tar carries whole seconds. */
@@ -410,7 +420,13 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
 
   let newest: bigint | undefined;
   for (const it of items) if (newest === undefined || it.sec > newest) newest = it.sec;
-  const treeTime: Timespec = { sec: newest ?? BigInt(epoch ?? 0), nsec: 0 };
+  // Planned mtimes have nsec 0; entries with the same second share one
+  // Timespec (buildVriftLayer replaces them, never mutates them).
+  const times = new Map<bigint, Timespec>();
+  const timeOf = (sec: bigint): Timespec => times.get(sec) ?? times.set(sec, { sec, nsec: 0 }).get(sec)!;
+  const treeTime = timeOf(newest ?? BigInt(epoch ?? 0));
+  const fileCount = files.length;
+  const bytes = files.reduce((s, f) => s + f.size, 0n);
   // uid and gid are written out in every entry literal: a spread `...owner` makes V8 build a
   // larger object (~32 bytes more per entry, measured).
   // Entries: no path-keyed map of every entry (a second copy of each path);
@@ -436,22 +452,28 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
   // CAS objects: group tree files (in path order) by (sha256, permission bits).
   files.sort((a, b) => Buffer.compare(a.dest, b.dest));
   type Obj = CasObject & { mtime: Timespec };
-  // sha256 -> objects with that content; the first is the primary permission's.
-  const byHash = new Map<string, Obj[]>();
-  const objectOf = (f: Item): Obj | undefined => byHash.get(f.sha256!)?.find((o) => o.perm === f.perm);
+  // sha256 -> the object of the first permission bits seen with that content
+  // (the primary one); "sha256 perm" -> the others (rare).
+  const byHash = new Map<string, Obj>();
+  const otherPerm = new Map<string, Obj>();
+  const objectOf = (f: Item): Obj | undefined => {
+    const o = byHash.get(f.sha256!);
+    return o === undefined || o.perm === f.perm ? o : otherPerm.get(`${f.sha256} ${f.perm}`);
+  };
   const objList: Obj[] = [];
   for (const f of files) {
     let obj = objectOf(f);
     if (!obj) {
-      const same = byHash.get(f.sha256!);
-      const objPath = arena.concat([casObjectPath(root, f.sha256!, same === undefined ? undefined : f.perm)]);
-      obj = { path: objPath, sha256: f.sha256!, size: f.size, perm: f.perm, srcPath: arena.concat([srcRoots[f.add], f.dest.subarray(dests[f.add].length)]), links: 0, mtime: { sec: f.sec, nsec: 0 } };
-      if (same) same.push(obj);
-      else byHash.set(f.sha256!, [obj]);
+      const primary = !byHash.has(f.sha256!);
+      const objPath = arena.concat([casObjectPath(root, f.sha256!, primary ? undefined : f.perm)]);
+      obj = { path: objPath, sha256: f.sha256!, size: f.size, perm: f.perm, srcPath: hostPathToKeep(hostOf(f), arena), links: 0, mtime: timeOf(f.sec) };
+      if (primary) byHash.set(f.sha256!, obj);
+      else otherPerm.set(`${f.sha256} ${f.perm}`, obj);
       objList.push(obj);
     }
     obj.links++;
   }
+  files.length = 0;
   objList.sort((a, b) => Buffer.compare(a.path, b.path));
   if (objList.length) {
     addDir(Buffer.concat([root, Buffer.from(`/${CAS_DIR}`)]), 0o755, treeTime);
@@ -464,11 +486,13 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
     }
   }
 
-  for (const it of items) {
+  // Each item is let go once its entry exists (entries are sorted below), so
+  // walked items and planned entries are not all held at once.
+  for (let it = items.pop(); it !== undefined; it = items.pop()) {
     if (it.kind === 'dir') {
-      entries.push({ type: 'directory', path: it.dest, mode: S_IFDIR | it.perm, uid, gid, mtime: { sec: it.sec, nsec: 0 } } satisfies DirEntry);
+      entries.push({ type: 'directory', path: it.dest, mode: S_IFDIR | it.perm, uid, gid, mtime: timeOf(it.sec) } satisfies DirEntry);
     } else if (it.kind === 'symlink') {
-      entries.push({ type: 'symlink', path: it.dest, mode: S_IFLNK | 0o777, uid, gid, mtime: { sec: it.sec, nsec: 0 }, target: it.target! } satisfies SymlinkEntry);
+      entries.push({ type: 'symlink', path: it.dest, mode: S_IFLNK | 0o777, uid, gid, mtime: timeOf(it.sec), target: it.target! } satisfies SymlinkEntry);
     } else {
       const obj = objectOf(it)!;
       entries.push({
@@ -486,14 +510,13 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
     if (ordered[i].path.equals(ordered[i - 1].path)) throw new VriftError(`planning ${showPath(ordered[i].path)}: path planned twice (internal error)`);
   }
 
-  const bytes = files.reduce((s, f) => s + f.size, 0n);
   const objBytes = objList.reduce((s, o) => s + o.size, 0n);
   return {
     root,
     entries: ordered,
     objects: objList, // (each also carries the mtime its entries use)
     stats: {
-      files: files.length,
+      files: fileCount,
       dirs: ordered.filter((e) => e.type === 'directory').length,
       symlinks: ordered.filter((e) => e.type === 'symlink').length,
       bytes,
