@@ -101,7 +101,8 @@ enum psfs_outcome {
  * a searchable (0111), reachable directory gives ENOENT; a reachable
  * non-directory, non-symlink gives ENOTDIR; a symlink or anything else
  * gives PASS.  With PSFS_FOLLOW a final symlink whose target resolves in
- * the domain is followed (at most 40 hops, then PASS); a target outside the
+ * the domain is followed (at most 39 hops, then PASS: at the kernel's limit
+ * of 40 its own answer varies); a target outside the
  * domain gives PASS.
  */
 enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,

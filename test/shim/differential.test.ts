@@ -161,6 +161,26 @@ describe('canary: a blob answer is visible, a rejected blob is not', () => {
     expect(diffOutputs(p, k, s, false)).toEqual([]);
   });
 
+  test('symlink chains: 39 hops are answered from the blob, 40 (Linux MAXSYMLINKS, where the kernel\'s own answer varies) are the kernel\'s', () => {
+    const p = [Buffer.concat([fx.root, B('/hop2')]), Buffer.concat([fx.root, B('/hop1')])];
+    const out = runOracle(oracleInput(p), writeBlob(fx, 'hops.blob', canary()));
+    const sections: string[][] = [];
+    for (const l of out) {
+      if (l.startsWith('## ')) sections.push([]);
+      else if (l.length > 0) sections[sections.length - 1].push(l);
+    }
+    expect(sections).toHaveLength(2);
+    const real = fx.entries.find((e) => e.path.equals(Buffer.concat([fx.root, B('/small')])))!.size;
+    const stat = (s: string[]): string => s.find((l) => l.startsWith('stat '))!;
+    // hop2 -> hop3 ... hop40 -> small: the following calls get the canary.
+    expect(stat(sections[0])).toContain('size=999999 ');
+    expect(sections[0].filter((l) => l.includes('size=999999')).length).toBeGreaterThan(5);
+    // hop1: one hop more; the kernel answers (small's real size), never the blob.
+    expect(stat(sections[1])).toMatch(new RegExp(`size=${real} |err=ELOOP`));
+    expect(sections[1].some((l) => l.includes('size=999999'))).toBe(false);
+    expect(sections[1].filter((l) => l.includes(`size=${real} `)).length).toBeGreaterThan(5);
+  });
+
   test('PSFS_H_CHECK_ROOT_MTIME: matching root mtime -> used; different -> rejected', () => {
     const { input: inp, paths: p } = canaryInput();
     const k = runOracle(inp);
