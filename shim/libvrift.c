@@ -8,9 +8,8 @@
  *    logging, no write except the caller's buffer and errno; O(1);
  *    async-signal-safe.  It is: atomic load of one pointer, psfs_resolve
  *    into a stack buffer, fill the caller's struct.
- *  - anything uncertain: the real libc function (or the one raw syscall that
- *    function is, for the thin wrappers and when the symbol does not
- *    exist), never a guess.
+ *  - anything uncertain: the real libc function (or a raw syscall when the
+ *    symbol does not exist), never a guess.
  *  - before the constructor has published the state, every call is a raw
  *    syscall: dlsym/getenv/mmap inside the constructor may stat, and must
  *    not recurse into a half-built shim.
@@ -252,18 +251,17 @@ static struct {
 	xpath_fn xstat, xstat64, lxstat, lxstat64;
 	xfd_fn fxstat, fxstat64;
 	xat_fn fxstatat, fxstatat64;
-	/* mutating calls (section "immutability") and existence probes whose
-	 * libc function does more than one syscall: a cancellation point
-	 * (open, creat), libc-internal calls (fopen, remove, mkstemp), argument
-	 * conversion or checks (utime*, utimensat, mknod*, renameat2 and
-	 * fchmodat/faccessat with their flag fallbacks).  The thin ones pass
-	 * through by raw syscall (PASS below). */
+	/* mutating calls (section "immutability") and existence probes */
 	gen_fn open, open64, openat, openat64, open_2, open64_2, openat_2, openat64_2;
-	gen_fn creat, creat64, fopen, fopen64, remove, renameat2, fchmodat;
+	gen_fn creat, creat64, fopen, fopen64, truncate, truncate64;
+	gen_fn unlink, unlinkat, remove, rename, renameat, renameat2;
+	gen_fn mkdir, mkdirat, rmdir, chmod, lchmod, fchmodat, chown, lchown, fchownat;
 	gen_fn utime, utimes, utimensat, futimesat, lutimes;
-	gen_fn mknod, mknodat, xmknod, xmknodat;
+	gen_fn link, linkat, symlink, symlinkat, mknod, mknodat, xmknod, xmknodat, mkfifo, mkfifoat;
+	gen_fn setxattr, lsetxattr, removexattr, lremovexattr;
 	gen_fn mkstemp, mkstemp64, mkostemp, mkostemp64, mkstemps, mkstemps64, mkostemps, mkostemps64, mkdtemp;
-	gen_fn faccessat, euidaccess, eaccess;
+	gen_fn chroot;
+	gen_fn access, faccessat, euidaccess, eaccess;
 } g_real;
 
 static struct vrift_state g_state;
@@ -1034,28 +1032,9 @@ static int fopen_flags(const char *m)
 FOPEN_WRAPPER(fopen, fopen)
 FOPEN_WRAPPER(fopen64, fopen64)
 
-/*
- * Thin wrappers (truncate, unlink*, rmdir, rename, renameat, mkdir*,
- * chmod, chown*, link*, symlink*, chroot, access) pass through by raw
- * syscall, before init and after: glibc's and musl's functions of those
- * names are that one syscall and errno (no cancellation point, no
- * argument conversion), so the result is the same, and no dlsym lookup is
- * paid at start-up (measured ~0.13 us each in the constructor).  PASS
- * makes the syscall those libcs make: the legacy number where the
- * architecture has it (x86_64), else the *at form (aarch64 has only
- * those), so seccomp allow-lists, audit rules and strace see the call
- * they would see without the shim.  A library preloaded after the shim
- * does not see these calls (as for setxattr and mkfifo, already raw).
- */
-#ifdef SYS_unlink
-#define PASS(legacy, at) sys_ret(legacy)
-#else
-#define PASS(legacy, at) sys_ret(at)   /* `legacy` is not expanded here */
-#endif
-
 /* truncate: a domain regular file (a directory is EISDIR, a negative
  * length EINVAL, before any write). */
-#define TRUNCATE_WRAPPER(name)                                                 \
+#define TRUNCATE_WRAPPER(name, field)                                          \
 	EXPORT int name(const char *path, long len)                            \
 	{                                                                      \
 		const struct vrift_state *s = state();                         \
@@ -1064,10 +1043,12 @@ FOPEN_WRAPPER(fopen64, fopen64)
 			errno = EROFS;                                         \
 			return -1;                                             \
 		}                                                              \
+		if (s && g_real.field)                                         \
+			return ((int (*)(const char *, long))g_real.field)(path, len); \
 		return (int)sys_ret(RAW(SYS_truncate, path, len, 0, 0, 0, 0)); \
 	}
-TRUNCATE_WRAPPER(truncate)
-TRUNCATE_WRAPPER(truncate64)
+TRUNCATE_WRAPPER(truncate, truncate)
+TRUNCATE_WRAPPER(truncate64, truncate64)
 
 #define REFUSE_IF(cond)                                                        \
 	do {                                                                   \
@@ -1081,14 +1062,17 @@ EXPORT int unlink(const char *path)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(name_gate(s, V_AT_FDCWD, path, K_REMOVE) == R_EROFS);
-	return (int)PASS(RAW(SYS_unlink, path, 0, 0, 0, 0, 0),
-			 RAW(SYS_unlinkat, V_AT_FDCWD, path, 0, 0, 0, 0));
+	if (s && g_real.unlink)
+		return ((int (*)(const char *))g_real.unlink)(path);
+	return (int)sys_ret(RAW(SYS_unlinkat, V_AT_FDCWD, path, 0, 0, 0, 0));
 }
 
 EXPORT int unlinkat(int dirfd, const char *path, int flags)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(!(flags & ~V_AT_REMOVEDIR) && name_gate(s, dirfd, path, K_REMOVE) == R_EROFS);
+	if (s && g_real.unlinkat)
+		return ((int (*)(int, const char *, int))g_real.unlinkat)(dirfd, path, flags);
 	return (int)sys_ret(RAW(SYS_unlinkat, dirfd, path, flags, 0, 0, 0));
 }
 
@@ -1096,8 +1080,9 @@ EXPORT int rmdir(const char *path)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(name_gate(s, V_AT_FDCWD, path, K_REMOVE) == R_EROFS);
-	return (int)PASS(RAW(SYS_rmdir, path, 0, 0, 0, 0, 0),
-			 RAW(SYS_unlinkat, V_AT_FDCWD, path, V_AT_REMOVEDIR, 0, 0, 0));
+	if (s && g_real.rmdir)
+		return ((int (*)(const char *))g_real.rmdir)(path);
+	return (int)sys_ret(RAW(SYS_unlinkat, V_AT_FDCWD, path, V_AT_REMOVEDIR, 0, 0, 0));
 }
 
 /* remove() unlinks (or rmdirs) with libc's internal calls. */
@@ -1123,15 +1108,18 @@ EXPORT int rename(const char *o, const char *n)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(rename_gate(s, V_AT_FDCWD, o, V_AT_FDCWD, n, 0));
-	return (int)PASS(RAW(SYS_rename, o, n, 0, 0, 0, 0),
-			 RAW(SYS_renameat, V_AT_FDCWD, o, V_AT_FDCWD, n, 0, 0));
+	if (s && g_real.rename)
+		return ((int (*)(const char *, const char *))g_real.rename)(o, n);
+	return (int)sys_ret(RAW(SYS_renameat2, V_AT_FDCWD, o, V_AT_FDCWD, n, 0, 0));
 }
 
 EXPORT int renameat(int od, const char *o, int nd, const char *n)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(rename_gate(s, od, o, nd, n, 0));
-	return (int)sys_ret(RAW(SYS_renameat, od, o, nd, n, 0, 0));
+	if (s && g_real.renameat)
+		return ((int (*)(int, const char *, int, const char *))g_real.renameat)(od, o, nd, n);
+	return (int)sys_ret(RAW(SYS_renameat2, od, o, nd, n, 0, 0));
 }
 
 EXPORT int renameat2(int od, const char *o, int nd, const char *n, unsigned flags)
@@ -1147,14 +1135,17 @@ EXPORT int mkdir(const char *path, unsigned mode)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(name_gate(s, V_AT_FDCWD, path, K_MKDIR) == R_EROFS);
-	return (int)PASS(RAW(SYS_mkdir, path, mode, 0, 0, 0, 0),
-			 RAW(SYS_mkdirat, V_AT_FDCWD, path, mode, 0, 0, 0));
+	if (s && g_real.mkdir)
+		return ((int (*)(const char *, unsigned))g_real.mkdir)(path, mode);
+	return (int)sys_ret(RAW(SYS_mkdirat, V_AT_FDCWD, path, mode, 0, 0, 0));
 }
 
 EXPORT int mkdirat(int dirfd, const char *path, unsigned mode)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(name_gate(s, dirfd, path, K_MKDIR) == R_EROFS);
+	if (s && g_real.mkdirat)
+		return ((int (*)(int, const char *, unsigned))g_real.mkdirat)(dirfd, path, mode);
 	return (int)sys_ret(RAW(SYS_mkdirat, dirfd, path, mode, 0, 0, 0));
 }
 
@@ -1169,8 +1160,9 @@ EXPORT int chmod(const char *path, unsigned mode)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(obj_gate(s, V_AT_FDCWD, path, 1));
-	return (int)PASS(RAW(SYS_chmod, path, mode, 0, 0, 0, 0),
-			 RAW(SYS_fchmodat, V_AT_FDCWD, path, mode, 0, 0, 0));
+	if (s && g_real.chmod)
+		return ((int (*)(const char *, unsigned))g_real.chmod)(path, mode);
+	return (int)sys_ret(RAW(SYS_fchmodat, V_AT_FDCWD, path, mode, 0, 0, 0));
 }
 
 /* fchmodat(AT_SYMLINK_NOFOLLOW) on a symlink is EOPNOTSUPP in libc (no
@@ -1195,16 +1187,18 @@ EXPORT int chown(const char *path, unsigned uid, unsigned gid)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(obj_gate(s, V_AT_FDCWD, path, 1));
-	return (int)PASS(RAW(SYS_chown, path, uid, gid, 0, 0, 0),
-			 RAW(SYS_fchownat, V_AT_FDCWD, path, uid, gid, 0, 0));
+	if (s && g_real.chown)
+		return ((int (*)(const char *, unsigned, unsigned))g_real.chown)(path, uid, gid);
+	return (int)sys_ret(RAW(SYS_fchownat, V_AT_FDCWD, path, uid, gid, 0, 0));
 }
 
 EXPORT int lchown(const char *path, unsigned uid, unsigned gid)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(obj_gate(s, V_AT_FDCWD, path, 0));
-	return (int)PASS(RAW(SYS_lchown, path, uid, gid, 0, 0, 0),
-			 RAW(SYS_fchownat, V_AT_FDCWD, path, uid, gid, V_AT_SYMLINK_NOFOLLOW, 0));
+	if (s && g_real.lchown)
+		return ((int (*)(const char *, unsigned, unsigned))g_real.lchown)(path, uid, gid);
+	return (int)sys_ret(RAW(SYS_fchownat, V_AT_FDCWD, path, uid, gid, V_AT_SYMLINK_NOFOLLOW, 0));
 }
 
 EXPORT int fchownat(int dirfd, const char *path, unsigned uid, unsigned gid, int flags)
@@ -1212,6 +1206,8 @@ EXPORT int fchownat(int dirfd, const char *path, unsigned uid, unsigned gid, int
 	const struct vrift_state *s = state();
 	REFUSE_IF(!(flags & ~(V_AT_SYMLINK_NOFOLLOW | V_AT_EMPTY_PATH)) &&
 		  obj_gate(s, dirfd, path, !(flags & V_AT_SYMLINK_NOFOLLOW)));
+	if (s && g_real.fchownat)
+		return ((int (*)(int, const char *, unsigned, unsigned, int))g_real.fchownat)(dirfd, path, uid, gid, flags);
 	return (int)sys_ret(RAW(SYS_fchownat, dirfd, path, uid, gid, flags, 0));
 }
 
@@ -1299,14 +1295,17 @@ EXPORT int link(const char *o, const char *n)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(link_gate(s, V_AT_FDCWD, o, V_AT_FDCWD, n, 0));
-	return (int)PASS(RAW(SYS_link, o, n, 0, 0, 0, 0),
-			 RAW(SYS_linkat, V_AT_FDCWD, o, V_AT_FDCWD, n, 0, 0));
+	if (s && g_real.link)
+		return ((int (*)(const char *, const char *))g_real.link)(o, n);
+	return (int)sys_ret(RAW(SYS_linkat, V_AT_FDCWD, o, V_AT_FDCWD, n, 0, 0));
 }
 
 EXPORT int linkat(int od, const char *o, int nd, const char *n, int flags)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(link_gate(s, od, o, nd, n, flags));
+	if (s && g_real.linkat)
+		return ((int (*)(int, const char *, int, const char *, int))g_real.linkat)(od, o, nd, n, flags);
 	return (int)sys_ret(RAW(SYS_linkat, od, o, nd, n, flags, 0));
 }
 
@@ -1314,14 +1313,17 @@ EXPORT int symlink(const char *target, const char *path)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(target && name_gate(s, V_AT_FDCWD, path, K_CREATE) == R_EROFS);
-	return (int)PASS(RAW(SYS_symlink, target, path, 0, 0, 0, 0),
-			 RAW(SYS_symlinkat, target, V_AT_FDCWD, path, 0, 0, 0));
+	if (s && g_real.symlink)
+		return ((int (*)(const char *, const char *))g_real.symlink)(target, path);
+	return (int)sys_ret(RAW(SYS_symlinkat, target, V_AT_FDCWD, path, 0, 0, 0));
 }
 
 EXPORT int symlinkat(const char *target, int dirfd, const char *path)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(target && name_gate(s, dirfd, path, K_CREATE) == R_EROFS);
+	if (s && g_real.symlinkat)
+		return ((int (*)(const char *, int, const char *))g_real.symlinkat)(target, dirfd, path);
 	return (int)sys_ret(RAW(SYS_symlinkat, target, dirfd, path, 0, 0, 0));
 }
 
@@ -1377,6 +1379,8 @@ EXPORT int mkfifo(const char *path, unsigned mode)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(name_gate(s, V_AT_FDCWD, path, K_CREATE) == R_EROFS);
+	if (s && g_real.mkfifo)
+		return ((int (*)(const char *, unsigned))g_real.mkfifo)(path, mode);
 	return (int)sys_ret(RAW(SYS_mknodat, V_AT_FDCWD, path, V_S_IFIFO | mode, 0, 0, 0));
 }
 
@@ -1384,6 +1388,8 @@ EXPORT int mkfifoat(int dirfd, const char *path, unsigned mode)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(name_gate(s, dirfd, path, K_CREATE) == R_EROFS);
+	if (s && g_real.mkfifoat)
+		return ((int (*)(int, const char *, unsigned))g_real.mkfifoat)(dirfd, path, mode);
 	return (int)sys_ret(RAW(SYS_mknodat, dirfd, path, V_S_IFIFO | mode, 0, 0, 0));
 }
 
@@ -1392,6 +1398,8 @@ EXPORT int setxattr(const char *path, const char *name, const void *v, unsigned 
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(name && !(flags & ~3) && obj_gate(s, V_AT_FDCWD, path, 1));
+	if (s && g_real.setxattr)
+		return ((int (*)(const char *, const char *, const void *, unsigned long, int))g_real.setxattr)(path, name, v, size, flags);
 	return (int)sys_ret(RAW(SYS_setxattr, path, name, v, size, flags, 0));
 }
 
@@ -1399,6 +1407,8 @@ EXPORT int lsetxattr(const char *path, const char *name, const void *v, unsigned
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(name && !(flags & ~3) && obj_gate(s, V_AT_FDCWD, path, 0));
+	if (s && g_real.lsetxattr)
+		return ((int (*)(const char *, const char *, const void *, unsigned long, int))g_real.lsetxattr)(path, name, v, size, flags);
 	return (int)sys_ret(RAW(SYS_lsetxattr, path, name, v, size, flags, 0));
 }
 
@@ -1406,6 +1416,8 @@ EXPORT int removexattr(const char *path, const char *name)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(name && obj_gate(s, V_AT_FDCWD, path, 1));
+	if (s && g_real.removexattr)
+		return ((int (*)(const char *, const char *))g_real.removexattr)(path, name);
 	return (int)sys_ret(RAW(SYS_removexattr, path, name, 0, 0, 0, 0));
 }
 
@@ -1413,6 +1425,8 @@ EXPORT int lremovexattr(const char *path, const char *name)
 {
 	const struct vrift_state *s = state();
 	REFUSE_IF(name && obj_gate(s, V_AT_FDCWD, path, 0));
+	if (s && g_real.lremovexattr)
+		return ((int (*)(const char *, const char *))g_real.lremovexattr)(path, name);
 	return (int)sys_ret(RAW(SYS_lremovexattr, path, name, 0, 0, 0, 0));
 }
 
@@ -1479,6 +1493,9 @@ static long chroot_done(long rc)
 
 EXPORT int chroot(const char *path)
 {
+	const struct vrift_state *s = state();
+	if (s && g_real.chroot)
+		return (int)chroot_done(((int (*)(const char *))g_real.chroot)(path));
 	return (int)chroot_done(sys_ret(RAW(SYS_chroot, path, 0, 0, 0, 0, 0)));
 }
 
@@ -1519,8 +1536,8 @@ EXPORT int access(const char *path, int mode)
 		return 0;
 	if (deny(g))
 		return -1;
-	int rc = (int)PASS(RAW(SYS_access, path, mode, 0, 0, 0, 0),
-			   RAW(SYS_faccessat, V_AT_FDCWD, path, mode, 0, 0, 0));
+	int rc = s && g_real.access ? ((int (*)(const char *, int))g_real.access)(path, mode)
+				    : (int)sys_ret(RAW(SYS_faccessat, V_AT_FDCWD, path, mode, 0, 0, 0));
 	return access_post(s, rc, V_AT_FDCWD, path, mode, 0);
 }
 
@@ -1772,14 +1789,21 @@ static void resolve_real(void)
 	R(open, "open"); R(open64, "open64"); R(openat, "openat"); R(openat64, "openat64");
 	R(open_2, "__open_2"); R(open64_2, "__open64_2"); R(openat_2, "__openat_2");
 	R(openat64_2, "__openat64_2"); R(creat, "creat"); R(creat64, "creat64");
-	R(fopen, "fopen"); R(fopen64, "fopen64"); R(remove, "remove"); R(renameat2, "renameat2");
-	R(fchmodat, "fchmodat"); R(utime, "utime"); R(utimes, "utimes");
+	R(fopen, "fopen"); R(fopen64, "fopen64"); R(truncate, "truncate"); R(truncate64, "truncate64");
+	R(unlink, "unlink"); R(unlinkat, "unlinkat"); R(remove, "remove"); R(rename, "rename");
+	R(renameat, "renameat"); R(renameat2, "renameat2"); R(mkdir, "mkdir"); R(mkdirat, "mkdirat");
+	R(rmdir, "rmdir"); R(chmod, "chmod"); R(fchmodat, "fchmodat"); R(chown, "chown");
+	R(lchown, "lchown"); R(fchownat, "fchownat"); R(utime, "utime"); R(utimes, "utimes");
 	R(utimensat, "utimensat"); R(futimesat, "futimesat"); R(lutimes, "lutimes");
-	R(mknod, "mknod"); R(mknodat, "mknodat");
+	R(link, "link"); R(linkat, "linkat"); R(symlink, "symlink"); R(symlinkat, "symlinkat");
+	R(mknod, "mknod"); R(mknodat, "mknodat"); R(mkfifo, "mkfifo"); R(mkfifoat, "mkfifoat");
+	R(setxattr, "setxattr"); R(lsetxattr, "lsetxattr"); R(removexattr, "removexattr");
+	R(lremovexattr, "lremovexattr");
 	R(mkstemp, "mkstemp"); R(mkstemp64, "mkstemp64"); R(mkostemp, "mkostemp");
 	R(mkostemp64, "mkostemp64"); R(mkstemps, "mkstemps"); R(mkstemps64, "mkstemps64");
 	R(mkostemps, "mkostemps"); R(mkostemps64, "mkostemps64"); R(mkdtemp, "mkdtemp");
-	R(faccessat, "faccessat"); R(euidaccess, "euidaccess"); R(eaccess, "eaccess");
+	R(chroot, "chroot"); R(access, "access"); R(faccessat, "faccessat");
+	R(euidaccess, "euidaccess"); R(eaccess, "eaccess");
 #undef R
 	g_real.xmknod = xsym("__xmknod", GLIBC_BASE);
 	g_real.xmknodat = xsym("__xmknodat", GLIBC_AT);

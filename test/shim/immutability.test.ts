@@ -164,8 +164,8 @@ test('without the shim, every call it refused succeeds on a writable tree (or fa
 });
 
 test('outside the domain the shim only passes through: with the blob of another tree accepted, every call gives the plain result and the same trees after', () => {
-  // The thin wrappers (unlink, rename, mkdir, chmod, chown, link, symlink, truncate, access, ...)
-  // pass through by raw syscall, the others through libc: both must equal the plain run.
+  // Every call the shim does not refuse goes to the real function (dlsym(RTLD_NEXT)): the
+  // results must equal the plain run.
   // Every path's type and mode, link count, owner, size and link target (the run's own directory
   // name taken out), relative to root, mkstemp/mkdtemp names as their templates; inode numbers
   // and times differ between two trees.
@@ -194,6 +194,30 @@ test('outside the domain the shim only passes through: with the blob of another 
   expect([...viaShim.results].filter(([k, v]) => plain.results.get(k) !== v)).toEqual([]);
   expect(viaShim.dom).toEqual(plain.dom);
   expect(viaShim.out).toEqual(plain.out);
+});
+
+test('a library preloaded after the shim sees every call the shim does not refuse (fakeroot, libeatmydata rely on it)', () => {
+  // chaincount.so counts the mutating and probing calls it sees and passes them on. Outside the
+  // domain, with a blob accepted, it must count the same calls behind the shim as alone: the shim
+  // hands each to the next library (dlsym(RTLD_NEXT)), never straight to the kernel.
+  const counter = path.join(BUILD, 'chaincount.so');
+  const blob = path.join(tmp, 'blobs', 'a.blob');
+  const run = (name: string, preload: string): string[] => {
+    const base = path.join(tmp, name);
+    makeTree(path.join(base, 'dom'), path.join(base, 'out'));
+    const r = spawnSync(MUTATE, [path.join(base, 'dom'), path.join(base, 'out')], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, LD_PRELOAD: preload, VRIFT_BLOB: blob },
+    });
+    expect(r.status).toBe(0);
+    return r.stderr.split('\n').filter((l) => l.startsWith('chaincount '));
+  };
+  const alone = run('chain1', counter);
+  const behind = run('chain2', `${SHIM}:${counter}`);
+  for (const f of ['unlink', 'rmdir', 'rename', 'mkdir', 'chmod', 'chown', 'link', 'symlink', 'truncate', 'access', 'mkfifo', 'setxattr', 'removexattr']) {
+    expect(alone.some((l) => l.startsWith(`chaincount ${f} `))).toBe(true);
+  }
+  expect(behind).toEqual(alone);
 });
 
 test('LD_PRELOAD= and VRIFT_BLOB naming no blob switch the refusal off', () => {
