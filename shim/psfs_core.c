@@ -43,23 +43,52 @@ static inline int bytes_eq(const uint8_t *a, const uint8_t *b, uint64_t n)
 	return 1;
 }
 
+/* 16 bytes as one vector: SSE2 on x86-64, NEON on arm64, plain code on
+ * wasm32 (GCC/clang vector extensions). */
+typedef uint8_t psfs_v16 __attribute__((vector_size(16)));
+static inline psfs_v16 load16(const uint8_t *p)
+{
+	psfs_v16 x;
+	__builtin_memcpy(&x, p, 16);   /* an unaligned load, no call */
+	return x;
+}
+
+/* Whether any byte of m (each 0 or 0xff, a vector compare's result) is
+ * set.  On x86-64 one pmovmskb; elsewhere the two halves as words. */
+static inline int any16(psfs_v16 m)
+{
+#if defined(__SSE2__)
+	return __builtin_ia32_pmovmskb128((__attribute__((vector_size(16))) char)m) != 0;
+#else
+	uint64_t lo, hi;
+	__builtin_memcpy(&lo, &m, 8);
+	__builtin_memcpy(&hi, (const uint8_t *)&m + 8, 8);
+	return (lo | hi) != 0;
+#endif
+}
+
 /* Same result as bytes_eq for buffers known to hold n bytes each (blob
- * key vs. a path whose length is already known): 8 bytes per step, and
- * the last 1..7 bytes as the (overlapping) last word. */
+ * key vs. a path whose length is already known).  From 16 bytes on: 16 per
+ * step as vectors, the last 16 as the (overlapping) last step; 8..15 as
+ * two overlapping words. */
 static inline int keys_eq(const uint8_t *a, const uint8_t *b, uint32_t n)
 {
 	uint64_t x, y;
 	if (n < 8)
 		return bytes_eq(a, b, n);
-	for (uint32_t i = 0; i + 8 < n; i += 8) {
-		__builtin_memcpy(&x, a + i, 8);   /* an unaligned load, no call */
-		__builtin_memcpy(&y, b + i, 8);
+	if (n < 16) {
+		__builtin_memcpy(&x, a, 8);
+		__builtin_memcpy(&y, b, 8);
 		if (x != y)
 			return 0;
+		__builtin_memcpy(&x, a + n - 8, 8);
+		__builtin_memcpy(&y, b + n - 8, 8);
+		return x == y;
 	}
-	__builtin_memcpy(&x, a + n - 8, 8);
-	__builtin_memcpy(&y, b + n - 8, 8);
-	return x == y;
+	for (uint32_t i = 0; i + 16 < n; i += 16)
+		if (any16((psfs_v16)(load16(a + i) != load16(b + i))))
+			return 0;
+	return !any16((psfs_v16)(load16(a + n - 16) != load16(b + n - 16)));
 }
 
 /* psfs_hash (psfs_format.h) as a running state (struct psfs_hstate), fed
@@ -538,17 +567,10 @@ static inline int dot_ok(const uint8_t *p, uint32_t n, uint32_t j)
  * by '/' or '.'?  16 pairs per step as two unaligned 16-byte vector loads
  * (SSE2 on x86-64, NEON on arm64; scalar code on wasm32), the second one
  * byte behind the first: no shifting, no carry between steps. */
-typedef uint8_t psfs_v16 __attribute__((vector_size(16)));
 static inline int slash_dot16(const uint8_t *p, uint32_t i)
 {
-	psfs_v16 x, prev, m;
-	__builtin_memcpy(&x, p + i, 16);
-	__builtin_memcpy(&prev, p + i - 1, 16);
-	m = (psfs_v16)((prev == '/') & ((x == '/') | (x == '.')));
-	uint64_t lo, hi;
-	__builtin_memcpy(&lo, &m, 8);
-	__builtin_memcpy(&hi, (const uint8_t *)&m + 8, 8);
-	return (lo | hi) != 0;
+	psfs_v16 x = load16(p + i), prev = load16(p + i - 1);
+	return any16((psfs_v16)((prev == '/') & ((x == '/') | (x == '.'))));
 }
 
 /* Every component of p[from..n) (split at '/') is at most NAME_MAX bytes.
