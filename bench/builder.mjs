@@ -137,6 +137,7 @@ try {
     fs.rmSync(out, { force: true });
     return { ...r, summary: s, layer: s.layers[s.layers.length - 1].size };
   };
+  const row = (label, ...cols) => console.log(`${label.padEnd(34)}${cols.map((c) => String(c).padStart(18)).join('')}`);
   if (t) {
     const cache = path.join(work, 'digest-cache');
     const cold = vrift('cold', cache);
@@ -153,7 +154,6 @@ try {
     // Uncompressed size of the COPY layer: `docker save` would compress nothing; the engine reports the diff size.
     const copyBytes = Number(execFileSync('docker', ['inspect', '-f', '{{.Size}}', dtag], { encoding: 'utf8' }).trim()) - Number(execFileSync('docker', ['inspect', '-f', '{{.Size}}', BASE], { encoding: 'utf8' }).trim());
 
-    const row = (label, ...cols) => console.log(`${label.padEnd(34)}${cols.map((c) => String(c).padStart(18)).join('')}`);
     console.log(`builder bench: ${t.files} files, ${t.symlinks} symlinks, ${t.dirs} dirs, ${mib(t.bytes)} (npm: ${PACKAGES.join(' ')}), base ${BASE}`);
     row('', 'vrift (cold)', 'vrift (warm)', 'docker build COPY');
     row('wall time (s)', cold.wall.toFixed(2), warm.wall.toFixed(2), d.wall.toFixed(2));
