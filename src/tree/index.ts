@@ -1,2 +1,2 @@
 export { planTree, parseSourceDateEpoch } from './plan';
-export { blobEntriesFromPlan, buildVriftLayer, buildShimLayer, ext4DirSize, ext4FileBlocks, FS_MODEL, SYNTHETIC_INO_BASE } from './blobEntries';
+export { blobEntriesFromPlan, buildVriftLayer, buildShimLayer, ext4DirSize, ext4FileBlocks, FS_MODEL, plainBlobEntry, SYNTHETIC_INO_BASE } from './blobEntries';
