@@ -18,6 +18,8 @@ const S_IFLNK = 0o120000;
 const SLASH = 0x2f;
 /** Files hashed concurrently (I/O overlaps hashing; 2 cores here). */
 const HASH_CONCURRENCY = 4;
+/** Names of one directory lstat'ed concurrently (bounded: memory per request and per BigIntStats). */
+const LSTAT_BATCH = 64;
 /** Linux SYMLOOP_MAX-like bound when resolving symlinks inside a source. */
 const MAX_SYMLINK_HOPS = 40;
 
@@ -374,17 +376,22 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
       } catch (err) {
         throw new VriftError(`reading directory ${showPath(dir.host)}: ${(err as Error).message}; make it readable or remove it from the source`, { cause: err });
       }
-      const stats = await Promise.all(names.map(async (n) => {
-        const host = join(dir.host, n);
-        try {
-          return await fsp.lstat(host, { bigint: true });
-        } catch (err) {
-          throw new VriftError(`reading ${showPath(host)}: ${(err as Error).message}; make it readable or remove it from the source`, { cause: err });
-        }
-      }));
+      // lstat LSTAT_BATCH names at a time: a directory of 20k files (npm has
+      // them) statted all at once held 20k requests and BigIntStats (~200 MiB).
+      let stats: BigIntStats[] = [];
       for (let k = 0; k < names.length; k++) {
+        if (k % LSTAT_BATCH === 0) {
+          stats = await Promise.all(names.slice(k, k + LSTAT_BATCH).map(async (n) => {
+            const host = join(dir.host, n);
+            try {
+              return await fsp.lstat(host, { bigint: true });
+            } catch (err) {
+              throw new VriftError(`reading ${showPath(host)}: ${(err as Error).message}; make it readable or remove it from the source`, { cause: err });
+            }
+          }));
+        }
         const n = names[k];
-        const st = stats[k];
+        const st = stats[k % LSTAT_BATCH];
         const dest = arena.concat([dir.dest, SLASH_BUF, n]);
         if (dest.length >= PATH_MAX) {
           throw new VriftError(`planning ${showPath(dest)} (from ${showPath(join(dir.host, n))}): the path is ${dest.length} bytes, longer than PATH_MAX; shorten it or choose a shorter destination`);
