@@ -133,6 +133,9 @@ function checkFields(e: BlobEntry): void {
  * sorted by path bytes, the hash seed is chosen by a fixed search, reserved
  * fields are zero. PSFS_E_REACHABLE is computed here: set on an entry when
  * every directory from its root down to its parent has mode & 0o111 == 0o111.
+ * Memory beyond the output: the sorted entry array and ~20 bytes per entry
+ * (parent and root lookups are binary searches, strings are copied straight
+ * into the output); no map keyed by a string per path.
  *
  * @returns the blob bytes
  * @throws VriftError when a root or entry path is not normalized or outside
@@ -163,49 +166,60 @@ export function encodeBlob(opts: BlobOptions): Buffer {
   );
   if (opts.entries.length > F.MAX_ENTRIES) throw new VriftError('encoding PSFS blob: too many entries');
 
+  // Sorted by path bytes; lookups below are binary searches over this order
+  // (no map keyed by a string per path: the builder's peak memory).
   const entries = [...opts.entries].sort((a, b) => Buffer.compare(a.path, b.path));
-  const byPath = new Map<string, BlobEntry>();
-  const key = (p: Buffer): string => p.toString('latin1');
+  const indexOf = (p: Buffer): number => {
+    let lo = 0;
+    let hi = entries.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const c = Buffer.compare(entries[mid].path, p);
+      if (c === 0) return mid;
+      if (c < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return -1;
+  };
   const rootOf = (p: Buffer): Buffer | undefined =>
     roots.find((r) => p.equals(r) || (p.length > r.length && p[r.length] === SLASH && p.subarray(0, r.length).equals(r)));
-  for (const e of entries) {
+  entries.forEach((e, i) => {
     if (!isNormalizedPath(e.path)) throw new VriftError(`encoding PSFS blob: path ${show(e.path)} is not a normalized absolute path`);
     if (!rootOf(e.path)) throw new VriftError(`encoding PSFS blob: path ${show(e.path)} is outside every domain root`);
-    if (byPath.has(key(e.path))) throw new VriftError(`encoding PSFS blob: path ${show(e.path)} appears twice`);
+    if (i > 0 && entries[i - 1].path.equals(e.path)) throw new VriftError(`encoding PSFS blob: path ${show(e.path)} appears twice`);
     checkFields(e);
     const isLink = (e.mode & S_IFMT) === S_IFLNK;
     if (isLink !== (e.target !== undefined)) {
       throw new VriftError(`encoding PSFS blob: ${show(e.path)}: a symlink needs a target and only a symlink may have one`);
     }
-    byPath.set(key(e.path), e);
-  }
+  });
   for (const r of roots) {
-    const e = byPath.get(key(r));
-    if (!e || (e.mode & S_IFMT) !== S_IFDIR) throw new VriftError(`encoding PSFS blob: domain root ${show(r)} has no directory entry`);
+    const i = indexOf(r);
+    if (i < 0 || (entries[i].mode & S_IFMT) !== S_IFDIR) throw new VriftError(`encoding PSFS blob: domain root ${show(r)} has no directory entry`);
   }
 
-  // Reachability: computed parent-first, which sorted order guarantees
-  // (a parent's bytes are a strict prefix of its children's, so it sorts first).
-  const reachable = new Map<string, boolean>();
-  for (const e of entries) {
+  // Reachability (by sorted index): computed parent-first, which sorted order
+  // guarantees (a parent's bytes are a strict prefix of its children's, so it sorts first).
+  const reachable = new Uint8Array(entries.length);
+  entries.forEach((e, i) => {
     const isRoot = roots.some((r) => r.equals(e.path));
     let ok = true;
     if (!isRoot) {
-      const parent = byPath.get(key(parentOf(e.path)));
+      const p = indexOf(parentOf(e.path));
+      const parent = p < 0 ? undefined : entries[p];
       if (!parent || (parent.mode & S_IFMT) !== S_IFDIR) {
         throw new VriftError(`encoding PSFS blob: ${show(e.path)}: parent is missing or not a directory (the domain must be complete)`);
       }
-      ok = (reachable.get(key(parent.path)) ?? false) && (parent.mode & 0o111) === 0o111;
+      ok = reachable[p] === 1 && (parent.mode & 0o111) === 0o111;
     }
-    reachable.set(key(e.path), ok);
-  }
+    reachable[i] = ok ? 1 : 0;
+  });
 
-  // String table: paths and targets, each stored once.
-  const strings: Buffer[] = [];
+  // String table: paths and targets, each stored once (copied into the
+  // output at the end, straight from the entries).
   let stringsSize = 0;
   const addString = (b: Buffer): number => {
     const off = stringsSize;
-    strings.push(b);
     stringsSize += b.length;
     if (stringsSize > 0xffffffff) throw new VriftError('encoding PSFS blob: string table exceeds 4 GiB');
     return off;
@@ -314,9 +328,10 @@ export function encodeBlob(opts: BlobOptions): Buffer {
     out.writeUInt32LE(e.mtime.nsec, o + E.mtimeNsec);
     out.writeUInt32LE(e.ctime.nsec, o + E.ctimeNsec);
     out.writeUInt32LE(e.blksize >>> 0, o + E.blksize);
-    out.writeUInt32LE((reachable.get(key(e.path)) ? F.E_REACHABLE : 0) | (e.uncertain ? F.E_UNCERTAIN : 0), o + E.flags);
+    out.writeUInt32LE((reachable[i] === 1 ? F.E_REACHABLE : 0) | (e.uncertain ? F.E_UNCERTAIN : 0), o + E.flags);
+    e.path.copy(out, L.stringsOff + pathOffs[i]);
+    if (e.target) e.target.copy(out, L.stringsOff + targetOffs[i]);
   });
-  Buffer.concat(strings, stringsSize).copy(out, L.stringsOff);
   inodes.forEach((v, i) => out.writeUInt32LE(v, L.inodesOff + i * 4));
 
   const H = F.HEADER;
