@@ -4,8 +4,12 @@
  *
  * Run inside the image (a container) or against an unpacked rootfs (`root`
  * prefixes every path). Every blob entry is compared with lstat(2) of its
- * path; a symlink whose target resolves to another blob entry is also
- * compared through stat(2). Paths on disk under a domain root that the blob
+ * path; stat(2) through each symlink is compared wherever the shim would
+ * answer it from the blob (an entry, ENOENT or ENOTDIR: shimStat mirrors
+ * psfs_resolve); where the shim passes a call through, the kernel answers it
+ * and there is nothing to compare. Entries this caller may not lstat (EACCES)
+ * and the shim passes through (not PSFS_E_REACHABLE) are listed as passed
+ * through, not as mismatches. Paths on disk under a domain root that the blob
  * does not list (drift: e.g. a later `RUN` step that wrote into /vrift) are
  * reported too.
  *
@@ -60,12 +64,14 @@ export interface VerifyReport {
   blobDigest: string;
   domain: string[];
   entries: number;
-  /** lstat comparisons made (one per present entry) and stat comparisons through symlinks. */
+  /** lstat comparisons made (one per entry the kernel let this caller lstat) and stat comparisons through symlinks (wherever the shim answers from the blob, negative answers included). */
   checked: { lstat: number; stat: number };
   /** Fields left out of every comparison (identity policy). */
   identityFields: string[];
   /** Paths whose st_size/st_blocks were not compared (estimates, merged directories on a flat rootfs). */
   uncertain: string[];
+  /** Entries this caller may not lstat (EACCES) that the shim passes through (no PSFS_E_REACHABLE): not compared. */
+  passedThrough: string[];
   mismatches: Mismatch[];
   /** Blob entries with no path on disk. */
   missing: string[];
@@ -91,34 +97,86 @@ function parentOf(p: Buffer): Buffer {
   return i <= 0 ? Buffer.from('/') : p.subarray(0, i);
 }
 
+const SEARCH_ALL = 0o111;
+const PATH_MAX = 4096;
+const NAME_MAX = 255;
+const MAX_HOPS = 39;
+
+/** What the shim answers for a path: an entry, an errno, or the kernel's own answer. */
+type ShimAnswer = { hit: DecodedEntry } | { errno: 'ENOENT' | 'ENOTDIR' } | 'pass';
+
+const isType = (e: DecodedEntry, t: number): boolean => (e.mode & S_IFMT) === t;
+const searchable = (e: DecodedEntry | undefined): boolean =>
+  !!e && (e.flags & F.E_REACHABLE) !== 0 && isType(e, S_IFDIR) && (e.mode & SEARCH_ALL) === SEARCH_ALL;
+
 /**
- * Resolve a symlink entry's target inside the blob (relative targets against
- * the link's directory, at most 40 hops as Linux), returning the final
- * non-symlink entry, or undefined when resolution leaves the blob (outside
- * every root, a missing name, a component that is not a directory).
+ * What the shim answers for stat(2) of the symlink entry `link`: a TS mirror of
+ * psfs_resolve with PSFS_FOLLOW (shim/psfs_core.c; docs/psfs-format.md "Resolving
+ * a path"). Paths are latin1 keys of `byKey`; `roots` likewise. A relative target
+ * is taken against the link's directory; `..` pops only a directory entry every
+ * caller may search (a symlink or file before `..` is the kernel's business, as
+ * is a missing name, a name over NAME_MAX bytes, the 40th hop, or an absolute
+ * target outside the roots, or any absolute target when `absoluteOk` is false:
+ * an unpacked rootfs, where the kernel would resolve it on the host).
+ * Returns { hit } for an entry the shim answers from, { errno } for a negative
+ * answer, 'pass' where the shim passes the call through. Never throws.
  */
-function resolveInBlob(link: DecodedEntry, byKey: Map<string, DecodedEntry>): DecodedEntry | undefined {
-  let cur: DecodedEntry = link;
-  for (let hops = 0; hops < 40; hops++) {
-    const t = cur.target!;
-    const start = t.length > 0 && t[0] === SLASH ? [] : parentOf(cur.path).toString('latin1').split('/').filter(Boolean);
-    const comps = [...start];
-    for (const c of t.toString('latin1').split('/')) {
-      if (c === '' || c === '.') continue;
-      if (c === '..') {
-        comps.pop();
-        continue;
-      }
-      comps.push(c);
-      // A symlink in the middle of a target is not followed: the final lookup below
-      // then misses (paths through a symlink are not blob keys) and stat is skipped.
+function shimStat(link: DecodedEntry, byKey: Map<string, DecodedEntry>, roots: string[], absoluteOk: boolean): ShimAnswer {
+  let p = key(link.path);
+  let root = roots.find((r) => p === r || p.startsWith(`${r}/`))?.length ?? 0;
+  let e: DecodedEntry | undefined = link;
+  let mustDir = false; // set, never cleared, as the C walk: a trailing "/", "." or ".."
+  let dotLast = false;
+  for (let hops = 0; ; hops++) {
+    if (!e) return missingAnswer(p, root, byKey);
+    if ((e.flags & F.E_REACHABLE) === 0) return 'pass'; // the caller may get EACCES
+    if (!isType(e, S_IFLNK)) break;
+    const t = e.target!.toString('latin1');
+    if (hops >= MAX_HOPS || t === '' || t.includes('\0')) return 'pass';
+    let rest = t;
+    if (t[0] === '/') {
+      const r = roots.find((x) => t === x || t.startsWith(`${x}/`));
+      if (!r || !absoluteOk) return 'pass';
+      [p, root, rest] = [r, r.length, t.slice(r.length)];
+    } else {
+      if (p.length <= root) return 'pass';
+      p = p.slice(0, p.lastIndexOf('/'));
     }
-    const next = byKey.get(`/${comps.join('/')}`);
-    if (!next) return undefined;
-    if ((next.mode & S_IFMT) !== S_IFLNK) return next;
-    cur = next;
+    const comps = rest.split('/');
+    for (const c of comps) {
+      if (c === '') continue;
+      if (c.length > NAME_MAX || p.length + 1 + c.length >= PATH_MAX) return 'pass';
+      if (c === '..') {
+        if (p.length <= root || !searchable(byKey.get(p))) return 'pass';
+        p = p.slice(0, p.lastIndexOf('/'));
+      } else if (c !== '.') p = `${p}/${c}`;
+    }
+    const last = comps.filter((c) => c !== '').at(-1);
+    if (rest.endsWith('/') || last === '.' || last === '..') mustDir = true;
+    if (last === '.') dotLast = true;
+    e = byKey.get(p);
   }
-  return undefined;
+  if (mustDir && !isType(e, S_IFDIR)) return { errno: 'ENOTDIR' };
+  if (dotLast && (e.mode & SEARCH_ALL) !== SEARCH_ALL) return 'pass'; // "dir/.": EACCES for some callers
+  if (e.flags & F.E_UNCERTAIN) return 'pass';
+  return { hit: e };
+}
+
+/**
+ * The shim's answer for a path `p` absent from the blob (psfs_core.c missing()):
+ * its nearest present ancestor, walking down from the root, decides.
+ */
+function missingAnswer(p: string, root: number, byKey: Map<string, DecodedEntry>): ShimAnswer {
+  let a: DecodedEntry | undefined;
+  for (let i = p.indexOf('/', root); i >= 0; i = p.indexOf('/', i + 1)) {
+    const e = byKey.get(p.slice(0, i));
+    if (!e) break;
+    a = e;
+    if (!isType(a, S_IFDIR)) break;
+  }
+  if (!a || (a.flags & F.E_REACHABLE) === 0 || isType(a, S_IFLNK)) return 'pass';
+  if (isType(a, S_IFDIR)) return searchable(a) ? { errno: 'ENOENT' } : 'pass';
+  return { errno: 'ENOTDIR' };
 }
 
 const ts = (sec: bigint, nsec: number | bigint): string => `${sec}.${String(nsec).padStart(9, '0')}`;
@@ -166,6 +224,7 @@ export async function verifyTree(o: VerifyOptions = {}): Promise<VerifyReport> {
   const mismatches: Mismatch[] = [];
   const missing: string[] = [];
   const uncertain: string[] = [];
+  const passedThrough: string[] = [];
   const checked = { lstat: 0, stat: 0 };
 
   const compare = (e: DecodedEntry, st: BigIntStats, call: 'lstat' | 'stat', shownPath: string): void => {
@@ -213,40 +272,46 @@ export async function verifyTree(o: VerifyOptions = {}): Promise<VerifyReport> {
     if ((!sizeKnown || !blocksKnown) && call === 'lstat') uncertain.push(shownPath);
   };
 
+  const roots = blob.roots.map(key);
+  /** The kernel's errno for `call` of `p`, or its stat. */
+  const kernel = (call: typeof lstatSync, p: Buffer): BigIntStats | string => {
+    try {
+      return call(p, { bigint: true, throwIfNoEntry: false }) ?? 'ENOENT';
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code ?? String(err);
+    }
+  };
   for (const e of blob.entries) {
     const p = host(e.path);
     const shown = show(e.path);
-    let st: BigIntStats | undefined;
-    try {
-      st = lstatSync(p, { bigint: true, throwIfNoEntry: false });
-    } catch (err) {
-      mismatches.push({ path: shown, call: 'lstat', field: 'errno', blob: '0', kernel: (err as NodeJS.ErrnoException).code ?? String(err) });
+    const st = kernel(lstatSync, p);
+    if (st === 'ENOENT') {
+      missing.push(shown);
       continue;
     }
-    if (!st) {
-      missing.push(shown);
+    if (typeof st === 'string') {
+      // EACCES for this caller (a directory above it not searchable by everyone):
+      // the shim passes such paths through (no PSFS_E_REACHABLE), so it is no mismatch.
+      if (st === 'EACCES' && (e.flags & F.E_REACHABLE) === 0) passedThrough.push(shown);
+      else mismatches.push({ path: shown, call: 'lstat', field: 'errno', blob: '0', kernel: st });
       continue;
     }
     checked.lstat++;
     compare(e, st, 'lstat', shown);
-    if ((e.mode & S_IFMT) === S_IFLNK && (st.mode & BigInt(S_IFMT)) === BigInt(S_IFLNK)) {
+    if (isType(e, S_IFLNK) && st.isSymbolicLink()) {
       const t = readlinkSync(p, { encoding: 'buffer' });
       if (!t.equals(e.target!)) mismatches.push({ path: shown, call: 'lstat', field: 'target', blob: show(e.target!), kernel: show(t) });
-      // stat through the link, when its target resolves inside the blob (and the prefix
-      // does not change what an absolute target means).
-      const final = resolveInBlob(e, byKey);
-      if (final && (prefix.length === 0 || e.target![0] !== SLASH)) {
-        let st2: BigIntStats | undefined;
-        try {
-          st2 = statSync(p, { bigint: true, throwIfNoEntry: false });
-        } catch {
-          st2 = undefined;
-        }
-        if (!st2) mismatches.push({ path: shown, call: 'stat', field: 'errno', blob: `0 (${show(final.path)})`, kernel: 'ENOENT' });
-        else {
-          checked.stat++;
-          compare(final, st2, 'stat', `${shown} -> ${show(final.path)}`);
-        }
+      // stat through the link, wherever the shim would answer it from the blob.
+      const answer = shimStat(e, byKey, roots, prefix.length === 0);
+      if (answer === 'pass') continue;
+      checked.stat++;
+      const st2 = kernel(statSync, p);
+      if ('errno' in answer) {
+        if (st2 !== answer.errno) mismatches.push({ path: shown, call: 'stat', field: 'errno', blob: answer.errno, kernel: typeof st2 === 'string' ? st2 : '0' });
+      } else if (typeof st2 === 'string') {
+        mismatches.push({ path: shown, call: 'stat', field: 'errno', blob: `0 (${show(answer.hit.path)})`, kernel: st2 });
+      } else {
+        compare(answer.hit, st2, 'stat', `${shown} -> ${show(answer.hit.path)}`);
       }
     }
   }
@@ -289,6 +354,7 @@ export async function verifyTree(o: VerifyOptions = {}): Promise<VerifyReport> {
     checked,
     identityFields: identity,
     uncertain,
+    passedThrough,
     mismatches,
     missing,
     extra,
@@ -306,6 +372,7 @@ export function formatVerify(r: VerifyReport, limit = 50): string {
     for (const t of items.slice(0, limit)) out.push(`  ${fmt(t)}`);
     if (items.length > limit) out.push(`  ... and ${items.length - limit} more (--json lists all)`);
   };
+  list('entries not compared: EACCES for this caller, the shim passes them through', r.passedThrough, (p) => p);
   list('mismatches', r.mismatches, (m) => `${m.path}: ${m.call} ${m.field}: blob ${m.blob}, kernel ${m.kernel}`);
   list('blob entries missing on disk', r.missing, (p) => p);
   list('paths on disk not in the blob (drift: written after the blob was made)', r.extra, (p) => p);

@@ -6,9 +6,10 @@
  * wrote into /vrift (classic builder).
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, promises as fsp, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, promises as fsp, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { ROOT, sh, vrift } from '../e2e/helpers';
+import { BASE_IMAGE, CLI, ROOT, sh, vrift } from '../e2e/helpers';
 import { buildFixture, classicBuild, nodeMounts, type BuiltFixture } from './fixture';
 
 jest.setTimeout(300_000);
@@ -62,7 +63,7 @@ test('in a container with the shim active: every entry matches the kernel (exit 
   const s = fx.summary.stats;
   expect(rep.entries).toBe(s.files + s.dirs + s.symlinks + s.casObjects);
   expect(rep.checked.lstat).toBe(rep.entries);
-  expect(rep.checked.stat).toBe(2); // alias.py -> mod.py and deeplink -> sub/deep; dangling.py has no target entry
+  expect(rep.checked.stat).toBe(3); // alias.py -> mod.py, deeplink -> sub/deep, dangling.py: ENOENT (the shim answers it from the blob)
   expect(rep.identityFields).toEqual(['st_ino', 'st_dev', 'st_atime', 'st_ctime']);
   expect(rep.mismatches).toEqual([]);
   expect(rep.extra).toEqual([]);
@@ -184,4 +185,81 @@ walk('/vrift'); console.log(JSON.stringify(out));`;
   expect(withShim['l/vrift/app/pkg/new.txt']).toMatch(/^\d+ /); // present, not a stale ENOENT from the blob
   expect(Object.keys(withShim).length).toBeGreaterThan(fx.summary.stats.files);
   expect(withShim).toEqual(without);
+});
+
+describe('stat through symlinks as the shim answers it, and a caller without search permission', () => {
+  // a/bc -> b/c; dd1 -> a/bc/../.. (POSIX: a/bc is followed before "..", so dd1 is a, not the root);
+  // d700 (0700) holds `in`, via700 -> d700/in; dd2 -> a/b/c/../.. (".." over searchable directories: b... a);
+  // gone -> a/nothing (ENOENT from the blob), notdir -> d700/../f/ (a file used as a directory).
+  let work: string;
+  let layout: string;
+  const tag = `vrift-verify/symdot:${process.pid}`;
+  beforeAll(() => {
+    work = mkdtempSync(path.join(tmpdir(), 'vrift-verify-symdot-'));
+    chmodSync(work, 0o755);
+    const t = path.join(work, 'tree');
+    mkdirSync(path.join(t, 'a', 'b', 'c'), { recursive: true });
+    mkdirSync(path.join(t, 'd700'));
+    writeFileSync(path.join(t, 'd700', 'in'), 'x');
+    writeFileSync(path.join(t, 'f'), 'f');
+    chmodSync(path.join(t, 'd700'), 0o700);
+    symlinkSync('b/c', path.join(t, 'a', 'bc'));
+    symlinkSync('a/bc/../..', path.join(t, 'dd1'));
+    symlinkSync('a/b/c/../..', path.join(t, 'dd2'));
+    symlinkSync('d700/in', path.join(t, 'via700'));
+    symlinkSync('a/nothing', path.join(t, 'gone'));
+    symlinkSync('f/', path.join(t, 'notdir'));
+    const r = vrift(['build', '--base', BASE_IMAGE, '--add', `${t}:/vrift/m`, '--tag', tag, '--load', '--output', path.join(work, 'image.tar'), '--cache-dir', path.join(work, 'cache'), '--quiet']);
+    if (r.status !== 0) throw new Error(`vrift build failed (${r.status}): ${r.stderr}`);
+    layout = path.join(work, 'oci');
+    sh('skopeo', ['copy', `docker-archive:${path.join(work, 'image.tar')}`, `oci:${layout}:x`]);
+  });
+  afterAll(async () => {
+    spawnSync('docker', ['rmi', '-f', tag], { stdio: 'ignore' });
+    if (work) await fsp.rm(work, { recursive: true, force: true });
+  });
+
+  test('as root in a container: exit 0; stat compared where the shim answers (a/bc, dd2, gone, notdir), passed through for dd1 and via700', () => {
+    const r = run([], ['node', '/opt/vrift/bin/vrift.js', 'verify', '--json'], tag);
+    expect(r.stderr).toBe('');
+    const rep = JSON.parse(r.stdout) as Report & { passedThrough: string[] };
+    expect(rep.mismatches).toEqual([]);
+    expect(r.status).toBe(0);
+    expect(rep.checked.stat).toBe(4);
+    expect(rep.passedThrough).toEqual([]);
+    // The oracle for dd1: the kernel's stat of it is a's (same mode, nlink, mtime), not /vrift/m's.
+    const js = "const fs=require('fs');const k=(p)=>{const s=fs.statSync(p,{bigint:true});return [s.mode,s.nlink,s.mtimeNs].join(' ')};console.log(k('/vrift/m/dd1')===k('/vrift/m/a'), k('/vrift/m/dd1')===k('/vrift/m'))";
+    expect(run(['-e', 'LD_PRELOAD='], ['node', '-e', js], tag).stdout.trim()).toBe('true false');
+  });
+
+  test('as uid 65534 in a container: exit 0; d700/in (EACCES, not reachable) is passed through, not a mismatch', () => {
+    const r = run(['--user', '65534'], ['node', '/opt/vrift/bin/vrift.js', 'verify', '--json'], tag);
+    expect(r.stderr).toBe('');
+    const rep = JSON.parse(r.stdout) as Report & { passedThrough: string[] };
+    expect(rep.mismatches).toEqual([]);
+    expect(r.status).toBe(0);
+    expect(rep.passedThrough).toEqual(['/vrift/m/d700/in']);
+    expect(rep.checked.lstat).toBe(rep.entries - 1);
+    // Control: this caller really gets EACCES there (the kernel, shim off).
+    const js = "for (const p of ['/vrift/m/d700/in','/vrift/m/via700']) try{require('fs').statSync(p)}catch(e){console.log(e.code)}";
+    expect(run(['--user', '65534', '-e', 'LD_PRELOAD='], ['node', '-e', js], tag).stdout.trim()).toBe('EACCES\nEACCES');
+  });
+
+  test('--root as uid 65534 on a rootfs where a reachable directory became 0700: the kernel\'s EACCES reported as such, exit 3', () => {
+    const bundle = path.join(work, 'bundle');
+    sh('umoci', ['unpack', '--image', `${layout}:x`, bundle]);
+    chmodSync(bundle, 0o755);
+    const rootfs2 = path.join(bundle, 'rootfs');
+    chmodSync(path.join(rootfs2, 'vrift', 'm', 'a', 'b'), 0o700); // the blob says 0755 (reachable)
+    const r = spawnSync('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', process.execPath, CLI, 'verify', '--root', rootfs2, '--json'], { encoding: 'utf8' });
+    expect(r.status).toBe(3);
+    const rep = JSON.parse(r.stdout) as Report;
+    const got = rep.mismatches.filter((m) => m.field === 'errno').map((m) => `${m.path} ${m.call} ${m.blob} ${m.kernel}`);
+    expect(got).toEqual([
+      '/vrift/m/a/b/c lstat 0 EACCES',
+      '/vrift/m/a/bc stat 0 (/vrift/m/a/b/c) EACCES',
+      '/vrift/m/dd2 stat 0 (/vrift/m/a) EACCES',
+    ]);
+    expect(rep.mismatches.some((m) => m.path === '/vrift/m/a/b' && m.field === 'st_mode')).toBe(true);
+  });
 });
