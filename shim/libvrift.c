@@ -411,13 +411,38 @@ static inline int hot(const struct vrift_state *s, const char *path,
  * through - must carry the same identity, or `cp` ("replaced while being
  * copied"), `du -L`, `find -samefile` and os.path.samefile see two files.
  * The builder wrote each inode's mtime nanoseconds as its tag, so the
- * answer itself names its entry: O(1), no syscall, and a file that is
- * not a domain inode (other device, other fields) is left alone.
+ * answer itself names its entry (O(1)); a file on another device or with
+ * other fields is left alone.  A copy made with `cp -a` keeps all of those
+ * (nanoseconds, mode, owner; a whole-tree copy even link counts), so a
+ * match is confirmed with one raw lstat of the entry's own path: only the
+ * inode found there is the domain inode (domain_inode).  That syscall is
+ * paid only by answers that already match a tag.
  */
 #define V_STATX_TAGGED 0x2ceu      /* MODE NLINK UID GID MTIME SIZE */
 #define V_STATX_ATIME 0x20u
 #define V_STATX_CTIME 0x80u
 #define V_STATX_INO 0x100u
+
+/* Whether the kernel's inode `ino` (on roots[0]'s device) is the one at
+ * entry e's path in the domain, i.e. the domain inode e describes, not a
+ * copy of it elsewhere.  Raw lstat, not interposed; cold side only. */
+static int domain_inode(const struct vrift_state *s, const struct psfs_entry *e, uint64_t ino)
+{
+	char p[PSFS_PATH_MAX];
+	struct kstat k;
+	const struct psfs_view *v = &s->view;
+	uint32_t n = e->path_len;
+	if (n >= PSFS_PATH_MAX || (uint64_t)e->path_off + n > v->strings_size)
+		return 0;                  /* corrupt key: leave the answer alone */
+	for (uint32_t i = 0; i < n; i++)
+		p[i] = (char)v->strings[e->path_off + i];
+	p[n] = 0;
+	int err = errno;               /* a failed lstat must not leak its errno */
+	int same = raw_fstatat(V_AT_FDCWD, p, &k, V_AT_SYMLINK_NOFOLLOW) == 0 &&
+		   (uint64_t)k.st_ino == ino && (uint64_t)k.st_dev == s->dev;
+	errno = err;
+	return same;
+}
 
 static int tag_stat(const struct vrift_state *s, int rc, void *buf)
 {
@@ -428,7 +453,7 @@ static int tag_stat(const struct vrift_state *s, int rc, void *buf)
 	e = psfs_tagged(&s->view, st->st_mode, st->st_uid, st->st_gid,
 			(uint64_t)st->st_nlink, (uint64_t)st->st_size,
 			st->st_mtime_sec, (uint32_t)st->st_mtime_nsec);
-	if (e) {
+	if (e && domain_inode(s, e, (uint64_t)st->st_ino)) {
 		st->st_ino = e->ino;
 		st->st_atime_sec = e->atime_sec;
 		st->st_atime_nsec = e->atime_nsec;
@@ -442,14 +467,16 @@ static int tag_statx(const struct vrift_state *s, int rc, void *buf)
 {
 	struct kstatx *x = buf;
 	const struct psfs_entry *e;
-	if (rc != 0 || !s || !s->tagged || (x->stx_mask & V_STATX_TAGGED) != V_STATX_TAGGED ||
+	/* Without STATX_INO the answer cannot be matched to the domain inode
+	 * (domain_inode): left as the kernel gave it. */
+	if (rc != 0 || !s || !s->tagged ||
+	    (x->stx_mask & (V_STATX_TAGGED | V_STATX_INO)) != (V_STATX_TAGGED | V_STATX_INO) ||
 	    x->stx_dev_major != s->dev_maj || x->stx_dev_minor != s->dev_min)
 		return rc;
 	e = psfs_tagged(&s->view, x->stx_mode, x->stx_uid, x->stx_gid, x->stx_nlink,
 			x->stx_size, x->stx_mtime.tv_sec, x->stx_mtime.tv_nsec);
-	if (e) {
-		if (x->stx_mask & V_STATX_INO)
-			x->stx_ino = e->ino;
+	if (e && domain_inode(s, e, x->stx_ino)) {
+		x->stx_ino = e->ino;
 		if (x->stx_mask & V_STATX_ATIME) {
 			x->stx_atime.tv_sec = e->atime_sec;
 			x->stx_atime.tv_nsec = e->atime_nsec;

@@ -5,7 +5,8 @@
  * compare files must print exactly what they print with the shim switched
  * off (LD_PRELOAD emptied): find, find -L, du -a, ls -laR, cp -a, tar -c |
  * tar -tv, rm -r of a copy, Python os.walk / shutil.copytree /
- * os.path.samefile, and Node fs.realpathSync through symlinks.
+ * os.path.samefile, and Node fs.realpathSync through symlinks; and a
+ * `cp -a` copy outside /vrift stays another file (same tags, other inode).
  *
  * Node is the host's binary, bind-mounted with its two C++ runtime
  * libraries (the base image is Debian minbase + python3; same glibc).
@@ -31,6 +32,13 @@ echo '== du -aL';  du -aL /vrift/t
 echo '== ls -laR'; ls -laR --time-style=full-iso /vrift/t
 echo '== cp -a';   cp -a /vrift/t /tmp/copy && ls -laR --time-style=full-iso /tmp/copy | grep -v ' \.\.$'
 echo '== hardlinks in the copy'; find /tmp/copy -type f -printf '%n %p\n' | sort
+echo '== copies are other files (cp -a keeps mtime nanoseconds, mode, owner, link counts)'
+cp -a /vrift/t /tmp/copy2
+python3 -c "import os; print(os.path.samefile('/vrift/t/pkg/a.py', '/tmp/copy2/pkg/a.py'), os.path.samefile('/vrift/t/pkg/sub', '/tmp/copy2/pkg/sub'))"
+du -s /vrift/t/pkg/sub /tmp/copy2/pkg/sub | awk '{print $2}'
+cp -a /vrift/t/pkg/sub/. /tmp/copy2/pkg/sub/ && echo cp into the copy ok
+find /tmp/copy2 -samefile /vrift/t/pkg/a.py
+rm -r /tmp/copy2
 echo '== tar';     tar -C /vrift -cf - t | tar -tvf -
 echo '== rm -r';   rm -r /tmp/copy && echo removed
 python3 - <<'PY'
