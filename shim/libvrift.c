@@ -396,10 +396,10 @@ static __attribute__((noinline)) int hot_answer(const struct vrift_state *s, con
 static inline int hot(const struct vrift_state *s, const char *path,
 		      int nofollow, void *buf, int x, int *rc)
 {
-	if (!s || !s->active || !buf || !psfs_may_be_ours(&s->view, path))
+	if (!s || !s->active || !psfs_ptr_ok(buf) || !psfs_may_be_ours(&s->view, path))
 		return 0;                  /* before init, no valid blob, a NULL
-					    * buffer (the kernel says EFAULT), or
-					    * not ours */
+					    * or first-page buffer (the kernel
+					    * says EFAULT), or not ours */
 	return hot_answer(s, path, nofollow, buf, x, rc);
 }
 
@@ -492,7 +492,7 @@ static int tag_statx(const struct vrift_state *s, int rc, void *buf)
 /* fstatat-style flags we can answer, given the path (empty -> kernel). */
 static inline int at_ok(const char *path, int flags, int allowed)
 {
-	return !(flags & ~allowed) && path && path[0] == '/';
+	return !(flags & ~allowed) && psfs_ptr_ok(path) && path[0] == '/';
 }
 
 /* ---- exported entry points ---------------------------------------------- */
@@ -711,7 +711,7 @@ static inline int active(const struct vrift_state *s)
 static int absolutize(int dirfd, const char *path, char *out)
 {
 	long n = 0;
-	if (!path || !path[0])
+	if (!psfs_ptr_ok(path) || !path[0])
 		return -1;
 	if (path[0] != '/') {
 		if (dirfd == V_AT_FDCWD) {
@@ -888,7 +888,7 @@ static __attribute__((noinline)) int probe_gate(const struct vrift_state *s, con
 {
 	char scratch[PSFS_PATH_MAX];
 	const struct psfs_entry *e;
-	if (!active(s) || !path || path[0] != '/')
+	if (!active(s) || !psfs_ptr_ok(path) || path[0] != '/')
 		return R_PASS;
 	switch (psfs_resolve(&s->view, path, follow ? PSFS_FOLLOW : 0, scratch, &e)) {
 	case PSFS_HIT: return present;

@@ -111,15 +111,28 @@ enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
 
 /*
  * psfs_may_be_ours - 0 when psfs_resolve(v, path, ...) would return
- * PSFS_PASS at once: path NULL or not absolute, or its byte 1 (at worst
+ * PSFS_PASS at once: path NULL (or in the first page: psfs_ptr_ok) or not
+ * absolute, or its byte 1 (at worst
  * the NUL) differs from byte 1 of every root (a root's first name byte).
  * Most paths outside the domain ("/usr/...", "/tmp/...") stop here, so a
  * caller can skip the call and its stack frame.  1 means "maybe": call
  * psfs_resolve.  Reads path[0..1] and a 256-bit set built at init.
  */
+/*
+ * psfs_ptr_ok - 0 for a pointer into the first page (NULL plus a small
+ * offset: a common bug).  Linux never maps it for ordinary processes
+ * (vm.mmap_min_addr >= 4096), so the kernel would say EFAULT: callers pass
+ * such a call through instead of reading the pointer and faulting.  Other
+ * bad pointers cannot be told from good ones without a syscall.
+ */
+static inline int psfs_ptr_ok(const void *p)
+{
+	return (uintptr_t)p >= 4096u;
+}
+
 static inline int psfs_may_be_ours(const struct psfs_view *v, const char *path)
 {
-	if (!path || path[0] != '/')
+	if (!psfs_ptr_ok(path) || path[0] != '/')
 		return 0;
 	uint8_t c = (uint8_t)path[1];
 	return (int)((v->root_b1[c >> 6] >> (c & 63u)) & 1u);

@@ -76,3 +76,40 @@ test('2,000 missing components under the root: ENOENT / ENOTDIR like the kernel'
   expect(kernel.stdout).toMatch(/stat-buf .* rc=-1 errno=Not a directory/);
   expect(shim.stdout).toBe(kernel.stdout);
 });
+
+test('pointers into the first page (NULL plus an offset) as path or buffer: EFAULT as from the kernel, no crash', () => {
+  // The shim reads neither: psfs_ptr_ok passes the call through and the kernel says EFAULT.
+  // Before that check, path (char *)8 crashed every interposed entry point under a loaded blob.
+  const script = String.raw`
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+bad = ctypes.c_void_p(8)
+good = sys.argv[1].encode()
+buf = ctypes.create_string_buffer(512)
+calls = [
+    ('stat', lambda: libc.stat(bad, buf)), ('lstat', lambda: libc.lstat(bad, buf)),
+    ('fstatat', lambda: libc.fstatat(-100, bad, buf, 0)), ('statx', lambda: libc.statx(-100, bad, 0, 0x7ff, buf)),
+    ('access', lambda: libc.access(bad, 0)), ('faccessat', lambda: libc.faccessat(-100, bad, 0, 0)),
+    ('open', lambda: libc.open(bad, 0)), ('openat', lambda: libc.openat(-100, bad, 0)),
+    ('unlink', lambda: libc.unlink(bad)), ('mkdir', lambda: libc.mkdir(bad, 0o755)),
+    ('rename', lambda: libc.rename(bad, bad)), ('chmod', lambda: libc.chmod(bad, 0o644)),
+    ('stat-buf8', lambda: libc.stat(good, ctypes.c_void_p(8))), ('statx-buf8', lambda: libc.statx(-100, good, 0, 0x7ff, ctypes.c_void_p(8))),
+]
+for name, call in calls:
+    ctypes.set_errno(0)
+    rc = call()
+    print(name, rc, os.strerror(ctypes.get_errno()) if rc else '-')
+`;
+  const go = (withShim: boolean) => {
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH };
+    if (withShim) Object.assign(env, { LD_PRELOAD: SHIM, VRIFT_BLOB: blob });
+    return spawnSync('python3', ['-c', script, path.join(dom, 'd', 'f')], { env, encoding: 'utf8', timeout: 60_000 });
+  };
+  const kernel = go(false);
+  const shim = go(true);
+  expect(kernel.status).toBe(0);
+  expect(kernel.stdout.trim().split('\n')).toHaveLength(14);
+  expect(kernel.stdout).toMatch(/^stat-buf8 -1 Bad address$/m);
+  expect(shim.signal).toBeNull();
+  expect(shim.stdout).toBe(kernel.stdout);
+});
