@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type Docker from 'dockerode';
+import { showPath } from '../cas/hash';
 import { VriftError } from '../errors';
 import type { BuildVriftLayerOptions, BuildVriftLayerResult, LayerFile, TreeAdd, TreeStats } from '../layer/types';
 import { SHIM_IMAGE_PATH } from '../layer/types';
@@ -33,7 +34,7 @@ import { checkSource, openSource, type SourceRef } from './source';
 import { inspectShim, type ShimInfo } from './shimInfo';
 import { baseLibc } from './baseLibc';
 import { parseReference } from './reference';
-import { readVriftBase, type VriftBase } from '../verify/imageScan';
+import { mergedVriftPaths, readVriftBase, scanImage, type VriftBase } from '../verify/imageScan';
 // registry push and pull (H9)
 import { RegistryPool, type RegistryOptions } from '../registry/client';
 import { hasRegistryHost, parseRegistryRef } from '../registry/reference';
@@ -253,6 +254,13 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       await fsp.rm(tree.layer.path, { force: true });
       tree = await buildTree(vriftBase.merge);
       o.log(`blob: merged with the base's ${vriftBase.merge.entries.length} entries: ${tree.blob.length} bytes, ${tree.blobDigest}`);
+    } else {
+      // Without a vrift blob the base must hold nothing under /vrift: the new blob would not
+      // describe those files, and the shim would answer ENOENT for them (the domain is complete).
+      const onDisk = [...mergedVriftPaths((await scanImage(source.image, o.base.raw)).layers).keys()].filter((p) => p !== '/vrift').sort();
+      if (onDisk.length) {
+        throw new VriftError(`building on ${o.base.raw}: the base already has ${onDisk.length} paths under /vrift (first: ${showPath(Buffer.from(onDisk[0], 'latin1')).slice(1, -1)}) but no vrift blob; the shim would hide them, so use a base without /vrift or move those files elsewhere`);
+      }
     }
     const baseArch = baseConfig.architecture;
     if (o.platform) {

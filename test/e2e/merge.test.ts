@@ -20,6 +20,7 @@ const A = `vrift-merge/a:${process.pid}`;
 const B = `vrift-merge/b:${process.pid}`;
 const BAD = `vrift-merge/bad:${process.pid}`;
 const DRIFT = `vrift-merge/drift:${process.pid}`;
+const PREVRIFT = `vrift-merge/prevrift:${process.pid}`;
 let work: string;
 let a: Summary;
 let b: Summary;
@@ -79,7 +80,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  for (const t of [A, B, BAD, DRIFT]) spawnSync('docker', ['rmi', '-f', t], { stdio: 'ignore' });
+  for (const t of [A, B, BAD, DRIFT, PREVRIFT]) spawnSync('docker', ['rmi', '-f', t], { stdio: 'ignore' });
   if (work) await fsp.rm(work, { recursive: true, force: true });
 });
 
@@ -168,6 +169,18 @@ test('conflicting destinations are refused with one clear line, nothing built', 
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(imageExists(BAD)).toBe(false);
   }
+});
+
+test('a base with files under /vrift but no vrift blob is refused (the shim would hide them), nothing built', () => {
+  const ctx = path.join(work, 'prevrift');
+  mkdirSync(ctx);
+  writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${BASE_IMAGE}\nRUN mkdir -p /vrift/y /vrift/other && echo old > /vrift/y/old.txt && echo o > /vrift/other/f\n`);
+  classicBuild(PREVRIFT, ctx);
+  const r = vrift(['build', '--quiet', '--base', `docker-daemon:${PREVRIFT}`, '--add', `${path.join(work, 'y')}:/vrift/y`, '--tag', BAD, '--load'], { env: env() });
+  expect(r.status).toBe(1);
+  expect(r.stderr).toMatch(/^vrift: building on docker-daemon:.*: the base already has 4 paths under \/vrift \(first: \/vrift\/other\) but no vrift blob; the shim would hide them/);
+  expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  expect(imageExists(BAD)).toBe(false);
 });
 
 test('a base whose /vrift was written after its blob (RUN step) is refused', () => {
