@@ -112,7 +112,10 @@ export function mergeBlobEntries(base: MergeBase, fresh: BlobEntry[], planEntrie
     const k = key(e.path);
     const b = baseByKey.get(k);
     const merged = b !== undefined && (b.mode & S_IFMT) === S_IFDIR && (e.mode & S_IFMT) === S_IFDIR && inLayer.has(k);
-    out.set(k, { ...plainBlobEntry(e), ino: e.ino >= SYNTHETIC_INO_BASE ? e.ino + shift : e.ino, ...(merged ? { nlink: 1 } : {}) });
+    // A merged directory (in a base layer and in this one): overlayfs reports st_nlink 1, and
+    // its st_blocks depends on the engine (xattrs the kernel may add when it mounts the layer
+    // as an upper dir: 8 -> 16 measured), so the shim passes it through (PSFS_E_UNCERTAIN).
+    out.set(k, { ...plainBlobEntry(e), ino: e.ino >= SYNTHETIC_INO_BASE ? e.ino + shift : e.ino, ...(merged ? { nlink: 1, uncertain: true } : {}) });
   }
   return [...out.values()];
 }
