@@ -368,7 +368,7 @@ static __attribute__((noinline)) int hot_answer(const struct vrift_state *s, con
 {
 	char scratch[PSFS_PATH_MAX];   /* stack, not TLS or heap: reentrant */
 	const struct psfs_entry *e;
-	switch (psfs_resolve(&s->view, path, nofollow ? 0 : PSFS_FOLLOW, scratch, &e)) {
+	switch (psfs_resolve_ours(&s->view, path, nofollow ? 0 : PSFS_FOLLOW, scratch, &e)) {
 	case PSFS_HIT:
 		if (x)
 			fill_statx(s, e, buf);

@@ -648,10 +648,17 @@ enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
 			       unsigned flags, char scratch[PSFS_PATH_MAX],
 			       const struct psfs_entry **out)
 {
-	const uint8_t *p = (const uint8_t *)path;
 	/* Relative, NULL and "" are the kernel's business (cwd, EFAULT, ENOENT). */
 	if (!psfs_may_be_ours(v, path))
 		return PSFS_PASS;              /* relative, NULL, "" or not ours */
+	return psfs_resolve_ours(v, path, flags, scratch, out);
+}
+
+enum psfs_outcome psfs_resolve_ours(const struct psfs_view *v, const char *path,
+				    unsigned flags, char scratch[PSFS_PATH_MAX],
+				    const struct psfs_entry **out)
+{
+	const uint8_t *p = (const uint8_t *)path;
 	uint32_t n = path_len(p);
 	if (n >= PSFS_PATH_MAX)
 		return PSFS_PASS;              /* kernel: ENAMETOOLONG */

@@ -119,6 +119,15 @@ enum psfs_outcome psfs_resolve(const struct psfs_view *v, const char *path,
  * psfs_resolve.  Reads path[0..1] and a 256-bit set built at init.
  */
 /*
+ * psfs_resolve_ours - psfs_resolve for a path psfs_may_be_ours (below)
+ * already accepted: the same answer without checking again (the shim's
+ * wrappers check inline before they call, to keep other paths cheap).
+ */
+enum psfs_outcome psfs_resolve_ours(const struct psfs_view *v, const char *path,
+				    unsigned flags, char scratch[PSFS_PATH_MAX],
+				    const struct psfs_entry **out);
+
+/*
  * psfs_ptr_ok - 0 for a pointer into the first page (NULL plus a small
  * offset: a common bug).  Linux never maps it for ordinary processes
  * (vm.mmap_min_addr >= 4096), so the kernel would say EFAULT: callers pass
