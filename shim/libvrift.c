@@ -412,11 +412,13 @@ static inline int hot(const struct vrift_state *s, const char *path,
  * copied"), `du -L`, `find -samefile` and os.path.samefile see two files.
  * The builder wrote each inode's mtime nanoseconds as its tag, so the
  * answer itself names its entry (O(1)); a file on another device or with
- * other fields is left alone.  A copy made with `cp -a` keeps all of those
- * (nanoseconds, mode, owner; a whole-tree copy even link counts), so a
- * match is confirmed with one raw lstat of the entry's own path: only the
- * inode found there is the domain inode (domain_inode).  That syscall is
- * paid only by answers that already match a tag.
+ * other fields is left alone.  A copy made with `cp -a` keeps nanoseconds,
+ * mode and owner.  A copied file still differs in st_nlink (every domain
+ * file is also linked from /vrift/.cas, which a copy of a subtree leaves
+ * behind), but a directory does not: a directory match is confirmed with
+ * one raw lstat of the entry's own path, where the domain inode lives
+ * (domain_inode).  That syscall is paid only by directory answers that
+ * match a tag (fstat of a domain directory's fd: opendir, fts).
  */
 #define V_STATX_TAGGED 0x2ceu      /* MODE NLINK UID GID MTIME SIZE */
 #define V_STATX_ATIME 0x20u
@@ -453,7 +455,7 @@ static int tag_stat(const struct vrift_state *s, int rc, void *buf)
 	e = psfs_tagged(&s->view, st->st_mode, st->st_uid, st->st_gid,
 			(uint64_t)st->st_nlink, (uint64_t)st->st_size,
 			st->st_mtime_sec, (uint32_t)st->st_mtime_nsec);
-	if (e && domain_inode(s, e, (uint64_t)st->st_ino)) {
+	if (e && ((st->st_mode & V_S_IFMT) != V_S_IFDIR || domain_inode(s, e, (uint64_t)st->st_ino))) {
 		st->st_ino = e->ino;
 		st->st_atime_sec = e->atime_sec;
 		st->st_atime_nsec = e->atime_nsec;
@@ -467,16 +469,19 @@ static int tag_statx(const struct vrift_state *s, int rc, void *buf)
 {
 	struct kstatx *x = buf;
 	const struct psfs_entry *e;
-	/* Without STATX_INO the answer cannot be matched to the domain inode
-	 * (domain_inode): left as the kernel gave it. */
-	if (rc != 0 || !s || !s->tagged ||
-	    (x->stx_mask & (V_STATX_TAGGED | V_STATX_INO)) != (V_STATX_TAGGED | V_STATX_INO) ||
+	if (rc != 0 || !s || !s->tagged || (x->stx_mask & V_STATX_TAGGED) != V_STATX_TAGGED ||
 	    x->stx_dev_major != s->dev_maj || x->stx_dev_minor != s->dev_min)
 		return rc;
 	e = psfs_tagged(&s->view, x->stx_mode, x->stx_uid, x->stx_gid, x->stx_nlink,
 			x->stx_size, x->stx_mtime.tv_sec, x->stx_mtime.tv_nsec);
-	if (e && domain_inode(s, e, x->stx_ino)) {
-		x->stx_ino = e->ino;
+	/* A directory is confirmed by its inode number (domain_inode): without
+	 * STATX_INO in the answer it is left as the kernel gave it. */
+	if (e && (x->stx_mode & V_S_IFMT) == V_S_IFDIR &&
+	    (!(x->stx_mask & V_STATX_INO) || !domain_inode(s, e, x->stx_ino)))
+		e = NULL;
+	if (e) {
+		if (x->stx_mask & V_STATX_INO)
+			x->stx_ino = e->ino;
 		if (x->stx_mask & V_STATX_ATIME) {
 			x->stx_atime.tv_sec = e->atime_sec;
 			x->stx_atime.tv_nsec = e->atime_nsec;
