@@ -385,7 +385,10 @@ export async function writeBlobFile(file: string, opts: BlobOptions): Promise<{ 
     await fsp.rename(tmp, file);
   } catch (err) {
     await fsp.rm(tmp, { force: true });
-    throw new VriftError(`writing PSFS blob ${file}: ${(err as Error).message}`, { cause: err });
+    // Name the file asked for, not the temp file beside it.
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code ? `${code} in ${path.dirname(file)}; check that the directory exists and is writable` : (err as Error).message;
+    throw new VriftError(`writing PSFS blob ${file}: ${why}`, { cause: err });
   }
   return { size: bytes.length, entryCount: opts.entries.length, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
 }

@@ -130,6 +130,19 @@ describe('vrift blob', () => {
     expect(badUid.status).toBe(2);
     expect(badUid.stderr.split('\n')).toHaveLength(2);
     expect(fs.existsSync(path.join(tmp, 'x.psfs'))).toBe(false);
+    for (const uid of ['-5', '4294967295', '1.5']) {
+      const r = vrift(['blob', tree, '-o', path.join(tmp, 'x.psfs'), '--uid', uid]);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(/^vrift: writing PSFS blob: --uid must be an integer 0\.\.4294967294, got .*\n$/);
+    }
+    // The output: a directory, or in a directory that does not exist.
+    const isDir = vrift(['blob', tree, '-o', tmp]);
+    expect(isDir.status).toBe(2);
+    expect(isDir.stderr).toMatch(/^vrift: writing PSFS blob .*: it is a directory; name a file, e\.g\. .*psfs\.blob\n$/);
+    const noDir = vrift(['blob', tree, '-o', path.join(tmp, 'nope', 'x.psfs')]);
+    expect(noDir.status).toBe(2);
+    expect(noDir.stderr).toMatch(/^vrift: writing PSFS blob .*x\.psfs: directory .*nope does not exist; create it first\n$/);
+    expect(fs.existsSync(path.join(tmp, 'nope'))).toBe(false);
   });
 
   test('--help shows the flags in kebab-case and examples', () => {

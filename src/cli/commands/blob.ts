@@ -70,14 +70,26 @@ export const blobCommand: CommandModule<object, BlobArgs> = {
   handler: async (argv) => {
     for (const k of ['uid', 'gid'] as const) {
       const v = argv[k];
-      if (v !== undefined && (Number.isNaN(v) || !Number.isInteger(v))) {
-        throw new VriftError(`writing PSFS blob: --${k} must be an integer`, { exitCode: EXIT.usage });
+      // POSIX uid_t/gid_t: (uid_t)-1 means "no change" in chown(2), so 0..2^32-2.
+      if (v !== undefined && (Number.isNaN(v) || !Number.isInteger(v) || v < 0 || v > 0xfffffffe)) {
+        throw new VriftError(`writing PSFS blob: --${k} must be an integer 0..4294967294, got ${String(v)}`, { exitCode: EXIT.usage });
       }
+    }
+    // The output's directory must exist and the output must not be a directory: found now,
+    // before the scan, not as a temp-file error after it.
+    const out = path.resolve(argv.output);
+    const outStat = await fsp.stat(out).catch(() => undefined);
+    if (outStat?.isDirectory()) {
+      throw new VriftError(`writing PSFS blob ${out}: it is a directory; name a file, e.g. ${path.join(out, 'psfs.blob')}`, { exitCode: EXIT.usage });
+    }
+    const outParent = await fsp.stat(path.dirname(out)).catch(() => undefined);
+    if (!outParent?.isDirectory()) {
+      throw new VriftError(`writing PSFS blob ${out}: directory ${path.dirname(out)} does not exist; create it first`, { exitCode: EXIT.usage });
     }
     const scanned = await scanHostTree(argv.dir, { uid: argv.uid, gid: argv.gid });
     const tree = argv['image-mode'] ? imageModeTree(scanned) : scanned; // src/cli/commands/layer.ts
     const flags = (tree.flags ?? 0) | (argv['dev-runtime'] ? F.H_DEV_RUNTIME : 0) | (argv['check-root-mtime'] ? F.H_CHECK_ROOT_MTIME : 0);
-    const file = path.resolve(argv.output);
+    const file = out;
     // Writing the blob into the tree it describes would change that tree
     // (a new name, the directory's mtime and size) and make the blob stale.
     const outDir = await fsp.realpath(path.dirname(file), { encoding: 'buffer' }).catch(() => undefined);
