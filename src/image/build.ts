@@ -211,6 +211,8 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
   try {
     // Cheap checks first, the tree next (bad sources fail fast), the base export last.
     await checkSource(o.base, o.docker, sourceOpts);
+    // A base in a local file is read (and validated) now: a bad one fails before the tree is hashed.
+    if (o.base.transport === 'docker-archive' || o.base.transport === 'oci') source = await openSource(o.base, o.docker, work, sourceOpts);
     if (o.compression === 'zstd') {
       if (!zstdAvailable()) {
         throw new VriftError('building with --compression zstd: the optional package zstd-napi is not installed (or did not build) here; run `npm install zstd-napi` in vrift\'s directory, or use --compression gzip');
@@ -242,7 +244,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
     collectTreeGarbage();
 
     o.log(`reading base ${o.base.raw}`);
-    source = await openSource(o.base, o.docker, work, sourceOpts);
+    source ??= await openSource(o.base, o.docker, work, sourceOpts);
     const baseConfig = await source.image.config();
     const previous = baseConfig.config?.Labels?.[LABEL_BLOB_DIGEST];
     let vriftBase: VriftBase | undefined;

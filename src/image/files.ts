@@ -89,7 +89,7 @@ async function finishIndex(done: Promise<{ members: Map<string, TarMember>; coun
   try {
     r = await done;
   } catch (err) {
-    throw new VriftError(`reading ${where}: not a readable tar archive (${(err as Error).message})`, { cause: err });
+    throw new VriftError(`reading ${where}: not a readable tar archive (${(err as Error).message}); give an image saved with \`docker save -o <file> <image>\` or an OCI layout tar`, { cause: err });
   }
   if (r.count === 0) throw new VriftError(`reading ${where}: the tar archive is empty`);
   return r.members;
