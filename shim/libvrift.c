@@ -494,10 +494,12 @@ static int tag_statx(const struct vrift_state *s, int rc, void *buf)
 	return rc;
 }
 
-/* fstatat-style flags we can answer, given the path (empty -> kernel). */
-static inline int at_ok(const char *path, int flags, int allowed)
+/* fstatat-style flags we can answer.  The path is hot()'s to check: a
+ * relative or empty one (dirfd, AT_EMPTY_PATH) passes through there
+ * (psfs_may_be_ours). */
+static inline int at_flags_ok(int flags, int allowed)
 {
-	return !(flags & ~allowed) && psfs_ptr_ok(path) && path[0] == '/';
+	return !(flags & ~allowed);
 }
 
 /* ---- exported entry points ---------------------------------------------- */
@@ -541,7 +543,7 @@ FD_WRAPPER(fstat64, fstat64)
 	{                                                                      \
 		const struct vrift_state *s = state();                         \
 		int rc;                                                        \
-		if (at_ok(path, flags, FSTATAT_FLAGS) &&                       \
+		if (at_flags_ok(flags, FSTATAT_FLAGS) &&                       \
 		    hot(s, path, flags & V_AT_SYMLINK_NOFOLLOW, buf, 0, &rc))  \
 			return rc;                                             \
 		if (s && g_real.field)                                        \
@@ -557,16 +559,16 @@ AT_WRAPPER(fstatat64, fstatat64)
  * MODE|NLINK|UID|GID|MTIME|SIZE, stat -c %s for SIZE alone.  Recent kernels
  * leave unrequested timestamps out (zero, bit clear); the shim's extra
  * fields are true values, never zeros posing as data. */
-static inline int statx_ok(const char *path, int flags, unsigned mask)
+static inline int statx_ok(int flags, unsigned mask)
 {
-	return at_ok(path, flags, STATX_FLAGS) && !(mask & V_STATX__RESERVED);
+	return at_flags_ok(flags, STATX_FLAGS) && !(mask & V_STATX__RESERVED);
 }
 
 EXPORT int statx(int dirfd, const char *path, int flags, unsigned mask, void *buf)
 {
 	const struct vrift_state *s = state();
 	int rc;
-	if (statx_ok(path, flags, mask) &&
+	if (statx_ok(flags, mask) &&
 	    hot(s, path, flags & V_AT_SYMLINK_NOFOLLOW, buf, 1, &rc))
 		return rc;
 	if (s && g_real.statx)
@@ -622,7 +624,7 @@ FXSTAT_WRAPPER(__fxstat64, fxstat64)
 	{                                                                      \
 		const struct vrift_state *s = state();                         \
 		int rc;                                                        \
-		if (ver == STAT_VER && at_ok(path, flags, FSTATAT_FLAGS) &&    \
+		if (ver == STAT_VER && at_flags_ok(flags, FSTATAT_FLAGS) &&    \
 		    hot(s, path, flags & V_AT_SYMLINK_NOFOLLOW, buf, 0, &rc))  \
 			return rc;                                             \
 		if (ver != STAT_VER) {  /* another layout: never touch it */  \
@@ -1729,7 +1731,7 @@ EXPORT long syscall(long n, ...)
 	switch (n) {
 	case SYS_statx:
 		p = (const char *)a[1];
-		if (statx_ok(p, (int)a[2], (unsigned)a[3]) &&
+		if (statx_ok((int)a[2], (unsigned)a[3]) &&
 		    hot(s, p, (int)a[2] & V_AT_SYMLINK_NOFOLLOW, (void *)a[4], 1, &rc))
 			return rc;
 		break;
@@ -1737,7 +1739,7 @@ EXPORT long syscall(long n, ...)
 		break;
 	case SYS_newfstatat:
 		p = (const char *)a[1];
-		if (at_ok(p, (int)a[3], FSTATAT_FLAGS) &&
+		if (at_flags_ok((int)a[3], FSTATAT_FLAGS) &&
 		    hot(s, p, (int)a[3] & V_AT_SYMLINK_NOFOLLOW, (void *)a[2], 0, &rc))
 			return rc;
 		break;

@@ -31,7 +31,7 @@ struct psfs_view {
 	uint64_t strings_size;
 	uint32_t entry_count, bucket_mask, max_probe, seed, root_count, flags;
 	/* Reader-side only, not on disk: psfs_hash's state after roots[i]'s
-	 * bytes (lanes, partial word; the length is roots[i].path_len).
+	 * bytes (the lane and the partial word; the length is roots[i].path_len).
 	 * Every domain path starts with a root, so the hot path hashes only
 	 * the bytes after it. */
 	struct psfs_hstate { uint64_t h, w; } root_h[PSFS_MAX_ROOTS];
