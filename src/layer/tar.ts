@@ -9,6 +9,7 @@ import { VriftError } from '../errors';
 import { showPath } from '../cas/hash';
 import { MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD, type LayerEntry, type LayerFile, type FileEntry } from './types';
 import { createZstdCompressor } from './compress';
+import type { LayerEntries } from './table';
 
 /** gzip level used for every layer (fixed: the compressed bytes, hence the digest, depend on it). */
 export const GZIP_LEVEL = 6;
@@ -277,29 +278,36 @@ const ZERO_BLOCK = Buffer.alloc(512);
  * exceeds the octal field, when uid/gid/mtime do not fit, or when mtime has
  * nanoseconds. Ends with the two zero blocks.
  */
-async function packEntries(out: TarOut, entries: LayerEntry[], aborted: Abort): Promise<void> {
-  // Hardlink targets are regular files written earlier. Planned hardlinks
-  // share their target's path Buffer, so an identity set answers without a
-  // string per file; a target given as another Buffer with the same bytes
-  // falls back to a set of the paths' bytes, built on first need.
+async function packEntries(out: TarOut, entries: LayerEntry[] | LayerEntries, aborted: Abort): Promise<void> {
+  // Hardlink targets are regular files written earlier. LayerEntries (an
+  // EntryTable) name them by index; in an array, planned hardlinks share
+  // their target's path Buffer, so an identity set answers without a string
+  // per file; a target given as another Buffer with the same bytes falls
+  // back to a set of the paths' bytes, built on first need.
+  const list = Array.isArray(entries) ? undefined : entries;
   const same = new Set<Buffer>();
   let byBytes: Set<string> | undefined;
-  const written = (p: Buffer): boolean => {
+  const written = (p: Buffer, i: number): boolean => {
+    if (list) {
+      const t = list.linkTarget(i);
+      return t >= 0 && t < i;
+    }
     if (same.has(p)) return true;
     byBytes ??= new Set([...same].map((f) => f.toString('latin1')));
     return byBytes.has(p.toString('latin1'));
   };
-  for (const e of entries) {
+  for (let i = 0; i < entries.length; i++) {
+    const e = list ? list.entry(i) : (entries as LayerEntry[])[i];
     if ((e.mode & S_IFMT) !== typeBits[e.type]) {
       throw new VriftError(`writing layer: entry ${showPath(e.path)}: st_mode 0${e.mode.toString(8)} does not match type ${e.type}`);
     }
     const isDir = e.type === 'directory';
     const name = memberName(e.path, isDir);
     const link = e.type === 'hardlink' ? memberName(e.linkTo, false) : e.type === 'symlink' ? e.target : undefined;
-    if (e.type === 'hardlink' && !written(e.linkTo)) {
+    if (e.type === 'hardlink' && !written(e.linkTo, i)) {
       throw new VriftError(`writing layer: hardlink ${showPath(e.path)} precedes its target ${showPath(e.linkTo)}`);
     }
-    if (e.type === 'file') {
+    if (e.type === 'file' && !list) {
       same.add(e.path);
       byBytes?.add(e.path.toString('latin1'));
     }
@@ -402,7 +410,8 @@ export type LayerCompression = 'gzip' | 'zstd';
  * file next to `outFile` and is renamed at the end; on any error the temp
  * file is removed and `outFile` is untouched.
  *
- * @param entries layer entries; file contents are read from disk when written
+ * @param entries layer entries, or LayerEntries made one at a time (an
+ *   EntryTable, src/layer/table.ts); file contents are read from disk when written
  * @param outFile destination path of the layer file
  * @param opts.onTarBytes called with the number of uncompressed tar bytes as they are compressed (progress)
  * @param opts.compression 'gzip' (default) or 'zstd'
@@ -413,7 +422,7 @@ export type LayerCompression = 'gzip' | 'zstd';
  *   or on I/O failure
  */
 export async function writeLayer(
-  entries: LayerEntry[],
+  entries: LayerEntry[] | LayerEntries,
   outFile: string,
   opts: { onTarBytes?: (n: number) => void; compression?: LayerCompression } = {},
 ): Promise<LayerFile> {

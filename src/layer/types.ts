@@ -134,10 +134,14 @@ export interface TreePlan {
   /**
    * Every path under /vrift, /vrift included, in layer order: /vrift, then the
    * /vrift/.cas subtree (objects before any hardlink to them), then the rest
-   * by path bytes. Directories always precede their contents.
+   * by path bytes. Directories always precede their contents. Columns
+   * (src/layer/table.ts): what buildVriftLayer uses.
    */
-  entries: LayerEntry[];
-  objects: CasObject[];
+  table: import('./table').EntryTable;
+  /** The table's entries as objects, made on first access (tests, `vrift layer`; ~0.35 KiB each). */
+  readonly entries: LayerEntry[];
+  /** The CAS objects (the table's file entries) in path order, made on first access. */
+  readonly objects: CasObject[];
   stats: TreeStats;
 }
 
@@ -198,7 +202,7 @@ export interface BuildVriftLayerResult {
  *     overlapping dests, socket/device/FIFO, symlink leaving its source).
  *
  * src/layer/tar.ts
- *   writeLayer(entries: LayerEntry[], outFile: string): Promise<LayerFile>
+ *   writeLayer(entries: LayerEntry[] | LayerEntries, outFile: string): Promise<LayerFile>
  *     entries written in the given order (callers pass planned order);
  *     temp file + rename; throws VriftError, leaving no file.
  *   writeFileLayer(files: { path: string; mode: number; content?: Buffer; srcPath?: string; mtime?: number }[],

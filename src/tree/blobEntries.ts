@@ -6,6 +6,7 @@ import { encodeBlob, type BlobEntry, type Timespec } from '../blob/writer';
 import { H_CHECK_ROOT_MTIME, H_DEV_RUNTIME, H_IDENTITY_TAG, TAG_MAX } from '../blob/format';
 import { VriftError } from '../errors';
 import { writeLayer, writeFileLayer } from '../layer/tar';
+import { concatEntries, EntryTable, KIND_DIR, KIND_FILE, KIND_HARDLINK, KIND_SYMLINK } from '../layer/table';
 import {
   BLOB_IMAGE_PATH, SHIM_IMAGE_PATH,
   type BuildVriftLayerOptions, type BuildVriftLayerResult, type LayerEntry, type LayerFile, type TreePlan,
@@ -290,6 +291,125 @@ export function blobEntriesFromPlan(plan: TreePlan | LayerEntry[], root?: Buffer
 }
 
 /**
+ * The blob entry of one EntryTable row, read on demand (as PlanBlobEntry,
+ * but over the table's columns: no object per path besides this view).
+ */
+class TableBlobEntry implements BlobEntry {
+  constructor(
+    private readonly table: EntryTable,
+    private readonly columns: PlanColumns,
+    private readonly index: number,
+  ) {}
+
+  get path(): Buffer { return this.table.path(this.index); }
+  get mode(): number { return this.table.mode[this.index]; }
+  get uid(): number { return this.table.uid; }
+  get gid(): number { return this.table.gid; }
+  get nlink(): number { return this.columns.nlink[this.index]; }
+  get size(): bigint {
+    const k = this.table.kind[this.index];
+    return BigInt(k === KIND_DIR ? this.columns.dirSize[this.index] : this.table.size[this.index]);
+  }
+  get blocks(): bigint {
+    const k = this.table.kind[this.index];
+    if (k === KIND_DIR) return BigInt(this.columns.dirSize[this.index] / 512);
+    if (k === KIND_SYMLINK) return this.table.size[this.index] > FS_MODEL.fastSymlinkMax ? 8n : 0n;
+    return ext4FileBlocks(BigInt(this.table.size[this.index]));
+  }
+  get blksize(): number { return FS_MODEL.blksize; }
+  get ino(): bigint { return SYNTHETIC_INO_BASE + BigInt(this.columns.inode[this.index]); }
+  get dev(): bigint { return 0n; }
+  get rdev(): bigint { return 0n; }
+  get atime(): Timespec { return this.mtime; }
+  get mtime(): Timespec { return { sec: BigInt(this.table.sec[this.index]), nsec: this.table.nsec[this.index] }; }
+  get ctime(): Timespec { return this.mtime; }
+  get target(): Buffer | undefined { return this.table.kind[this.index] === KIND_SYMLINK ? this.table.target(this.index) : undefined; }
+  get uncertain(): boolean | undefined { return this.columns.uncertain[this.index] === 1 ? true : undefined; }
+}
+
+/**
+ * blobEntriesFromPlan over a planned EntryTable (every row lies under the
+ * domain root; hardlinks follow their file): the same entries, as views over
+ * the table's rows plus 17 bytes of columns per path.
+ *
+ * @throws VriftError when a hardlink precedes its target or the domain holds more than 2^32 - 1 inodes
+ */
+export function blobEntriesFromTable(table: EntryTable, root: Buffer): PlanBlobEntries {
+  const n = table.length;
+  const columns: PlanColumns = { inode: new Uint32Array(n), nlink: new Uint32Array(n), dirSize: new Float64Array(n), uncertain: new Uint8Array(n) };
+  const dirIndex = new Map<string, number>();
+  for (let i = 0; i < n; i++) if (table.kind[i] === KIND_DIR) dirIndex.set(table.path(i).toString('latin1'), i);
+  const need = new Float64Array(n).fill(24);
+  const subdirs = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const p = table.path(i);
+    if (p.equals(root)) continue;
+    const slash = p.lastIndexOf(SLASH);
+    const parent = dirIndex.get(p.toString('latin1', 0, slash));
+    if (parent === undefined) continue; // encodeBlob refuses the incomplete domain
+    need[parent] += align4(8 + p.length - slash - 1);
+    if (table.kind[i] === KIND_DIR) subdirs[parent]++;
+  }
+  dirIndex.clear();
+
+  let inodes = 0;
+  const uncertain: Buffer[] = [];
+  const out: BlobEntry[] = new Array<BlobEntry>(n);
+  for (let i = 0; i < n; i++) {
+    const kind = table.kind[i];
+    if (kind === KIND_HARDLINK) {
+      const t = table.linkTarget(i);
+      if (t < 0 || t >= i) throw new VriftError(`generating blob entries: hardlink ${table.path(i).toString()} precedes its target ${table.path(table.ref[i]).toString()}`);
+      columns.inode[i] = columns.inode[t];
+    } else {
+      if (inodes === 0xffffffff) throw new VriftError(`generating blob entries: more than ${0xffffffff} inodes under ${root.toString()}; split the tree into several images`);
+      columns.inode[i] = ++inodes;
+    }
+    let estimated = false;
+    if (kind === KIND_DIR) {
+      const ds = dirSizeForNeed(need[i]);
+      columns.dirSize[i] = Number(ds.size);
+      columns.nlink[i] = 2 + subdirs[i];
+      estimated = !ds.exact;
+    } else if (kind === KIND_SYMLINK) {
+      columns.nlink[i] = 1;
+    } else {
+      columns.nlink[i] = table.nlink[i];
+      estimated = table.size[i] > FS_MODEL.inodeExtents * FS_MODEL.maxExtentBlocks * 4096;
+    }
+    if (estimated) {
+      columns.uncertain[i] = 1;
+      uncertain.push(Buffer.from(table.path(i)));
+    }
+    out[i] = new TableBlobEntry(table, columns, i);
+  }
+  return { entries: out, uncertain };
+}
+
+/**
+ * assignIdentityTags over a planned EntryTable (every row under the domain
+ * root): tags in the nanoseconds of each inode's mtime, hardlinks take their
+ * file's. Mutates the table's `nsec` (and a hardlink's `sec`).
+ *
+ * @throws VriftError when a tag would exceed TAG_MAX or a hardlink precedes its target
+ */
+export function assignTableTags(table: EntryTable, root: Buffer, shift = 0): void {
+  let n = 0;
+  for (let i = 0; i < table.length; i++) {
+    if (table.kind[i] === KIND_HARDLINK) {
+      const t = table.linkTarget(i);
+      if (t < 0 || t >= i) throw new VriftError(`tagging inodes: hardlink ${table.path(i).toString()} precedes its target ${table.path(table.ref[i]).toString()}`);
+      table.sec[i] = table.sec[t];
+      table.nsec[i] = table.nsec[t];
+    } else {
+      const tag = shift + ++n;
+      if (tag > TAG_MAX) throw new VriftError(`tagging inodes: more than ${TAG_MAX} inodes under ${root.toString()}; split the tree into several images`);
+      table.nsec[i] = tag;
+    }
+  }
+}
+
+/**
  * Identity tags (PSFS_H_IDENTITY_TAG, docs/psfs-format.md): give every inode
  * of the domain mtime nanoseconds = its tag n + shift, where n counts inodes
  * in layer order exactly as blobEntriesFromPlan numbers st_ino (so st_ino =
@@ -345,9 +465,22 @@ export function assignIdentityTags(entries: LayerEntry[], root: Buffer, shift = 
  */
 export function digestRootMtime(entries: BlobEntry[], roots: Buffer[], layerEntries: LayerEntry[]): BlobEntry[] {
   const root = roots[0];
+  const nsec = treeDigestNsec(entries, roots);
+  for (const e of layerEntries) if (e.path.equals(root)) e.mtime = { sec: e.mtime.sec, nsec };
+  return withRootNsec(entries, root, nsec);
+}
+
+/** The root mtime nanoseconds digestRootMtime gives (see there); throws as it does. */
+function treeDigestNsec(entries: BlobEntry[], roots: Buffer[]): number {
+  const root = roots[0];
   const sorted = [...entries].sort((a, b) => Buffer.compare(a.path, b.path));
   let maxTag = 0;
-  for (const e of sorted) if (!e.path.equals(root)) maxTag = Math.max(maxTag, e.mtime.nsec);
+  let found = false;
+  for (const e of sorted) {
+    if (e.path.equals(root)) found = true;
+    else maxTag = Math.max(maxTag, e.mtime.nsec);
+  }
+  if (!found) throw new VriftError(`digesting ${root.toString()}: the root has no blob entry (internal error)`);
   if (maxTag >= TAG_MAX) throw new VriftError(`digesting ${root.toString()}: no mtime nanoseconds left above ${maxTag} identity tags; split the tree into several images`);
   const h = createHash('sha256');
   for (const r of roots) h.update(`root ${r.length}\0`).update(r);
@@ -360,17 +493,16 @@ export function digestRootMtime(entries: BlobEntry[], roots: Buffer[], layerEntr
     if (target) h.update(target);
   }
   sorted.length = 0;
-  const nsec = maxTag + 1 + (h.digest().readUInt32BE(0) % (TAG_MAX - maxTag));
-  let found = false;
-  const out = entries.map((e) => {
+  return maxTag + 1 + (h.digest().readUInt32BE(0) % (TAG_MAX - maxTag));
+}
+
+/** `entries` with the root's entry replaced by a plain copy whose atime/mtime/ctime nanoseconds are `nsec`. */
+function withRootNsec(entries: BlobEntry[], root: Buffer, nsec: number): BlobEntry[] {
+  return entries.map((e) => {
     if (!e.path.equals(root)) return e;
-    found = true;
     const p = plainBlobEntry(e);
     return { ...p, atime: { ...p.atime, nsec }, mtime: { ...p.mtime, nsec }, ctime: { ...p.ctime, nsec } };
   });
-  if (!found) throw new VriftError(`digesting ${root.toString()}: the root has no blob entry (internal error)`);
-  for (const e of layerEntries) if (e.path.equals(root)) e.mtime = { sec: e.mtime.sec, nsec };
-  return out;
 }
 
 const usrDirs = (): LayerEntry[] =>
@@ -380,13 +512,19 @@ const usrDirs = (): LayerEntry[] =>
 
 /**
  * The PSFS blob of a planned tree (tags assigned), merged with the base's
- * when given. Its own function so that the blob entries are garbage once the
- * bytes exist: the layer write that follows holds only the layer entries.
+ * when given; sets the root's mtime nanoseconds in the table to the tree
+ * digest (digestRootMtime). Its own function so that the blob entries are
+ * garbage once the bytes exist: the layer write that follows holds only the
+ * table.
  */
-function encodeTreeBlob(layerEntries: LayerEntry[], root: Buffer, merge: BuildVriftLayerOptions['merge']): { blob: Buffer; uncertain: Buffer[] } {
-  const fresh = blobEntriesFromPlan(layerEntries, root);
+function encodeTreeBlob(table: EntryTable, root: Buffer, merge: BuildVriftLayerOptions['merge']): { blob: Buffer; uncertain: Buffer[] } {
+  const fresh = blobEntriesFromTable(table, root);
   const roots = merge ? [root, ...merge.roots.filter((r) => !r.equals(root))] : [root];
-  const entries = digestRootMtime(merge ? mergeBlobEntries(merge, fresh.entries, layerEntries) : fresh.entries, roots, layerEntries);
+  let entries = merge ? mergeBlobEntries(merge, fresh.entries, table) : fresh.entries;
+  const nsec = treeDigestNsec(entries, roots);
+  if (!table.pathEquals(0, root)) throw new VriftError(`digesting ${root.toString()}: the root is not the first planned entry (internal error)`);
+  table.nsec[0] = nsec; // what the layer carries; the views read it too
+  if (merge) entries = withRootNsec(entries, root, nsec);
   const blob = encodeBlob({ roots, entries, flags: H_DEV_RUNTIME | H_CHECK_ROOT_MTIME | H_IDENTITY_TAG });
   return { blob, uncertain: fresh.uncertain };
 }
@@ -414,12 +552,11 @@ async function renameToDigest(layer: LayerFile, dir: string, prefix: string): Pr
  */
 export async function buildVriftLayer(opts: BuildVriftLayerOptions): Promise<BuildVriftLayerResult> {
   if (opts.merge) checkMergeConflicts(opts.merge, opts.adds.map((a) => path.posix.normalize(a.dest).replace(/\/+$/, '')));
-  // Only what the layer needs is kept (not the plan's object list: each
-  // object is also its layer entry).
-  const { root, entries, stats } = await planTree(opts.adds, opts);
+  // Only what the layer needs is kept: the table (not the plan's object views).
+  const { root, table, stats } = await planTree(opts.adds, opts);
   let shift = 0;
   if (opts.merge) {
-    checkMergeConflicts(opts.merge, [], entries);
+    checkMergeConflicts(opts.merge, [], table);
     // New tags continue after the base's (tag = st_ino - SYNTHETIC_INO_BASE).
     for (const e of opts.merge.entries) shift = Math.max(shift, Number(e.ino - SYNTHETIC_INO_BASE));
   }
@@ -427,17 +564,18 @@ export async function buildVriftLayer(opts: BuildVriftLayerOptions): Promise<Bui
   // PSFS_H_CHECK_ROOT_MTIME) then becomes a digest of everything the blob
   // says, above the tags: a blob validates only over the tree it describes,
   // not over another one built with the same SOURCE_DATE_EPOCH.
-  assignIdentityTags(entries, root, shift);
-  const { blob, uncertain } = encodeTreeBlob(entries, root, opts.merge);
-  const layerEntries: LayerEntry[] = [
+  assignTableTags(table, root, shift);
+  const { blob, uncertain } = encodeTreeBlob(table, root, opts.merge);
+  const head: LayerEntry[] = [
     ...usrDirs(),
     { type: 'file', path: Buffer.from(BLOB_IMAGE_PATH), mode: 0o100644, uid: 0, gid: 0, mtime: { sec: 0n, nsec: 0 }, size: BigInt(blob.length), source: { content: blob }, nlink: 1 },
-    ...entries,
   ];
+  const layerEntries = concatEntries(head, table);
   const dir = path.resolve(opts.tmpDir ?? os.tmpdir());
   await fsp.mkdir(dir, { recursive: true });
   // Expected tar bytes: a 512-byte header per entry plus file data padded to 512 (PAX headers aside).
-  const tarBytes = layerEntries.reduce((n, e) => n + 512 + (e.type === 'file' ? Math.ceil(Number(e.size) / 512) * 512 : 0), 1024);
+  let tarBytes = head.reduce((n, e) => n + 512 + (e.type === 'file' ? Math.ceil(Number(e.size) / 512) * 512 : 0), 1024);
+  for (let i = 0; i < table.length; i++) tarBytes += 512 + (table.kind[i] === KIND_FILE ? Math.ceil(table.size[i] / 512) * 512 : 0);
   const compressing = opts.progress?.phase('compressing', tarBytes);
   const layer = await writeLayer(layerEntries, path.join(dir, `vrift-layer-${process.pid}-${randomBytes(4).toString('hex')}.tar.gz`), { onTarBytes: compressing ? (n) => compressing.add(n) : undefined, compression: opts.compression });
   compressing?.end();

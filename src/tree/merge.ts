@@ -71,7 +71,7 @@ const isUnder = (p: string, dir: string): boolean => p.startsWith(`${dir}/`);
  * @param planEntries the new layer's planned entries, to refuse a directory where the base has a non-directory
  * @throws VriftError naming the destination and what to do
  */
-export function checkMergeConflicts(base: MergeBase, dests: string[], planEntries?: LayerEntry[]): void {
+export function checkMergeConflicts(base: MergeBase, dests: string[], planEntries?: Iterable<LayerEntry>): void {
   const byKey = new Map(base.entries.map((e) => [key(e.path), e]));
   for (const d of dests) {
     if (byKey.has(key(Buffer.from(d)))) {
@@ -100,12 +100,12 @@ export function checkMergeConflicts(base: MergeBase, dests: string[], planEntrie
  * @param planEntries the new layer's entries (to tell directories the layer holds)
  * @returns union entries, in no particular order (encodeBlob sorts)
  */
-export function mergeBlobEntries(base: MergeBase, fresh: BlobEntry[], planEntries: LayerEntry[]): BlobEntry[] {
+export function mergeBlobEntries(base: MergeBase, fresh: BlobEntry[], planEntries: Iterable<LayerEntry>): BlobEntry[] {
   let maxIno = SYNTHETIC_INO_BASE;
   for (const e of base.entries) if (e.ino > maxIno) maxIno = e.ino;
   const shift = maxIno - SYNTHETIC_INO_BASE;
   const baseByKey = new Map(base.entries.map((e) => [key(e.path), e]));
-  const inLayer = new Set(planEntries.map((e) => key(e.path)));
+  const inLayer = new Set(Array.from(planEntries, (e) => key(e.path)));
   const out = new Map<string, BlobEntry>();
   for (const e of base.entries) out.set(key(e.path), e);
   for (const e of fresh) {

@@ -6,11 +6,8 @@ import { DigestCache, type FileKey } from '../cas/cache';
 import { showPath } from '../cas/hash';
 import { casObjectPath, CAS_DIR } from '../cas/path';
 import { PATH_MAX } from '../blob/format';
-import {
-  VRIFT_ROOT,
-  type CasObject, type DirEntry, type HardlinkEntry, type FileEntry, type LayerEntry,
-  type PlanOptions, type SymlinkEntry, type Timespec, type TreeAdd, type TreePlan,
-} from '../layer/types';
+import { EntryTable, KIND_DIR, KIND_FILE, KIND_HARDLINK, KIND_SYMLINK } from '../layer/table';
+import { VRIFT_ROOT, type CasObject, type LayerEntry, type PlanOptions, type TreeAdd, type TreePlan } from '../layer/types';
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
@@ -37,71 +34,6 @@ export function parseSourceDateEpoch(value: string | undefined): number | undefi
     throw new VriftError(`reading SOURCE_DATE_EPOCH: ${JSON.stringify(value)} is not a decimal number of seconds since 1970-01-01; set it to e.g. $(git log -1 --format=%ct) or unset it`);
   }
   return Number(value);
-}
-
-/**
- * One walked path, kept compact (tens of bytes plus the path, not a
- * BigIntStats of ~20 BigInts): the host path is not stored but rebuilt from
- * the destination (hostOf), the lstat values kept are only those the plan
- * uses (`sec` shared among paths with the same second, see Interned), and
- * the digest-cache key sits in FileKeys columns until the file is hashed.
- * Every field is set at creation, so items share one object shape.
- */
-interface Item {
-  /** Destination path bytes (in a PathArena); becomes the layer entry's path. */
-  dest: Buffer;
-  /** Index of the --add this path comes from. */
-  add: number;
-  kind: Kind;
-  /** st_mode & 07777. */
-  perm: number;
-  /** mtime in whole seconds, floored and clamped (clampMtime). */
-  sec: bigint;
-  /** st_size (files; 0n otherwise). */
-  size: bigint;
-  /** readlink(2) bytes (symlinks; undefined otherwise). */
-  target: Buffer | undefined;
-  /** sha256 hex of the content (files, once hashed). */
-  sha256: string | undefined;
-  /** Row of the file's digest-cache key in FileKeys (files; -1 otherwise). */
-  key: number;
-}
-
-/**
- * Destination path bytes, copied into shared 64 KiB slabs: one Buffer view
- * per path and no Node pool slab kept alive by the garbage (host paths,
- * readdir names) allocated next to it.
- */
-class PathArena {
-  private static readonly SLAB = 64 * 1024;
-  private slab = Buffer.allocUnsafeSlow(PathArena.SLAB);
-  private used = 0;
-
-  /** The concatenation of `parts`, in the arena (a fresh Buffer when larger than a slab). */
-  concat(parts: Buffer[]): Buffer {
-    const len = parts.reduce((n, b) => n + b.length, 0);
-    if (len > PathArena.SLAB / 4) return Buffer.concat(parts, len);
-    if (this.used + len > PathArena.SLAB) {
-      this.slab = Buffer.allocUnsafeSlow(PathArena.SLAB);
-      this.used = 0;
-    }
-    const out = this.slab.subarray(this.used, this.used + len);
-    let at = 0;
-    for (const b of parts) at += b.copy(out, at);
-    this.used = (this.used + len + 7) & ~7;
-    return out;
-  }
-}
-
-/** One bigint per distinct value (a tree's files share a few mtime seconds): 24 bytes each saved per path. */
-class Interned {
-  private readonly values = new Map<bigint, bigint>();
-  get(v: bigint): bigint {
-    const had = this.values.get(v);
-    if (had !== undefined) return had;
-    this.values.set(v, v);
-    return v;
-  }
 }
 
 /** Digest-cache keys of the walked files in columns (24 bytes a file instead of an object of bigints). */
@@ -135,23 +67,12 @@ class FileKeys {
   }
 }
 
-type Kind = 'dir' | 'file' | 'symlink';
-
 const SLASH_BUF = Buffer.from('/');
 const join = (a: Buffer, name: Buffer): Buffer => Buffer.concat([a, SLASH_BUF, name]);
 const key = (b: Buffer): string => b.toString('latin1');
 
 function isUnder(p: Buffer, dir: Buffer): boolean {
   return p.length > dir.length && p[dir.length] === SLASH && p.subarray(0, dir.length).equals(dir);
-}
-
-/**
- * A host path to keep until the layer is written: a string when the bytes
- * are valid UTF-8 (what fs calls encode it back to; ~100 bytes less than a
- * Buffer view and its bytes), else the bytes in the arena.
- */
-function hostPathToKeep(p: Buffer, arena: PathArena): Buffer | string {
-  return isUtf8(p) ? p.toString('utf8') : arena.concat([p]);
 }
 
 /** mtime as whole seconds (floor), clamped to `epoch` when given; the tar carries whole seconds. */
@@ -223,28 +144,29 @@ async function symlinkEscapes(srcRoot: Buffer, linkDir: Buffer[], target: Buffer
   return false;
 }
 
-async function mapLimit<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
+/**
+ * Fill table.sha of every file row in `files` (through the digest cache,
+ * HASH_CONCURRENCY at a time; a file row's `ref` is its key row in `keys`)
+ * and persist the cache. The cache (a record per file it has ever seen) is
+ * saved and dropped here, before the entries are built, so that it and its
+ * save do not add to the peak memory of the planning that follows.
+ */
+async function hashFiles(table: EntryTable, files: Uint32Array, keys: FileKeys, opts: PlanOptions): Promise<{ hits: number; misses: number }> {
+  const cache = await DigestCache.open(opts.cacheDir);
+  let total = 0;
+  for (const f of files) total += table.size[f];
+  const hashing = opts.progress?.phase('hashing', total);
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]);
+    while (next < files.length) {
+      const f = files[next++];
+      const size = BigInt(table.size[f]);
+      const hex = await cache.sha256(table.hostPath(f), keys.get(table.ref[f], size));
+      table.sha.write(hex, f * 32, 32, 'hex');
+      hashing?.add(table.size[f]); // digest-cache hits count as done at once
+    }
   };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-
-/**
- * Set `sha256` on every file item (through the digest cache, HASH_CONCURRENCY
- * at a time) and persist the cache. The cache (a record per file it has
- * ever seen) is saved and dropped here, before the entries are built, so
- * that it and its save do not add to the peak memory of the planning that
- * follows.
- */
-async function hashFiles(files: Item[], keys: FileKeys, hostOf: (it: Item) => Buffer, opts: PlanOptions): Promise<{ hits: number; misses: number }> {
-  const cache = await DigestCache.open(opts.cacheDir);
-  const hashing = opts.progress?.phase('hashing', Number(files.reduce((s, f) => s + f.size, 0n)));
-  await mapLimit(files, HASH_CONCURRENCY, async (it) => {
-    it.sha256 = await cache.sha256(hostOf(it), keys.get(it.key, it.size));
-    hashing?.add(Number(it.size)); // digest-cache hits count as done at once
-  });
+  await Promise.all(Array.from({ length: Math.min(HASH_CONCURRENCY, files.length) }, worker));
   hashing?.end();
   await cache.save();
   return { hits: cache.hits, misses: cache.misses };
@@ -353,21 +275,28 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
   const srcRoots: Buffer[] = [];
   for (const a of adds) srcRoots.push(await checkSource(a));
 
-  // Walk.
-  const items: Item[] = [];
-  const arena = new PathArena();
-  const seconds = new Interned();
+  // Walk: one table row per path (src/layer/table.ts), its final st_mode
+  // already; a file's `ref` is its digest-cache key row until it is hashed.
+  const table = new EntryTable(uid, gid, dests.map((dest, i) => ({ dest, src: srcRoots[i] })));
   const keys = new FileKeys();
-  const hostOf = (it: Item): Buffer => Buffer.concat([srcRoots[it.add], it.dest.subarray(dests[it.add].length)]);
-  const item = (dest: Buffer, add: number, kind: Kind, st: BigIntStats, target?: Buffer): Item => ({
-    dest, add, kind, perm: Number(st.mode) & 0o7777, sec: seconds.get(clampMtime(st, epoch)), size: kind === 'file' ? st.size : 0n, target,
-    sha256: undefined, key: kind === 'file' ? keys.add(st) : -1,
-  });
+  const row = (parts: Buffer[], kind: number, st: BigIntStats, target?: Buffer): number => {
+    const perm = Number(st.mode) & 0o7777;
+    const i = table.add(parts, kind, kind === KIND_DIR ? S_IFDIR | perm : kind === KIND_FILE ? S_IFREG | perm : S_IFLNK | 0o777);
+    table.sec[i] = Number(clampMtime(st, epoch));
+    if (kind === KIND_FILE) {
+      table.size[i] = Number(st.size);
+      table.ref[i] = keys.add(st);
+    } else if (target) {
+      table.size[i] = target.length;
+      table.ref[i] = table.putBytes([target]);
+    }
+    return i;
+  };
   for (let i = 0; i < adds.length; i++) {
     const srcRoot = srcRoots[i];
     const rootSt = await fsp.lstat(srcRoot, { bigint: true });
-    items.push(item(dests[i], i, 'dir', rootSt));
-    const stack: { host: Buffer; dest: Buffer; rel: Buffer[] }[] = [{ host: srcRoot, dest: dests[i], rel: [] }];
+    const rootRow = row([dests[i]], KIND_DIR, rootSt);
+    const stack: { host: Buffer; row: number; rel: Buffer[] }[] = [{ host: srcRoot, row: rootRow, rel: [] }];
     while (stack.length) {
       const dir = stack.pop()!;
       let names: Buffer[];
@@ -376,6 +305,7 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
       } catch (err) {
         throw new VriftError(`reading directory ${showPath(dir.host)}: ${(err as Error).message}; make it readable or remove it from the source`, { cause: err });
       }
+      const dirDest = table.path(dir.row);
       // lstat LSTAT_BATCH names at a time: a directory of 20k files (npm has
       // them) statted all at once held 20k requests and BigIntStats (~200 MiB).
       let stats: BigIntStats[] = [];
@@ -392,15 +322,15 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
         }
         const n = names[k];
         const st = stats[k % LSTAT_BATCH];
-        const dest = arena.concat([dir.dest, SLASH_BUF, n]);
-        if (dest.length >= PATH_MAX) {
+        const parts = [dirDest, SLASH_BUF, n];
+        if (dirDest.length + 1 + n.length >= PATH_MAX) {
+          const dest = Buffer.concat(parts);
           throw new VriftError(`planning ${showPath(dest)} (from ${showPath(join(dir.host, n))}): the path is ${dest.length} bytes, longer than PATH_MAX; shorten it or choose a shorter destination`);
         }
         if (st.isDirectory()) {
-          items.push(item(dest, i, 'dir', st));
-          stack.push({ host: join(dir.host, n), dest, rel: [...dir.rel, n] });
+          stack.push({ host: join(dir.host, n), row: row(parts, KIND_DIR, st), rel: [...dir.rel, n] });
         } else if (st.isFile()) {
-          items.push(item(dest, i, 'file', st));
+          row(parts, KIND_FILE, st);
         } else if (st.isSymbolicLink()) {
           const host = join(dir.host, n);
           const target = await fsp.readlink(host, { encoding: 'buffer' });
@@ -411,7 +341,7 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
               `checking symlink ${showPath(host)} -> ${showPath(target)}: it has ${how}; make it a relative link to a path inside ${showPath(srcRoot)}, or replace it with what it points to`,
             );
           }
-          items.push(item(dest, i, 'symlink', st, target));
+          row(parts, KIND_SYMLINK, st, target);
         } else {
           throw new VriftError(
             `checking ${showPath(join(dir.host, n))}: it is ${typeName(st)}; a vrift tree holds only regular files, directories and symlinks: remove it from the source (or add a directory without it)`,
@@ -421,113 +351,134 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
     }
   }
 
-  // Hash (through the digest cache).
-  const files = items.filter((it) => it.kind === 'file');
-  const { hits: hashHits, misses: hashMisses } = await hashFiles(files, keys, hostOf, opts);
+  // Hash (through the digest cache): table.sha of every file row.
+  const walked = table.length;
+  const fileRows: number[] = [];
+  for (let i = 0; i < walked; i++) if (table.kind[i] === KIND_FILE) fileRows.push(i);
+  const files = Uint32Array.from(fileRows);
+  fileRows.length = 0;
+  const { hits: hashHits, misses: hashMisses } = await hashFiles(table, files, keys, opts);
 
-  let newest: bigint | undefined;
-  for (const it of items) if (newest === undefined || it.sec > newest) newest = it.sec;
-  // Planned mtimes have nsec 0; entries with the same second share one
-  // Timespec (buildVriftLayer replaces them, never mutates them).
-  const times = new Map<bigint, Timespec>();
-  const timeOf = (sec: bigint): Timespec => times.get(sec) ?? times.set(sec, { sec, nsec: 0 }).get(sec)!;
-  const treeTime = timeOf(newest ?? BigInt(epoch ?? 0));
-  const fileCount = files.length;
-  const bytes = files.reduce((s, f) => s + f.size, 0n);
-  // uid and gid are written out in every entry literal: a spread `...owner` makes V8 build a
-  // larger object (~32 bytes more per entry, measured).
-  // Entries: no path-keyed map of every entry (a second copy of each path);
-  // only the created directories are deduplicated, and a path planned twice
-  // is caught after sorting.
-  const entries: LayerEntry[] = [];
+  let newest = -Infinity;
+  let bytes = 0n;
+  for (let i = 0; i < walked; i++) if (table.sec[i] > newest) newest = table.sec[i];
+  for (const f of files) bytes += BigInt(table.size[f]);
+  const treeSec = walked ? newest : epoch ?? 0;
+  // Only the created directories are deduplicated (by a set of their paths);
+  // a path planned twice is caught after sorting.
   const created = new Set<string>();
-  const addDir = (p: Buffer, mode: number, mtime: Timespec): void => {
+  const addDir = (p: Buffer): void => {
     if (created.has(key(p))) return;
     created.add(key(p));
-    entries.push({ type: 'directory', path: p, mode: S_IFDIR | mode, uid, gid, mtime } satisfies DirEntry);
+    table.sec[table.add([p], KIND_DIR, S_IFDIR | 0o755)] = treeSec;
   };
 
   // /vrift and the directories created above each destination.
-  addDir(root, 0o755, treeTime);
+  addDir(root);
   for (const d of dests) {
     const comps = splitComponents(d.subarray(root.length));
     for (let c = 1; c < comps.length; c++) {
-      addDir(Buffer.concat([root, ...comps.slice(0, c).flatMap((x) => [Buffer.from('/'), x])]), 0o755, treeTime);
+      addDir(Buffer.concat([root, ...comps.slice(0, c).flatMap((x) => [Buffer.from('/'), x])]));
     }
   }
 
-  // CAS objects: group tree files (in path order) by (sha256, permission bits).
-  files.sort((a, b) => Buffer.compare(a.dest, b.dest));
-  type Obj = CasObject & { mtime: Timespec };
-  // sha256 -> the object of the first permission bits seen with that content
-  // (the primary one); "sha256 perm" -> the others (rare).
-  const byHash = new Map<string, Obj>();
-  const otherPerm = new Map<string, Obj>();
-  const objectOf = (f: Item): Obj | undefined => {
-    const o = byHash.get(f.sha256!);
-    return o === undefined || o.perm === f.perm ? o : otherPerm.get(`${f.sha256} ${f.perm}`);
-  };
-  const objList: Obj[] = [];
-  for (const f of files) {
-    let obj = objectOf(f);
-    if (!obj) {
-      const primary = !byHash.has(f.sha256!);
-      const objPath = arena.concat([casObjectPath(root, f.sha256!, primary ? undefined : f.perm)]);
-      obj = { path: objPath, sha256: f.sha256!, size: f.size, perm: f.perm, srcPath: hostPathToKeep(hostOf(f), arena), links: 0, mtime: timeOf(f.sec) };
-      if (primary) byHash.set(f.sha256!, obj);
-      else otherPerm.set(`${f.sha256} ${f.perm}`, obj);
-      objList.push(obj);
+  // CAS objects: tree files grouped by (sha256, permission bits), by sorting
+  // the file rows by (sha256, path) - no map keyed by a digest. In a group of
+  // one sha256 the first path (path-byte order) gives the primary object its
+  // mode; each object takes its first path's mtime and host file (src/cas/README.md).
+  const shaCmp = (a: number, b: number): number => table.sha.compare(table.sha, b * 32, b * 32 + 32, a * 32, a * 32 + 32);
+  files.sort((a, b) => shaCmp(a, b) || table.comparePaths(a, b));
+  let objBytes = 0n;
+  let objects = 0;
+  for (let g = 0; g < files.length;) {
+    let h = g + 1;
+    while (h < files.length && shaCmp(files[g], files[h]) === 0) h++;
+    const hex = table.shaHex(files[g]);
+    const primary = table.mode[files[g]] & 0o7777;
+    const byPerm: number[] = []; // [perm, object row, ...]: a group has one or a few modes
+    for (let k = g; k < h; k++) {
+      const f = files[k];
+      const perm = table.mode[f] & 0o7777;
+      let at = 0;
+      while (at < byPerm.length && byPerm[at] !== perm) at += 2;
+      if (at === byPerm.length) {
+        // (add() may replace the columns: read them through `table` after it)
+        const o = table.add([casObjectPath(root, hex, perm === primary ? undefined : perm)], KIND_FILE, S_IFREG | perm);
+        table.sec[o] = table.sec[f];
+        table.size[o] = table.size[f];
+        table.ref[o] = f;
+        table.sha.copy(table.sha, o * 32, f * 32, f * 32 + 32);
+        byPerm.push(perm, o);
+        objBytes += BigInt(table.size[f]);
+        objects++;
+      }
+      const o = byPerm[at + 1];
+      table.kind[f] = KIND_HARDLINK;
+      table.ref[f] = o;
+      table.sec[f] = table.sec[o];
+      table.nlink[o]++;
     }
-    obj.links++;
+    for (let k = g; k < h; k++) table.nlink[files[k]] = table.nlink[table.ref[files[k]]] + 1;
+    for (let at = 1; at < byPerm.length; at += 2) table.nlink[byPerm[at]]++;
+    g = h;
   }
-  files.length = 0;
-  objList.sort((a, b) => Buffer.compare(a.path, b.path));
-  if (objList.length) {
-    addDir(Buffer.concat([root, Buffer.from(`/${CAS_DIR}`)]), 0o755, treeTime);
-    for (const o of objList) addDir(o.path.subarray(0, root.length + CAS_DIR.length + 4), 0o755, treeTime);
-    for (const o of objList) {
-      entries.push({
-        type: 'file', path: o.path, mode: S_IFREG | o.perm, uid, gid, mtime: o.mtime,
-        size: o.size, source: { file: o.srcPath }, sha256: o.sha256, nlink: o.links + 1,
-      } satisfies FileEntry);
-    }
-  }
-
-  // Each item is let go once its entry exists (entries are sorted below), so
-  // walked items and planned entries are not all held at once.
-  for (let it = items.pop(); it !== undefined; it = items.pop()) {
-    if (it.kind === 'dir') {
-      entries.push({ type: 'directory', path: it.dest, mode: S_IFDIR | it.perm, uid, gid, mtime: timeOf(it.sec) } satisfies DirEntry);
-    } else if (it.kind === 'symlink') {
-      entries.push({ type: 'symlink', path: it.dest, mode: S_IFLNK | 0o777, uid, gid, mtime: timeOf(it.sec), target: it.target! } satisfies SymlinkEntry);
-    } else {
-      const obj = objectOf(it)!;
-      entries.push({
-        type: 'hardlink', path: it.dest, linkTo: obj.path, mode: S_IFREG | obj.perm, uid, gid, mtime: obj.mtime,
-        size: obj.size, sha256: obj.sha256, nlink: obj.links + 1,
-      } satisfies HardlinkEntry);
+  if (objects) {
+    addDir(Buffer.concat([root, Buffer.from(`/${CAS_DIR}`)]));
+    for (let i = walked; i < table.length; i++) {
+      if (table.kind[i] === KIND_FILE) addDir(table.path(i).subarray(0, root.length + CAS_DIR.length + 4));
     }
   }
 
+  // Layer order: /vrift, the /vrift/.cas subtree, then the rest by path bytes.
+  const n = table.length;
   const casDir = Buffer.concat([root, Buffer.from(`/${CAS_DIR}`)]);
-  const rank = (p: Buffer): number => (p.equals(root) ? 0 : p.equals(casDir) || isUnder(p, casDir) ? 1 : 2);
-  const ordered = entries.sort((a, b) => rank(a.path) - rank(b.path) || Buffer.compare(a.path, b.path));
-  for (let i = 1; i < ordered.length; i++) {
-    // Only a destination's own directory could collide with a created parent: impossible, dests are disjoint.
-    if (ordered[i].path.equals(ordered[i - 1].path)) throw new VriftError(`planning ${showPath(ordered[i].path)}: path planned twice (internal error)`);
+  const rank = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const p = table.path(i);
+    rank[i] = p.equals(root) ? 0 : p.equals(casDir) || isUnder(p, casDir) ? 1 : 2;
   }
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  order.sort((a, b) => rank[a] - rank[b] || table.comparePaths(a, b));
+  for (let k = 1; k < n; k++) {
+    // Only a destination's own directory could collide with a created parent: impossible, dests are disjoint.
+    if (table.comparePaths(order[k], order[k - 1]) === 0) throw new VriftError(`planning ${showPath(table.path(order[k]))}: path planned twice (internal error)`);
+  }
+  table.reorder(order);
 
-  const objBytes = objList.reduce((s, o) => s + o.size, 0n);
+  let dirs = 0;
+  let symlinks = 0;
+  for (let i = 0; i < n; i++) {
+    if (table.kind[i] === KIND_DIR) dirs++;
+    else if (table.kind[i] === KIND_SYMLINK) symlinks++;
+  }
+  let entries: LayerEntry[] | undefined;
+  let objectList: CasObject[] | undefined;
   return {
     root,
-    entries: ordered,
-    objects: objList, // (each also carries the mtime its entries use)
+    table,
+    get entries(): LayerEntry[] {
+      return (entries ??= table.toArray());
+    },
+    get objects(): CasObject[] {
+      if (objectList) return objectList;
+      objectList = [];
+      for (let i = 0; i < n; i++) {
+        if (table.kind[i] !== KIND_FILE) continue;
+        const host = table.hostPath(table.ref[i]);
+        objectList.push({
+          path: table.path(i), sha256: table.shaHex(i), size: BigInt(table.size[i]), perm: table.mode[i] & 0o7777,
+          srcPath: isUtf8(host) ? host.toString('utf8') : host, links: table.nlink[i] - 1,
+        });
+      }
+      return objectList;
+    },
     stats: {
-      files: fileCount,
-      dirs: ordered.filter((e) => e.type === 'directory').length,
-      symlinks: ordered.filter((e) => e.type === 'symlink').length,
+      files: files.length,
+      dirs,
+      symlinks,
       bytes,
-      casObjects: objList.length,
+      casObjects: objects,
       dedupRatio: objBytes === 0n ? 1 : Number(bytes) / Number(objBytes),
       hashHits,
       hashMisses,

@@ -1,0 +1,265 @@
+/**
+ * EntryTable: the layer entries of a planned /vrift tree in columns (typed
+ * arrays and byte slabs) instead of one object per entry: what `vrift build`
+ * holds per path from the walk to the end of the layer write, shared by the
+ * tar writer (src/layer/tar.ts, through LayerEntries) and the blob entries
+ * (src/tree/blobEntries.ts). About 75 bytes of columns per entry plus its
+ * path bytes, where a LayerEntry object with its Buffer view, Timespec,
+ * bigints and strings took ~0.35 KiB (measured: src/tree/README.md "Memory").
+ */
+import { VriftError } from '../errors';
+import type { LayerEntry } from './types';
+
+/** Entry kinds (the LayerEntry `type`s). */
+export const KIND_DIR = 0;
+export const KIND_FILE = 1;
+export const KIND_HARDLINK = 2;
+export const KIND_SYMLINK = 3;
+
+/**
+ * Layer entries read one at a time (what writeLayer takes besides an array):
+ * `entry(i)` makes entry i on demand (the caller does not keep it).
+ */
+export interface LayerEntries {
+  readonly length: number;
+  entry(i: number): LayerEntry;
+  /** For a hardlink entry: the index of the regular-file entry it names, or -1 if there is none. */
+  linkTarget(i: number): number;
+}
+
+/** `head` (a few entries as objects, e.g. the /usr/lib/vrift directories and the blob file) followed by `tail`. */
+export function concatEntries(head: LayerEntry[], tail: LayerEntries): LayerEntries {
+  const n = head.length;
+  return {
+    length: n + tail.length,
+    entry: (i) => (i < n ? head[i] : tail.entry(i - n)),
+    // Hardlinks of `head` are not resolved (it holds none where this is used): -1 makes writeLayer refuse one.
+    linkTarget: (i) => {
+      if (i < n) return -1;
+      const t = tail.linkTarget(i - n);
+      return t < 0 ? -1 : n + t;
+    },
+  };
+}
+
+/** Bytes of one slab of path/target bytes; a path never straddles two (PATH_MAX 4096 fits). */
+const SLAB_BITS = 20;
+const SLAB = 1 << SLAB_BITS;
+const SLAB_MASK = SLAB - 1;
+const SHA_BYTES = 32;
+
+/** A typed array of `n` elements holding `a`'s first elements. */
+function grown<T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(a: T, n: number): T {
+  const b = new (a.constructor as new (n: number) => T)(n);
+  b.set(a.subarray(0, Math.min(a.length, n)) as never);
+  return b;
+}
+
+/**
+ * Columns, indexed by entry number:
+ * - path: bytes in 1 MiB slabs (`pathAt` + `pathLen`, a global byte offset);
+ * - kind (KIND_*), mode (full st_mode, 16 bits), mtime (`sec` exact up to
+ *   2^53, `nsec`), size (st_size of files and hardlinks; the target length
+ *   of symlinks), nlink (files and hardlinks);
+ * - ref: a symlink's target bytes offset (length = size); a hardlink's
+ *   target entry; a file's source entry (a tree path: its host path is the
+ *   bytes read, see hostPath); during planning a walked file's digest-cache
+ *   key row;
+ * - sha: 32 bytes per entry, the content sha256 of files (and of walked
+ *   files before they become hardlinks).
+ * uid and gid are the same for every entry of a table.
+ */
+export class EntryTable implements LayerEntries {
+  length = 0;
+  private slabs: Buffer[] = [Buffer.allocUnsafeSlow(SLAB)];
+  private used = 0;
+  pathAt = new Uint32Array(1024);
+  pathLen = new Uint16Array(1024);
+  kind = new Uint8Array(1024);
+  mode = new Uint16Array(1024);
+  sec = new Float64Array(1024);
+  nsec = new Uint32Array(1024);
+  size = new Float64Array(1024);
+  nlink = new Uint32Array(1024);
+  ref = new Uint32Array(1024);
+  sha = Buffer.alloc(1024 * SHA_BYTES);
+
+  /**
+   * @param uid owner of every entry
+   * @param gid group of every entry
+   * @param sources host directories the tree paths come from: a path under
+   *   `dest` is read from `src` + the rest of the path (hostPath)
+   */
+  constructor(readonly uid: number, readonly gid: number, readonly sources: { dest: Buffer; src: Buffer }[] = []) {}
+
+  /** Copy `parts` (concatenated) into the slabs; returns the global byte offset. */
+  putBytes(parts: Buffer[]): number {
+    const len = parts.reduce((n, b) => n + b.length, 0);
+    if (len > SLAB) throw new VriftError(`planning: a path or symlink target of ${len} bytes is longer than ${SLAB} (internal limit)`);
+    let s = this.used >>> SLAB_BITS;
+    if (s < this.slabs.length && (this.used & SLAB_MASK) + len > SLAB) s++; // does not fit: the next slab
+    if (s >= this.slabs.length) {
+      // Offsets are uint32: 4096 slabs of 1 MiB.
+      if (s >= 4096) throw new VriftError('planning: more than 4 GiB of path bytes; split the tree into several images');
+      this.slabs.push(Buffer.allocUnsafeSlow(SLAB));
+      this.used = s * SLAB;
+    }
+    const at = this.used;
+    const slab = this.slabs[at >>> SLAB_BITS];
+    let o = at & SLAB_MASK;
+    for (const b of parts) o += b.copy(slab, o);
+    this.used += len;
+    return at;
+  }
+
+  /** `len` bytes at global offset `at` (a view into a slab). */
+  bytesAt(at: number, len: number): Buffer {
+    const o = at & SLAB_MASK;
+    return this.slabs[at >>> SLAB_BITS].subarray(o, o + len);
+  }
+
+  /**
+   * Append an entry whose path is `parts` concatenated; returns its index.
+   * Columns other than path, kind and mode start at 0.
+   */
+  add(parts: Buffer[], kind: number, mode: number): number {
+    const i = this.length;
+    if (i === this.kind.length) this.resize(i * 2);
+    const at = this.putBytes(parts);
+    this.pathAt[i] = at;
+    this.pathLen[i] = this.used - at;
+    this.kind[i] = kind;
+    this.mode[i] = mode;
+    this.length++;
+    return i;
+  }
+
+  private resize(n: number): void {
+    this.pathAt = grown(this.pathAt, n);
+    this.pathLen = grown(this.pathLen, n);
+    this.kind = grown(this.kind, n);
+    this.mode = grown(this.mode, n);
+    this.sec = grown(this.sec, n);
+    this.nsec = grown(this.nsec, n);
+    this.size = grown(this.size, n);
+    this.nlink = grown(this.nlink, n);
+    this.ref = grown(this.ref, n);
+    const sha = Buffer.alloc(n * SHA_BYTES);
+    this.sha.copy(sha, 0, 0, Math.min(this.sha.length, sha.length));
+    this.sha = sha;
+  }
+
+  /** Path bytes of entry i (a view: do not keep many). */
+  path(i: number): Buffer {
+    return this.bytesAt(this.pathAt[i], this.pathLen[i]);
+  }
+
+  /** Compare the paths of entries i and j by bytes (Buffer.compare order), without a view. */
+  comparePaths(i: number, j: number): number {
+    const a = this.pathAt[i];
+    const b = this.pathAt[j];
+    const ao = a & SLAB_MASK;
+    const bo = b & SLAB_MASK;
+    return this.slabs[a >>> SLAB_BITS].compare(this.slabs[b >>> SLAB_BITS], bo, bo + this.pathLen[j], ao, ao + this.pathLen[i]);
+  }
+
+  /** Whether entry i's path equals `p`. */
+  pathEquals(i: number, p: Buffer): boolean {
+    if (this.pathLen[i] !== p.length) return false;
+    const a = this.pathAt[i];
+    const o = a & SLAB_MASK;
+    return this.slabs[a >>> SLAB_BITS].compare(p, 0, p.length, o, o + p.length) === 0;
+  }
+
+  /** A symlink's target bytes. */
+  target(i: number): Buffer {
+    return this.bytesAt(this.ref[i], this.size[i]);
+  }
+
+  /** sha256 of entry i's content as 64 hex digits (files and hardlinks). */
+  shaHex(i: number): string {
+    return this.sha.toString('hex', i * SHA_BYTES, (i + 1) * SHA_BYTES);
+  }
+
+  /** The host path tree entry i is read from: its source directory + the rest of its path. */
+  hostPath(i: number): Buffer {
+    const p = this.path(i);
+    for (const s of this.sources) {
+      if (p.length >= s.dest.length && p.subarray(0, s.dest.length).equals(s.dest) && (p.length === s.dest.length || p[s.dest.length] === 0x2f)) {
+        return Buffer.concat([s.src, p.subarray(s.dest.length)]);
+      }
+    }
+    throw new VriftError(`planning ${p.toString()}: no source directory holds it (internal error)`);
+  }
+
+  linkTarget(i: number): number {
+    if (this.kind[i] !== KIND_HARDLINK) return -1;
+    const t = this.ref[i];
+    return this.kind[t] === KIND_FILE ? t : -1;
+  }
+
+  /** Entry i as a LayerEntry object (new objects each call; mtime { sec, nsec }). */
+  entry(i: number): LayerEntry {
+    const path = this.path(i);
+    const mode = this.mode[i];
+    const { uid, gid } = this;
+    const mtime = { sec: BigInt(this.sec[i]), nsec: this.nsec[i] };
+    switch (this.kind[i]) {
+      case KIND_DIR:
+        return { type: 'directory', path, mode, uid, gid, mtime };
+      case KIND_SYMLINK:
+        return { type: 'symlink', path, mode, uid, gid, mtime, target: this.target(i) };
+      case KIND_FILE:
+        return {
+          type: 'file', path, mode, uid, gid, mtime, size: BigInt(this.size[i]), source: { file: this.hostPath(this.ref[i]) },
+          sha256: this.shaHex(i), nlink: this.nlink[i],
+        };
+      default:
+        return {
+          type: 'hardlink', path, mode, uid, gid, mtime, linkTo: this.path(this.ref[i]), size: BigInt(this.size[i]),
+          sha256: this.shaHex(i), nlink: this.nlink[i],
+        };
+    }
+  }
+
+  /** The entries as objects, one at a time. */
+  *[Symbol.iterator](): IterableIterator<LayerEntry> {
+    for (let i = 0; i < this.length; i++) yield this.entry(i);
+  }
+
+  /** Every entry as an object (tests, small trees; not for the builder's own use). */
+  toArray(): LayerEntry[] {
+    return Array.from({ length: this.length }, (_, i) => this.entry(i));
+  }
+
+  /**
+   * Put the entries in `order` (order[k] = old index of the new entry k, a
+   * permutation of 0..length-1); hardlink and file `ref`s follow. The
+   * columns become exactly `length` long.
+   */
+  reorder(order: Uint32Array): void {
+    const n = this.length;
+    const inv = new Uint32Array(n);
+    for (let k = 0; k < n; k++) inv[order[k]] = k;
+    const pick = <T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(a: T): T => {
+      const b = new (a.constructor as new (n: number) => T)(n);
+      for (let k = 0; k < n; k++) b[k] = a[order[k]];
+      return b;
+    };
+    const kind = pick(this.kind);
+    const ref = pick(this.ref);
+    for (let k = 0; k < n; k++) if (kind[k] === KIND_FILE || kind[k] === KIND_HARDLINK) ref[k] = inv[ref[k]];
+    const sha = Buffer.alloc(n * SHA_BYTES);
+    for (let k = 0; k < n; k++) this.sha.copy(sha, k * SHA_BYTES, order[k] * SHA_BYTES, (order[k] + 1) * SHA_BYTES);
+    this.pathAt = pick(this.pathAt);
+    this.pathLen = pick(this.pathLen);
+    this.mode = pick(this.mode);
+    this.sec = pick(this.sec);
+    this.nsec = pick(this.nsec);
+    this.size = pick(this.size);
+    this.nlink = pick(this.nlink);
+    this.kind = kind;
+    this.ref = ref;
+    this.sha = sha;
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * EntryTable (src/layer/table.ts): columns in, the same entries out; a layer
+ * written from a table equals the layer written from its entries as objects
+ * (GNU tar reads it back); the slab and reorder edges.
+ */
+import { execFileSync } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { concatEntries, EntryTable, KIND_DIR, KIND_FILE, KIND_HARDLINK, KIND_SYMLINK } from '../../src/layer/table';
+import { writeLayer } from '../../src/layer/tar';
+import type { LayerEntry } from '../../src/layer/types';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vrift-table-'));
+});
+afterEach(async () => {
+  await fsp.rm(dir, { recursive: true, force: true });
+});
+
+const B = (s: string): Buffer => Buffer.from(s);
+
+/** /t, /t/.cas/aa/obj (file from host src/x), /t/d, /t/d/x (hardlink to it), /t/d/l -> x, in an unsorted order first. */
+async function smallTable(): Promise<EntryTable> {
+  await fsp.mkdir(path.join(dir, 'src', 'd'), { recursive: true });
+  await fsp.writeFile(path.join(dir, 'src', 'd', 'x'), 'hello\n');
+  const t = new EntryTable(1000, 1001, [{ dest: B('/t'), src: B(path.join(dir, 'src')) }]);
+  const x = t.add([B('/t/d'), B('/'), B('x')], KIND_HARDLINK, 0o100640);
+  const d = t.add([B('/t/d')], KIND_DIR, 0o040750);
+  const l = t.add([B('/t/d/l')], KIND_SYMLINK, 0o120777);
+  t.ref[l] = t.putBytes([B('x')]);
+  t.size[l] = 1;
+  const root = t.add([B('/t')], KIND_DIR, 0o040755);
+  const o = t.add([B('/t/.cas/aa/obj')], KIND_FILE, 0o100640);
+  const cas = t.add([B('/t/.cas')], KIND_DIR, 0o040755);
+  const aa = t.add([B('/t/.cas/aa')], KIND_DIR, 0o040755);
+  t.sha.write('5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03', o * 32, 32, 'hex'); // sha256("hello\n")
+  t.ref[o] = x; // read from x's host path
+  t.ref[x] = o;
+  for (const i of [o, x]) {
+    t.size[i] = 6;
+    t.nlink[i] = 2;
+  }
+  for (let i = 0; i < t.length; i++) t.sec[i] = 1_600_000_000 + i;
+  t.nsec[root] = 7;
+  t.reorder(Uint32Array.from([root, cas, aa, o, d, l, x]));
+  return t;
+}
+
+test('entries come back as written, refs follow a reorder, paths compare as Buffer.compare does', async () => {
+  const t = await smallTable();
+  const es = t.toArray();
+  expect(es.map((e) => `${e.type} ${e.path.toString()}`)).toEqual([
+    'directory /t', 'directory /t/.cas', 'directory /t/.cas/aa', 'file /t/.cas/aa/obj', 'directory /t/d', 'symlink /t/d/l', 'hardlink /t/d/x',
+  ]);
+  expect(es[0]).toEqual({ type: 'directory', path: B('/t'), mode: 0o040755, uid: 1000, gid: 1001, mtime: { sec: 1_600_000_003n, nsec: 7 } });
+  expect(es[3]).toMatchObject({ size: 6n, nlink: 2, sha256: '5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03', source: { file: B(path.join(dir, 'src', 'd', 'x')) } });
+  expect(es[5]).toMatchObject({ target: B('x') });
+  expect(es[6]).toMatchObject({ linkTo: B('/t/.cas/aa/obj'), size: 6n, nlink: 2, mode: 0o100640 });
+  expect([t.linkTarget(6), t.linkTarget(3), t.linkTarget(5)]).toEqual([3, -1, -1]);
+  for (let i = 0; i < t.length; i++) {
+    for (let j = 0; j < t.length; j++) expect(Math.sign(t.comparePaths(i, j))).toBe(Math.sign(Buffer.compare(t.path(i), t.path(j))));
+  }
+  expect([t.pathEquals(0, B('/t')), t.pathEquals(0, B('/u')), t.pathEquals(1, B('/t'))]).toEqual([true, false, false]);
+});
+
+test('writeLayer of a table (after a head of objects) gives the bytes of its entries as objects; GNU tar lists it', async () => {
+  const t = await smallTable();
+  const head: LayerEntry[] = [{ type: 'directory', path: B('/usr'), mode: 0o040755, uid: 0, gid: 0, mtime: { sec: 0n, nsec: 0 } }];
+  const a = await writeLayer(concatEntries(head, t), path.join(dir, 'a.tar.gz'));
+  const b = await writeLayer([...head, ...t.toArray()], path.join(dir, 'b.tar.gz'));
+  expect(a.diffID).toBe(b.diffID);
+  expect(a.digest).toBe(b.digest);
+  const names = execFileSync('tar', ['-tvzf', a.path]).toString().trimEnd().split('\n').map((l) => l.replace(/^.* \d\d:\d\d /, ''));
+  expect(names).toEqual(['usr/', 't/', 't/.cas/', 't/.cas/aa/', 't/.cas/aa/obj', 't/d/', 't/d/l -> x', 't/d/x link to t/.cas/aa/obj']);
+});
+
+test('writeLayer refuses a table hardlink whose file comes later', async () => {
+  const t = await smallTable();
+  // Swap the object and the hardlink: the link now precedes its target.
+  t.reorder(Uint32Array.from([0, 1, 2, 6, 4, 5, 3]));
+  await expect(writeLayer(concatEntries([], t), path.join(dir, 'c.tar.gz'))).rejects.toThrow(/hardlink "\/t\/d\/x" precedes its target/);
+  expect(await fsp.readdir(dir)).toEqual(['src']);
+});
+
+test('paths fill 1 MiB slabs without straddling one; columns grow past their first 1024 rows', () => {
+  const t = new EntryTable(0, 0);
+  const name = 'n'.repeat(4000);
+  const paths: string[] = [];
+  for (let i = 0; i < 600; i++) {
+    paths.push(`/${name}${String(i).padStart(4, '0')}`.slice(0, 4095));
+    t.add([B(paths[i])], KIND_DIR, 0o040755);
+  }
+  for (let i = 0; i < 600; i++) expect(t.path(i).toString()).toBe(paths[i]);
+  for (let i = 0; i < 1500; i++) t.add([B(`/x${i}`)], KIND_DIR, 0o040755);
+  expect(t.length).toBe(2100);
+  expect(t.path(2099).toString()).toBe('/x1499');
+  expect(t.path(599).toString()).toBe(paths[599]);
+});
