@@ -1,6 +1,7 @@
 import { setFlagsFromString } from 'node:v8';
 import yargs from 'yargs';
 import { VriftError, EXIT } from '../errors';
+import { oneLineUsage } from './args';
 import { blobCommand } from './commands/blob';
 import { shimPathCommand } from './commands/shimPath';
 import { buildCommand } from './commands/build';
@@ -36,8 +37,10 @@ export async function main(argv: string[]): Promise<void> {
       .command(inspectCommand)
       .command(verifyCommand)
       .fail((msg, err) => {
+        // yargs' own parse errors (e.g. "Not enough arguments following: output") are YErrors: usage
+        if (err && err.name === 'YError') throw new VriftError(oneLineUsage(err.message), { exitCode: EXIT.usage });
         if (err) throw err;
-        throw new VriftError(msg, { exitCode: EXIT.usage });
+        throw new VriftError(oneLineUsage(msg), { exitCode: EXIT.usage });
       })
       .example('$0 build --base vrift-test/bookworm-python:latest --add ./site-packages:/vrift/python --tag app:1 --load', 'Build an image with a /vrift tree')
       .example('$0 inspect docker-daemon:app:1', 'What vrift put into an image')

@@ -6,6 +6,7 @@ import * as F from '../../blob/format';
 import { scanHostTree } from '../../blob/hostTree';
 import { writeBlobFile } from '../../blob/writer';
 import { imageModeTree } from './layer';
+import { checkSingleValues } from '../args';
 
 /** Parsed arguments of `vrift blob`. */
 export interface BlobArgs {
@@ -68,11 +69,12 @@ export const blobCommand: CommandModule<object, BlobArgs> = {
       .example('$0 blob /vrift -o /usr/lib/vrift/psfs.blob --uid 0 --gid 0', 'Record every path as owned by root')
       .example('$0 blob /vrift -o psfs.blob --dev-runtime --check-root-mtime', 'Let the shim take st_dev from the real root and detect drift') as unknown as Argv<BlobArgs>,
   handler: async (argv) => {
+    checkSingleValues(argv as unknown as Record<string, unknown>, ['dir', 'output', 'uid', 'gid']);
     for (const k of ['uid', 'gid'] as const) {
       const v = argv[k];
       // POSIX uid_t/gid_t: (uid_t)-1 means "no change" in chown(2), so 0..2^32-2.
       if (v !== undefined && (Number.isNaN(v) || !Number.isInteger(v) || v < 0 || v > 0xfffffffe)) {
-        throw new VriftError(`writing PSFS blob: --${k} must be an integer 0..4294967294, got ${String(v)}`, { exitCode: EXIT.usage });
+        throw new VriftError(`writing PSFS blob: --${k} must be an integer 0..4294967294, got ${Number.isNaN(v) ? 'something that is not a number' : String(v)}`, { exitCode: EXIT.usage });
       }
     }
     // The output's directory must exist and the output must not be a directory: found now,

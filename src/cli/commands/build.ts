@@ -1,4 +1,4 @@
-import { promises as fsp, constants as fsc, readFileSync } from 'node:fs';
+import { promises as fsp, constants as fsc, readFileSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { VriftError, EXIT } from '../../errors';
@@ -10,30 +10,36 @@ import { buildShimLayer, buildVriftLayer, parseSourceDateEpoch } from '../../tre
 import { PACKAGE_ROOT, SHIM_VARIANTS, shimPath, variantFor } from './shimPath';
 import { makeProgress, progressMode, type Progress } from '../../progress';
 import type { RegistryOptions } from '../../registry/client';
+import { checkSingleValues, hasReplacementChar } from '../args';
 
 // Owned by the image builder work (issue 3).
+
+/** Options of `vrift build` that take exactly one value (checked by checkSingleValues). */
+const SINGLE_VALUED = ['base', 'tag', 'output', 'format', 'chown', 'cache-dir', 'platform', 'compression'] as const;
 
 /** Options of `vrift build` (kebab-case on the command line). */
 export function buildOptions(y: Argv) {
   return y
     .options({
-      base: { type: 'string', demandOption: true, description: 'Base image: docker-archive:<file>[:<name:tag>], oci:<dir-or-tar>[:<ref>], docker-daemon:<ref>, docker://<ref> (registry), or a plain <ref>: a registry when its first component is a host (has "." or ":" or is localhost, e.g. 127.0.0.1:5000/app:1), else the local engine (e.g. vrift-test/bookworm-python:latest)' },
-      add: { type: 'string', array: true, demandOption: true, description: 'Add <host-dir>:<path under /vrift> (repeatable); files are stored content-addressed under /vrift/.cas' },
-      tag: { type: 'string', demandOption: true, description: 'Name of the built image, name[:tag] (tag defaults to latest)' },
+      base: { type: 'string', demandOption: true, requiresArg: true, description: 'Base image: docker-archive:<file>[:<name:tag>], oci:<dir-or-tar>[:<ref>], docker-daemon:<ref>, docker://<ref> (registry), or a plain <ref>: a registry when its first component is a host (has "." or ":" or is localhost, e.g. 127.0.0.1:5000/app:1), else the local engine (e.g. vrift-test/bookworm-python:latest)' },
+      add: { type: 'string', array: true, demandOption: true, requiresArg: true, description: 'Add <host-dir>:<path under /vrift> (repeatable); files are stored content-addressed under /vrift/.cas' },
+      tag: { type: 'string', demandOption: true, requiresArg: true, description: 'Name of the built image, name[:tag] (tag defaults to latest)' },
       load: { type: 'boolean', default: false, description: 'Load the image into the local Docker engine' },
-      output: { type: 'string', description: 'Write the image as a docker-archive tar to this file (or an OCI layout with --format oci)' },
-      format: { choices: ['docker-archive', 'oci'] as const, default: 'docker-archive' as const, description: 'Format of --output: docker-archive tar, or oci: an OCI image layout directory (a path ending in .tar: an OCI layout tar)' },
-      chown: { type: 'string', description: 'Owner uid:gid of every /vrift entry (default 0:0)' },
-      'cache-dir': { type: 'string', description: 'Digest cache directory (default $XDG_CACHE_HOME/vrift or ~/.cache/vrift)' },
+      output: { type: 'string', requiresArg: true, description: 'Write the image as a docker-archive tar to this file (or an OCI layout with --format oci)' },
+      format: { requiresArg: true, choices: ['docker-archive', 'oci'] as const, default: 'docker-archive' as const, description: 'Format of --output: docker-archive tar, or oci: an OCI image layout directory (a path ending in .tar: an OCI layout tar)' },
+      chown: { type: 'string', requiresArg: true, description: 'Owner uid:gid of every /vrift entry (default 0:0)' },
+      'cache-dir': { type: 'string', requiresArg: true, description: 'Digest cache directory (default $XDG_CACHE_HOME/vrift or ~/.cache/vrift)' },
       json: { type: 'boolean', default: false, description: 'Print a JSON summary on stdout' },
       quiet: { type: 'boolean', default: false, description: 'No progress lines on stderr' },
       // registry (H9)
       push: { type: 'boolean', default: false, description: 'Push the image to the registry named by --tag (host[:port]/repo:tag) as an OCI manifest (layers as stored: gzip, the tree layer zstd with --compression zstd)' },
-      platform: { type: 'string', description: 'Platform to take from a multi-platform base, os/arch[/variant] (default: the host\'s, linux/amd64 here)' },
-      compression: { choices: ['gzip', 'zstd'] as const, default: 'gzip' as const, description: 'Compression of the /vrift tree layer: gzip, or zstd (OCI media type ...tar+zstd; needs the optional package zstd-napi; --load needs an engine that reads zstd layers, Docker >= 23)' },
-      'insecure-registry': { type: 'string', array: true, description: 'Registry host[:port] to reach over plain HTTP (repeatable; loopback registries always are; also VRIFT_INSECURE_REGISTRIES)' },
+      platform: { type: 'string', requiresArg: true, description: 'Platform to take from a multi-platform base, os/arch[/variant] (default: the host\'s, linux/amd64 here)' },
+      compression: { requiresArg: true, choices: ['gzip', 'zstd'] as const, default: 'gzip' as const, description: 'Compression of the /vrift tree layer: gzip, or zstd (OCI media type ...tar+zstd; needs the optional package zstd-napi; --load needs an engine that reads zstd layers, Docker >= 23)' },
+      'insecure-registry': { type: 'string', array: true, requiresArg: true, description: 'Registry host[:port] to reach over plain HTTP (repeatable; loopback registries always are; also VRIFT_INSECURE_REGISTRIES)' },
     })
     .check((a) => {
+      checkSingleValues(a, SINGLE_VALUED);
+      if ((a.add as unknown[]).length === 0) throw new VriftError('parsing --add: no value given; use --add <host-dir>:/vrift/<path>', { exitCode: EXIT.usage });
       if (!a.load && a.output === undefined && !a.push) throw new VriftError('Say where the image goes: --load, --output <file.tar>, --push, or several.', { exitCode: EXIT.usage });
       return true;
     })
@@ -84,12 +90,22 @@ export async function parseAdds(values: string[]): Promise<TreeAdd[]> {
     if (i <= 0) throw new VriftError(`parsing --add ${v}: use <host-dir>:${VRIFT_ROOT}/<path>, e.g. --add ./site-packages:${VRIFT_ROOT}/python`, { exitCode: EXIT.usage });
     const src = v.slice(0, i);
     const rawDest = v.slice(i + 1);
+    if (hasReplacementChar(rawDest)) {
+      throw new VriftError(`parsing --add ${v}: the destination holds bytes that are not UTF-8 (shown as \uFFFD), which a command line read by Node cannot pass intact; give a UTF-8 destination`, { exitCode: EXIT.usage });
+    }
     const dest = path.posix.normalize(rawDest).replace(/\/+$/, '');
     if (dest === VRIFT_ROOT) {
       throw new VriftError(`adding ${src}: destination ${VRIFT_ROOT} is the domain root itself; add under it, e.g. ${VRIFT_ROOT}/${path.basename(path.resolve(src))}`);
     }
-    if (!dest.startsWith(`${VRIFT_ROOT}/`) || rawDest.split('/').includes('..')) {
+    if (!dest.startsWith(`${VRIFT_ROOT}/`)) {
       throw new VriftError(`adding ${src}: destination ${rawDest} is outside ${VRIFT_ROOT}; use a path under ${VRIFT_ROOT}/, e.g. ${VRIFT_ROOT}/python`);
+    }
+    if (rawDest.split('/').includes('..')) {
+      throw new VriftError(`adding ${src}: destination ${rawDest} contains "..", which vrift does not resolve; write the path without it, e.g. ${dest}`);
+    }
+    const long = dest.split('/').find((c) => Buffer.byteLength(c) > NAME_MAX);
+    if (long !== undefined) {
+      throw new VriftError(`adding ${src}: destination ${dest} has a ${Buffer.byteLength(long)}-byte component, longer than NAME_MAX (${NAME_MAX} bytes); shorten it`);
     }
     if (dest === `${VRIFT_ROOT}/.cas` || dest.startsWith(`${VRIFT_ROOT}/.cas/`)) {
       throw new VriftError(`adding ${src}: destination ${dest} is inside ${VRIFT_ROOT}/.cas, which vrift reserves for content objects; choose another path under ${VRIFT_ROOT}/`);
@@ -100,9 +116,16 @@ export async function parseAdds(values: string[]): Promise<TreeAdd[]> {
         throw new VriftError(`adding ${src}: destination ${dest} overlaps ${a.dest} (from --add ${a.src}); use destinations that do not contain each other`);
       }
     }
-    const st = await fsp.stat(src).catch((err: NodeJS.ErrnoException) => err);
-    if (st instanceof Error) {
-      throw new VriftError(`adding ${src}: ${st.code === 'ENOENT' ? 'no such directory' : st.message}; check the path before :${rawDest}`);
+    let st: Stats;
+    try {
+      st = await fsp.stat(src);
+    } catch (e) {
+      // (not `instanceof Error`: errors from node:fs come from another realm under jest)
+      const err = e as NodeJS.ErrnoException;
+      if (err.code === 'ENOENT' && hasReplacementChar(src)) {
+        throw new VriftError(`adding ${src}: no such directory, and the name holds bytes that are not UTF-8 (shown as \uFFFD), which a command line read by Node cannot pass intact; add it through a symlink with a UTF-8 name (ln -s <dir> /tmp/src && --add /tmp/src:${rawDest})`);
+      }
+      throw new VriftError(`adding ${src}: ${err.code === 'ENOENT' ? 'no such directory' : err.message}; check the path before :${rawDest}`);
     }
     if (!st.isDirectory()) throw new VriftError(`adding ${src}: not a directory; --add takes a directory (put a single file in one)`);
     try {
@@ -114,6 +137,9 @@ export async function parseAdds(values: string[]): Promise<TreeAdd[]> {
   }
   return adds;
 }
+
+/** Longest file name component Linux file systems take (NAME_MAX, bytes). */
+const NAME_MAX = 255;
 
 function vriftVersion(): string {
   return (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;

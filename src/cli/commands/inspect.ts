@@ -1,4 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
+import { VriftError } from '../../errors';
 import { dockerClient } from '../../image/daemon';
 import { parseSourceRef } from '../../image/source';
 import { formatInspect, inspectImage } from '../../verify/inspect';
@@ -22,20 +23,40 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
       .positional('image', {
         type: 'string',
         demandOption: true,
-        describe: 'docker-archive:<file>[:<name:tag>], oci:<dir-or-tar>[:<ref>], docker-daemon:<ref>, or a bare <ref> (= local engine)',
+        describe: 'docker-archive:<file>[:<name:tag>], oci:<dir-or-tar>[:<ref>], docker-daemon:<ref>, docker://<ref> (registry), or a plain <ref>: a registry when its first component is a host (has "." or ":" or is localhost), else the local engine',
       })
       .option('json', { type: 'boolean', default: false, describe: 'Print the report as JSON on stdout' })
       .example('$0 inspect docker-daemon:app:1', 'Table for an image in the local engine')
       .example('$0 inspect docker-archive:app.tar --json | jq .dedup', 'JSON report of a `vrift build --output` archive')
-      .example('$0 inspect oci:./layout:app', 'An OCI image layout directory or tar') as unknown as Argv<InspectArgs>,
+      .example('$0 inspect oci:./layout:app', 'An OCI image layout directory or tar')
+      .example('$0 inspect 127.0.0.1:5000/app:1', 'An image in a registry') as unknown as Argv<InspectArgs>,
   handler: async (a) => {
-    const src = await parseSourceRef(a.image);
     try {
+      const src = await parseSourceRef(a.image);
       const r = await inspectImage(src, dockerClient);
       process.stdout.write(a.json ? `${JSON.stringify(r, null, 2)}\n` : formatInspect(r));
-    } catch (err) {
+    } catch (e) {
+      const err = asInspectError(e);
       if (a.json) process.stdout.write(`${JSON.stringify({ outcome: 'error', message: err instanceof Error ? err.message : String(err) })}\n`);
       throw err;
     }
   },
 };
+
+/**
+ * The image readers (src/image/source.ts, daemon.ts, remote.ts) word their
+ * errors for `vrift build --base`; `vrift inspect` has no base and no --base
+ * flag, so those words are replaced ("reading base image x: ..." -> "reading
+ * image x: ...", "parsing --base x" -> "parsing image x").
+ *
+ * @param err what the readers threw
+ * @returns a VriftError with the same exit code and the original as cause, or err unchanged
+ */
+export function asInspectError(err: unknown): unknown {
+  if (!(err instanceof VriftError)) return err;
+  const message = err.message
+    .replace(/^reading base image /, 'reading image ')
+    .replace(/^parsing --base /, 'parsing image ')
+    .replace('. A plain --base reference without a registry host', '. A plain reference without a registry host');
+  return message === err.message ? err : new VriftError(message, { cause: err, exitCode: err.exitCode });
+}

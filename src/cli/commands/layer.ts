@@ -10,6 +10,7 @@ import { BLOB_IMAGE_PATH, SHIM_IMAGE_PATH, type LayerEntry } from '../../layer/t
 import { blobEntriesFromPlan, planTree, SYNTHETIC_INO_BASE } from '../../tree';
 import { parseAdds, parseChown, sourceDateEpochFromEnv } from './build';
 import { PACKAGE_ROOT, shimPath } from './shimPath';
+import { checkSingleValues } from '../args';
 
 // Owned by the integrations work (issue 6): `vrift layer` is what a `docker build`
 // stage runs, because `vrift build` needs an engine and a base image, neither of
@@ -219,10 +220,10 @@ export const layerCommand: CommandModule<object, LayerArgs> = {
   builder: (y: Argv) =>
     y
       .options({
-        add: { type: 'string', array: true, demandOption: true, description: 'Add <dir>:<path under /vrift> (repeatable)' },
+        add: { type: 'string', array: true, demandOption: true, requiresArg: true, description: 'Add <dir>:<path under /vrift> (repeatable)' },
         'out-dir': { type: 'string', demandOption: true, requiresArg: true, description: 'Directory to write (must not exist or be empty): tree/vrift/... and lib/{psfs.blob,libvrift.so,vrift-mkblob}' },
-        chown: { type: 'string', description: 'Owner uid:gid of every /vrift entry (default 0:0)' },
-        'cache-dir': { type: 'string', description: 'Digest cache directory (default $XDG_CACHE_HOME/vrift or ~/.cache/vrift)' },
+        chown: { type: 'string', requiresArg: true, description: 'Owner uid:gid of every /vrift entry (default 0:0)' },
+        'cache-dir': { type: 'string', requiresArg: true, description: 'Digest cache directory (default $XDG_CACHE_HOME/vrift or ~/.cache/vrift)' },
         variant: { type: 'string', requiresArg: true, description: 'Shim variant for the target image, <arch>-<libc> (amd64-glibc, amd64-musl, arm64-glibc, arm64-musl); default the host\'s' },
         json: { type: 'boolean', default: false, description: 'Print a JSON summary on stdout' },
         quiet: { type: 'boolean', default: false, description: 'No progress lines on stderr' },
@@ -230,6 +231,7 @@ export const layerCommand: CommandModule<object, LayerArgs> = {
       .example('$0 layer --add /deps/site-packages:/vrift/python --out-dir /out', 'In a docker build stage; then COPY --from=<stage> /out/tree/ / and COPY --from=<stage> /out/lib/ /usr/lib/vrift/')
       .epilogue('Environment: SOURCE_DATE_EPOCH clamps file mtimes. See docs/integrations/docker-build.md.') as unknown as Argv<LayerArgs>,
   handler: async (a) => {
+    checkSingleValues(a as unknown as Record<string, unknown>, ['out-dir', 'chown', 'cache-dir', 'variant']);
     const log = a.quiet ? () => undefined : (line: string) => process.stderr.write(`vrift: ${line}\n`);
     const s = await runLayer(a, log);
     process.stdout.write(a.json ? `${JSON.stringify(s, null, 2)}\n` : `${s.outDir} ${s.blobDigest}\n`);

@@ -1,8 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import * as path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { EXIT, VriftError } from '../../errors';
 import { formatVerify, verifyTree } from '../../verify/verify';
+import { checkSingleValues } from '../args';
 
 /** Parsed arguments of `vrift verify`. */
 export interface VerifyArgs {
@@ -45,6 +47,15 @@ export const verifyCommand: CommandModule<object, VerifyArgs> = {
       .example('$0 verify --root rootfs --json | jq .extra', 'Paths written into /vrift after the build (drift)')
       .epilogue('Exit codes: 0 every entry matches; 3 a field differs outside st_ino/st_dev/st_atime/st_ctime, an entry is missing, or a path on disk is not in the blob; 1 the blob cannot be read.') as unknown as Argv<VerifyArgs>,
   handler: async (a) => {
+    checkSingleValues(a as unknown as Record<string, unknown>, ['root', 'blob']);
+    let rootStat;
+    try {
+      rootStat = statSync(a.root);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new VriftError(`verifying ${path.resolve(a.root)}: ${code === 'ENOENT' ? 'no such directory' : (err as Error).message}; --root takes an unpacked image rootfs`, { cause: err });
+    }
+    if (!rootStat.isDirectory()) throw new VriftError(`verifying ${path.resolve(a.root)}: not a directory; --root takes an unpacked image rootfs`);
     if (process.env[CHILD_MARK] !== '1' && (process.env.LD_PRELOAD || shimLoaded())) {
       const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
         stdio: 'inherit',
