@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { checkSingleValues, oneLineUsage } from '../../src/cli/args';
-import { parseAdds } from '../../src/cli/commands/build';
+import { parseAdds, refuseInsideSources } from '../../src/cli/commands/build';
 import { asInspectError } from '../../src/cli/commands/inspect';
 import { VriftError, EXIT } from '../../src/errors';
 
@@ -84,6 +84,22 @@ describe('parseAdds destinations and sources', () => {
     await expect(parseAdds([`${asArgv}:/vrift/x`])).rejects.toThrow(/no such directory, and the name holds bytes that are not UTF-8 .* symlink with a UTF-8 name/);
     // a plain missing directory keeps its short message
     await expect(parseAdds([`${tmp}/missing:/vrift/x`])).rejects.toThrow(`adding ${tmp}/missing: no such directory; check the path before :/vrift/x`);
+  });
+});
+
+describe('refuseInsideSources', () => {
+  test('an --output or --cache-dir inside an --add source is refused (also through a symlink, also when not there yet)', async () => {
+    const adds = [{ src, dest: '/vrift/x' }];
+    await expect(refuseInsideSources(adds, [['--output', `${src}/o.tar`]])).rejects.toThrow(`writing ${src}/o.tar: it is inside the source ${src} of --add ${src}:/vrift/x, so the next build would take it into the tree; give a --output outside every --add source`);
+    await expect(refuseInsideSources(adds, [['--cache-dir', `${src}/new/cache`]])).rejects.toThrow(/give a --cache-dir outside every --add source/);
+    await expect(refuseInsideSources(adds, [['--cache-dir', src]])).rejects.toThrow(/is inside the source/);
+    const link = path.join(tmp, 'link');
+    fs.symlinkSync(src, link);
+    await expect(refuseInsideSources(adds, [['--output', `${link}/o.tar`]])).rejects.toThrow(/is inside the source/);
+    await expect(refuseInsideSources([{ src: link, dest: '/vrift/x' }], [['--output', `${src}/o.tar`]])).rejects.toThrow(/is inside the source/);
+    // next to the source, or a sibling whose name starts the same: fine
+    await expect(refuseInsideSources(adds, [['--output', `${tmp}/o.tar`], ['--cache-dir', `${src}2/cache`], ['--output', undefined]])).resolves.toBeUndefined();
+    fs.unlinkSync(link);
   });
 });
 

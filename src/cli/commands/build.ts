@@ -138,6 +138,34 @@ export async function parseAdds(values: string[]): Promise<TreeAdd[]> {
   return adds;
 }
 
+/**
+ * Refuse an --output or --cache-dir that lies inside an --add source: the
+ * next build would put the previous image (or the digest cache, written while
+ * this build plans) into the tree, and no two builds would give the same image.
+ * Paths are compared after realpath of their nearest existing ancestor.
+ * @throws VriftError (exit 2) naming the flag and the source
+ */
+export async function refuseInsideSources(adds: TreeAdd[], paths: [flag: string, value: string | undefined][]): Promise<void> {
+  const real = async (p: string): Promise<string> => {
+    const abs = path.resolve(p);
+    for (let dir = abs, rest = ''; ; rest = path.join(path.basename(dir), rest), dir = path.dirname(dir)) {
+      const r = await fsp.realpath(dir).catch(() => undefined);
+      if (r !== undefined) return path.join(r, rest);
+      if (dir === path.dirname(dir)) return abs;
+    }
+  };
+  for (const [flag, value] of paths) {
+    if (value === undefined) continue;
+    const p = await real(value);
+    for (const add of adds) {
+      const src = await real(add.src);
+      if (p === src || p.startsWith(`${src}/`)) {
+        throw new VriftError(`writing ${value}: it is inside the source ${add.src} of --add ${add.src}:${add.dest}, so the next build would take it into the tree; give a ${flag} outside every --add source`, { exitCode: EXIT.usage });
+      }
+    }
+  }
+}
+
 /** Longest file name component Linux file systems take (NAME_MAX, bytes). */
 const NAME_MAX = 255;
 
@@ -151,6 +179,10 @@ export async function runBuild(a: BuildArgs, log: (line: string) => void, progre
   const sourceDateEpoch = sourceDateEpochFromEnv(process.env.SOURCE_DATE_EPOCH);
   const chown = parseChown(a.chown);
   const adds = await parseAdds(a.add as string[]);
+  await refuseInsideSources(adds, [
+    ['--output', a.output],
+    ['--cache-dir', a['cache-dir']],
+  ]);
   const base = await parseSourceRef(a.base);
   let shim: string;
   try {
