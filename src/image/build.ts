@@ -239,7 +239,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
     let tree = await buildTree();
     const s = tree.stats;
     o.log(`tree: ${s.files} files, ${s.dirs} dirs, ${s.symlinks} symlinks, ${s.bytes} bytes, ${s.casObjects} CAS objects (dedup ${s.dedupRatio.toFixed(3)}x), hashed ${s.hashMisses}, cached ${s.hashHits}`);
-    o.log(`blob: ${tree.blob.length} bytes, ${tree.blobDigest}`);
+    o.log(`blob: ${tree.blobSize} bytes, ${tree.blobDigest}`);
     lap('tree');
     collectTreeGarbage();
 
@@ -254,8 +254,9 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       o.log(`base carries a vrift tree (blob ${previous}): merging`);
       vriftBase = await readVriftBase(source.image, o.base.raw);
       await fsp.rm(tree.layer.path, { force: true });
+      await fsp.rm(tree.blobFile, { force: true });
       tree = await buildTree(vriftBase.merge);
-      o.log(`blob: merged with the base's ${vriftBase.merge.entries.length} entries: ${tree.blob.length} bytes, ${tree.blobDigest}`);
+      o.log(`blob: merged with the base's ${vriftBase.merge.entries.length} entries: ${tree.blobSize} bytes, ${tree.blobDigest}`);
     } else {
       // Without a vrift blob the base must hold nothing under /vrift: the new blob would not
       // describe those files, and the shim would answer ENOENT for them (the domain is complete).
@@ -378,7 +379,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       shim: { path: shim.path, variant: shim.variant },
       created,
       layers: built,
-      stats: { ...s, bytes: Number(s.bytes), blobBytes: tree.blob.length, seconds },
+      stats: { ...s, bytes: Number(s.bytes), blobBytes: tree.blobSize, seconds },
       timings: Object.fromEntries(Object.entries(timings).map(([k, v]) => [k, Number(v.toFixed(3))])) as BuildResult['timings'],
     };
   } catch (err) {

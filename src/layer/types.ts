@@ -180,8 +180,14 @@ export interface BuildVriftLayerOptions extends PlanOptions {
 
 export interface BuildVriftLayerResult {
   layer: LayerFile;
-  /** The PSFS blob bytes written into the layer at /usr/lib/vrift/psfs.blob. */
-  blob: Buffer;
+  /**
+   * A file (in tmpDir; the caller owns it) holding the PSFS blob bytes written
+   * into the layer at /usr/lib/vrift/psfs.blob: not a Buffer, so that the
+   * blob is not in memory while the layer is written.
+   */
+  blobFile: string;
+  /** Size of the blob in bytes. */
+  blobSize: number;
   /** "sha256:<hex>" of the blob bytes. */
   blobDigest: string;
   stats: TreeStats;

@@ -11,7 +11,7 @@
  * FileInfoHeader), which is not what image layers go through.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildVriftLayer } from '../../src/tree';
@@ -68,7 +68,7 @@ json.dump(out, sys.stdout)
     await fsp.chmod(dir, 0o755);
     const got = parseExact(execFileSync('docker', ['run', '--rm', '--network', 'none', '-v', `${path.join(dir, 'scripts')}:/scripts:ro`, tag, 'python3', '/scripts/lstat.py'], { maxBuffer: 1 << 26 }).toString()) as
       { path: string; mode: number; uid: number; gid: number; nlink: number; size: number; blocks: number; blksize: number; mtime_ns: string; target: string | null }[];
-    const blob = decodeBlob(r.blob);
+    const blob = decodeBlob(readFileSync(r.blobFile));
     const uncertain = new Set(r.uncertain.map((p) => p.toString('hex')));
     const inContainer = new Map(got.map((g) => [g.path, g]));
     expect(got.length).toBe(blob.entries.length);
