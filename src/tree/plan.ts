@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { promises as fsp, type BigIntStats } from 'node:fs';
 import * as path from 'node:path';
 import { VriftError } from '../errors';
-import { DigestCache, type FileKey } from '../cas/cache';
+import { DigestCache, type FileBatch, type FileKey } from '../cas/cache';
 import { showPath } from '../cas/hash';
 import { casObjectPath, CAS_DIR } from '../cas/path';
 import { PATH_MAX } from '../blob/format';
@@ -145,30 +145,39 @@ async function symlinkEscapes(srcRoot: Buffer, linkDir: Buffer[], target: Buffer
 }
 
 /**
- * Fill table.sha of every file row in `files` (through the digest cache,
+ * Fill table.sha of every file row in `files` (through the digest cache:
+ * one streamed pass finds the unchanged files, the others are hashed
  * HASH_CONCURRENCY at a time; a file row's `ref` is its key row in `keys`)
- * and persist the cache. The cache (a record per file it has ever seen) is
- * saved and dropped here, before the entries are built, so that it and its
- * save do not add to the peak memory of the planning that follows.
+ * and persist the cache (streamed too: no record of it is held, see
+ * src/cas/cache.ts).
  */
 async function hashFiles(table: EntryTable, files: Uint32Array, keys: FileKeys, opts: PlanOptions): Promise<{ hits: number; misses: number }> {
   const cache = await DigestCache.open(opts.cacheDir);
+  const batch: FileBatch = {
+    count: files.length,
+    path: (k) => table.hostPath(files[k]),
+    key: (k) => keys.get(table.ref[files[k]], BigInt(table.size[files[k]])),
+  };
   let total = 0;
   for (const f of files) total += table.size[f];
   const hashing = opts.progress?.phase('hashing', total);
+  // Digest-cache hits count as done at once.
+  await cache.lookup(batch, (k, hex) => {
+    table.sha.write(hex, files[k] * 32, 32, 'hex');
+    hashing?.add(table.size[files[k]]);
+  });
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < files.length) {
-      const f = files[next++];
-      const size = BigInt(table.size[f]);
-      const hex = await cache.sha256(table.hostPath(f), keys.get(table.ref[f], size));
-      table.sha.write(hex, f * 32, 32, 'hex');
-      hashing?.add(table.size[f]); // digest-cache hits count as done at once
+      const k = next++;
+      if (cache.found(k)) continue;
+      table.sha.write(await cache.hash(batch, k), files[k] * 32, 32, 'hex');
+      hashing?.add(table.size[files[k]]);
     }
   };
   await Promise.all(Array.from({ length: Math.min(HASH_CONCURRENCY, files.length) }, worker));
   hashing?.end();
-  await cache.save();
+  await cache.save(batch, (k) => table.shaHex(files[k]));
   return { hits: cache.hits, misses: cache.misses };
 }
 
