@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { checkSingleValues, oneLineUsage } from '../../src/cli/args';
-import { parseAdds, refuseInsideSources } from '../../src/cli/commands/build';
+import { checkTmpDir, parseAdds, refuseInsideSources } from '../../src/cli/commands/build';
 import { asInspectError } from '../../src/cli/commands/inspect';
 import { VriftError, EXIT } from '../../src/errors';
 
@@ -100,6 +100,22 @@ describe('refuseInsideSources', () => {
     // next to the source, or a sibling whose name starts the same: fine
     await expect(refuseInsideSources(adds, [['--output', `${tmp}/o.tar`], ['--cache-dir', `${src}2/cache`], ['--output', undefined]])).resolves.toBeUndefined();
     fs.unlinkSync(link);
+  });
+});
+
+describe('checkTmpDir', () => {
+  test('a missing, non-directory or unwritable TMPDIR is one line naming it; a good one passes', async () => {
+    await expect(checkTmpDir(`${tmp}/missing`)).rejects.toThrow(`creating the build's temp directory in ${tmp}/missing: no such directory; set TMPDIR to a writable directory`);
+    await expect(checkTmpDir(`${src}/f`)).rejects.toThrow(/: not a directory; set TMPDIR/);
+    await expect(checkTmpDir(tmp)).resolves.toBeUndefined();
+  });
+  test('TMPDIR that does not exist: the built CLI says so before any work (exit 1)', () => {
+    const r = spawnSync(process.execPath, [BIN, 'build', '--base', 'docker-archive:/nonexistent.tar', '--add', `${src}:/vrift/x`, '--tag', 't:1', '--output', `${tmp}/o.tar`, '--quiet'], {
+      encoding: 'utf8',
+      env: { ...process.env, VRIFT_DEBUG: '', TMPDIR: `${tmp}/no-tmp` },
+    });
+    expect(r.stderr).toBe(`vrift: creating the build's temp directory in ${tmp}/no-tmp: no such directory; set TMPDIR to a writable directory (it holds the layers while they are written)\n`);
+    expect(r.status).toBe(EXIT.failure);
   });
 });
 

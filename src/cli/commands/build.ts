@@ -1,4 +1,5 @@
 import { promises as fsp, constants as fsc, readFileSync, type Stats } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { VriftError, EXIT } from '../../errors';
@@ -166,6 +167,23 @@ export async function refuseInsideSources(adds: TreeAdd[], paths: [flag: string,
   }
 }
 
+/**
+ * The build spools layers and the base under os.tmpdir() ($TMPDIR, default
+ * /tmp): a missing or unwritable one is said up front, in one line, instead
+ * of a raw "ENOENT: ..., mkdtemp" after the tree was hashed.
+ * @throws VriftError naming the directory and TMPDIR
+ */
+export async function checkTmpDir(dir: string = os.tmpdir()): Promise<void> {
+  const st = await fsp.stat(dir).catch((err: NodeJS.ErrnoException) => err.code ?? 'EIO');
+  let cause: string | undefined;
+  if (typeof st === 'string') cause = st === 'ENOENT' ? 'no such directory' : st;
+  else if (!st.isDirectory()) cause = 'not a directory';
+  else if (!(await fsp.access(dir, fsc.W_OK | fsc.X_OK).then(() => true, () => false))) cause = 'not writable by this user';
+  if (cause !== undefined) {
+    throw new VriftError(`creating the build's temp directory in ${dir}: ${cause}; set TMPDIR to a writable directory (it holds the layers while they are written)`);
+  }
+}
+
 /** Longest file name component Linux file systems take (NAME_MAX, bytes). */
 const NAME_MAX = 255;
 
@@ -183,6 +201,7 @@ export async function runBuild(a: BuildArgs, log: (line: string) => void, progre
     ['--output', a.output],
     ['--cache-dir', a['cache-dir']],
   ]);
+  await checkTmpDir();
   const base = await parseSourceRef(a.base);
   let shim: string;
   try {
