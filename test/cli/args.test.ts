@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { checkSingleValues, oneLineUsage } from '../../src/cli/args';
-import { checkTmpDir, parseAdds, refuseInsideSources } from '../../src/cli/commands/build';
+import { checkCacheDir, checkTmpDir, parseAdds, refuseInsideSources } from '../../src/cli/commands/build';
 import { asInspectError } from '../../src/cli/commands/inspect';
 import { VriftError, EXIT } from '../../src/errors';
 
@@ -115,6 +115,27 @@ describe('checkTmpDir', () => {
       env: { ...process.env, VRIFT_DEBUG: '', TMPDIR: `${tmp}/no-tmp` },
     });
     expect(r.stderr).toBe(`vrift: creating the build's temp directory in ${tmp}/no-tmp: no such directory; set TMPDIR to a writable directory (it holds the layers while they are written)\n`);
+    expect(r.status).toBe(EXIT.failure);
+  });
+});
+
+describe('checkCacheDir', () => {
+  test('a file, or a path through a file, is refused up front; a missing directory under a writable one and an existing one pass', async () => {
+    await expect(checkCacheDir(`${src}/f`)).rejects.toThrow(`opening the digest cache ${src}/f: ${src}/f is not a directory; pass --cache-dir <a directory you can write>`);
+    await expect(checkCacheDir(`${src}/f/sub`)).rejects.toThrow(`a component of ${src}/f/sub is not a directory`);
+    await expect(checkCacheDir(`${tmp}/new/cache`)).resolves.toBeUndefined();
+    await expect(checkCacheDir(tmp)).resolves.toBeUndefined();
+    expect(fs.existsSync(`${tmp}/new`)).toBe(false); // checking creates nothing
+  });
+  test('as uid 65534: a default cache it cannot reach fails before any work, naming it and what to do', () => {
+    const closed = path.join(tmp, 'closed');
+    fs.mkdirSync(closed, { mode: 0o700 });
+    fs.chmodSync(tmp, 0o755);
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, 'build', '--base', 'docker-archive:/nonexistent.tar', '--add', `${src}:/vrift/x`, '--tag', 't:1', '--output', `${tmp}/o.tar`, '--quiet'], {
+      encoding: 'utf8',
+      env: { ...process.env, VRIFT_DEBUG: '', XDG_CACHE_HOME: path.join(closed, 'xdg') },
+    });
+    expect(r.stderr).toBe(`vrift: opening the digest cache ${closed}/xdg/vrift: ${closed}/xdg/vrift cannot be reached by this user (EACCES); pass --cache-dir <a directory you can write> (or set XDG_CACHE_HOME)\n`);
     expect(r.status).toBe(EXIT.failure);
   });
 });

@@ -7,6 +7,7 @@ import { buildImage, type BuildResult } from '../../image/build';
 import { dockerClient } from '../../image/daemon';
 import { parseSourceRef } from '../../image/source';
 import { VRIFT_ROOT, type TreeAdd } from '../../layer/types';
+import { defaultCacheDir } from '../../cas/cache';
 import { buildShimLayer, buildVriftLayer, parseSourceDateEpoch } from '../../tree';
 import { PACKAGE_ROOT, SHIM_VARIANTS, shimPath, variantFor } from './shimPath';
 import { makeProgress, progressMode, type Progress } from '../../progress';
@@ -184,6 +185,33 @@ export async function checkTmpDir(dir: string = os.tmpdir()): Promise<void> {
   }
 }
 
+/**
+ * The digest cache is saved after hashing, into --cache-dir or the default
+ * ($XDG_CACHE_HOME/vrift, ~/.cache/vrift): a directory this user cannot
+ * create or write (HOME kept by `sudo -u`, a read-only home, a file given as
+ * --cache-dir) failed the build only then, some with a raw "EACCES: ...,
+ * lstat '<dir>/.digests-v1.json.tmp-...'". Checked here, before any work:
+ * the directory must be reachable and a directory, or, when it is not there
+ * yet, its nearest existing ancestor writable. An existing directory that is
+ * not writable passes: a build that hashes nothing new (all cached) never
+ * writes it, and one that does says so when saving.
+ * @throws VriftError naming the directory and --cache-dir
+ */
+export async function checkCacheDir(flag: string | undefined): Promise<void> {
+  const dir = path.resolve(flag ?? defaultCacheDir());
+  for (let d = dir; ; d = path.dirname(d)) {
+    const st = await fsp.stat(d).catch((err: NodeJS.ErrnoException) => err.code ?? 'EIO');
+    let cause: string | undefined;
+    if (st === 'ENOENT' && d !== path.dirname(d)) continue;
+    if (typeof st === 'string') {
+      cause = st === 'EACCES' ? `${d} cannot be reached by this user (EACCES)` : st === 'ENOTDIR' ? `a component of ${d} is not a directory` : `${d}: ${st}`;
+    } else if (!st.isDirectory()) cause = `${d} is not a directory`;
+    else if (d !== dir && !(await fsp.access(d, fsc.W_OK | fsc.X_OK).then(() => true, () => false))) cause = `${d} is not writable by this user, so ${dir} cannot be created`;
+    if (cause === undefined) return;
+    throw new VriftError(`opening the digest cache ${dir}: ${cause}; pass --cache-dir <a directory you can write>${flag === undefined ? ' (or set XDG_CACHE_HOME)' : ''}`);
+  }
+}
+
 /** Longest file name component Linux file systems take (NAME_MAX, bytes). */
 const NAME_MAX = 255;
 
@@ -202,6 +230,7 @@ export async function runBuild(a: BuildArgs, log: (line: string) => void, progre
     ['--cache-dir', a['cache-dir']],
   ]);
   await checkTmpDir();
+  await checkCacheDir(a['cache-dir']);
   const base = await parseSourceRef(a.base);
   let shim: string;
   try {

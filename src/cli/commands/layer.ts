@@ -8,7 +8,7 @@ import { encodeBlob, type BlobEntry } from '../../blob/writer';
 import type { HostTree } from '../../blob/hostTree';
 import { BLOB_IMAGE_PATH, SHIM_IMAGE_PATH, type LayerEntry } from '../../layer/types';
 import { blobEntriesFromPlan, planTree, SYNTHETIC_INO_BASE } from '../../tree';
-import { parseAdds, parseChown, sourceDateEpochFromEnv } from './build';
+import { checkCacheDir, parseAdds, parseChown, refuseInsideSources, sourceDateEpochFromEnv } from './build';
 import { PACKAGE_ROOT, shimPath } from './shimPath';
 import { checkSingleValues } from '../args';
 
@@ -122,6 +122,8 @@ export async function runLayer(a: LayerArgs, log: (line: string) => void): Promi
   const sourceDateEpoch = sourceDateEpochFromEnv(process.env.SOURCE_DATE_EPOCH);
   const chown = parseChown(a.chown);
   const adds = await parseAdds(a.add);
+  await refuseInsideSources(adds, [['--cache-dir', a['cache-dir']]]);
+  await checkCacheDir(a['cache-dir']);
   const outDir = path.resolve(a['out-dir']);
   const existing = await fsp.readdir(outDir).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : err));
   if (existing instanceof Error) throw new VriftError(`writing ${outDir}: ${existing.message}; choose another --out-dir`);
