@@ -1,7 +1,7 @@
 import { setFlagsFromString } from 'node:v8';
 import yargs from 'yargs';
 import { VriftError, EXIT } from '../errors';
-import { oneLineUsage } from './args';
+import { hasReplacementChar, oneLineUsage } from './args';
 import { blobCommand } from './commands/blob';
 import { shimPathCommand } from './commands/shimPath';
 import { buildCommand } from './commands/build';
@@ -25,6 +25,12 @@ export async function main(argv: string[]): Promise<void> {
   // files from ~476 to ~398 MiB for the same wall time (bench/builder.mjs).
   setFlagsFromString('--heap-growing-percent=50');
   try {
+    // Node has already turned bytes that are not UTF-8 into U+FFFD: a path
+    // given so would silently name another file (vrift blob -o $'x\xff' wrote "x\uFFFD").
+    const lossy = argv.find(hasReplacementChar);
+    if (lossy !== undefined) {
+      throw new VriftError(`parsing arguments: ${JSON.stringify(lossy)} holds bytes that are not UTF-8 (shown as \uFFFD), which a command line read by Node cannot pass intact; use a UTF-8 name (an existing directory can be given through a symlink with one)`, { exitCode: EXIT.usage });
+    }
     await yargs(argv)
       .scriptName('vrift')
       .strict()
