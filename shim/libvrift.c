@@ -363,17 +363,20 @@ static void fill_statx(const struct vrift_state *s, const struct psfs_entry *e,
 /* hot() below, past its cheap checks.  noinline: keeps the 4 KiB scratch
  * out of the wrappers' frames, so a passthrough call runs the real
  * function at its usual stack depth. */
+#define HOT_STATX 0x100u   /* hot_answer: statx output (not a PSFS_ flag) */
 static __attribute__((noinline)) int hot_answer(const struct vrift_state *s, const char *path,
-		      int nofollow, void *buf, int x, int *rc)
+		      unsigned how, void *buf, int *rc,
+		      const struct psfs_entry **known)
 {
 	char scratch[PSFS_PATH_MAX];   /* stack, not TLS or heap: reentrant */
-	const struct psfs_entry *e;
-	switch (psfs_resolve_ours(&s->view, path, nofollow ? 0 : PSFS_FOLLOW, scratch, &e)) {
+	/* *known (NULL on entry) doubles as the out-parameter: set on a HIT,
+	 * and on a PASS only for an uncertain entry (psfs_resolve). */
+	switch (psfs_resolve_ours(&s->view, path, how & PSFS_FOLLOW, scratch, known)) {
 	case PSFS_HIT:
-		if (x)
-			fill_statx(s, e, buf);
+		if (how & HOT_STATX)
+			fill_statx(s, *known, buf);
 		else
-			fill_stat(s, e, buf);
+			fill_stat(s, *known, buf);
 		*rc = 0;
 		return 1;
 	case PSFS_ENOENT:
@@ -390,17 +393,23 @@ static __attribute__((noinline)) int hot_answer(const struct vrift_state *s, con
 }
 
 /* Answer from the blob.  Returns 1 with *rc set (0, or -1 and errno), or 0
- * to pass through.  `x` selects statx output instead of struct stat.
+ * to pass through, with *known the blob's entry for the path when only its
+ * uncertain size (PSFS_E_UNCERTAIN) kept the shim from answering, else
+ * left NULL: the kernel's answer for that path needs no confirming lstat
+ * (tag_stat).  `x` selects statx output instead of struct stat.
  * Inline checks first, so most paths outside the domain (byte 1 differs
  * from every root's: psfs_may_be_ours) pass through without a call. */
 static inline int hot(const struct vrift_state *s, const char *path,
-		      int nofollow, void *buf, int x, int *rc)
+		      int nofollow, void *buf, int x, int *rc,
+		      const struct psfs_entry **known)
 {
 	if (!s || !s->active || !psfs_ptr_ok(buf) || !psfs_may_be_ours(&s->view, path))
 		return 0;                  /* before init, no valid blob, a NULL
 					    * or first-page buffer (the kernel
 					    * says EFAULT), or not ours */
-	return hot_answer(s, path, nofollow, buf, x, rc);
+	/* Six arguments: all in registers (a seventh goes on the stack). */
+	return hot_answer(s, path, (nofollow ? 0 : PSFS_FOLLOW) | (x ? HOT_STATX : 0),
+			  buf, rc, known);
 }
 
 /*
@@ -422,6 +431,7 @@ static inline int hot(const struct vrift_state *s, const char *path,
  */
 #define V_STATX_TAGGED 0x2ceu      /* MODE NLINK UID GID MTIME SIZE */
 #define V_STATX_ATIME 0x20u
+#define V_STATX_MTIME 0x40u
 #define V_STATX_CTIME 0x80u
 #define V_STATX_INO 0x100u
 
@@ -446,16 +456,22 @@ static int domain_inode(const struct vrift_state *s, const struct psfs_entry *e,
 	return same;
 }
 
-static int tag_stat(const struct vrift_state *s, int rc, void *buf)
+static int tag_stat(const struct vrift_state *s, int rc, void *buf,
+		    const struct psfs_entry *known)
 {
 	struct kstat *st = buf;
 	const struct psfs_entry *e;
 	if (rc != 0 || !s || !s->tagged || st->st_dev != s->dev)
 		return rc;
-	e = psfs_tagged(&s->view, st->st_mode, st->st_uid, st->st_gid,
-			(uint64_t)st->st_nlink, (uint64_t)st->st_size,
-			st->st_mtime_sec, (uint32_t)st->st_mtime_nsec);
-	if (e && ((st->st_mode & V_S_IFMT) != V_S_IFDIR || domain_inode(s, e, (uint64_t)st->st_ino))) {
+	if (known)          /* the path's own entry: its mtime must still agree */
+		e = known->mtime_sec == st->st_mtime_sec &&
+		    known->mtime_nsec == (uint32_t)st->st_mtime_nsec ? known : NULL;
+	else
+		e = psfs_tagged(&s->view, st->st_mode, st->st_uid, st->st_gid,
+				(uint64_t)st->st_nlink, (uint64_t)st->st_size,
+				st->st_mtime_sec, (uint32_t)st->st_mtime_nsec);
+	if (e && (e == known || (st->st_mode & V_S_IFMT) != V_S_IFDIR ||
+		  domain_inode(s, e, (uint64_t)st->st_ino))) {
 		st->st_ino = e->ino;
 		st->st_atime_sec = e->atime_sec;
 		st->st_atime_nsec = e->atime_nsec;
@@ -465,20 +481,32 @@ static int tag_stat(const struct vrift_state *s, int rc, void *buf)
 	return rc;
 }
 
-static int tag_statx(const struct vrift_state *s, int rc, void *buf)
+/* statx: the kernel may leave out fields not asked for (stat -c %i asks
+ * for STATX_INO alone), so without `known` an answer lacking the tagged
+ * fields is left alone; with it, only a present mtime is checked. */
+static int tag_statx(const struct vrift_state *s, int rc, void *buf,
+		     const struct psfs_entry *known)
 {
 	struct kstatx *x = buf;
 	const struct psfs_entry *e;
-	if (rc != 0 || !s || !s->tagged || (x->stx_mask & V_STATX_TAGGED) != V_STATX_TAGGED ||
+	if (rc != 0 || !s || !s->tagged ||
 	    x->stx_dev_major != s->dev_maj || x->stx_dev_minor != s->dev_min)
 		return rc;
-	e = psfs_tagged(&s->view, x->stx_mode, x->stx_uid, x->stx_gid, x->stx_nlink,
-			x->stx_size, x->stx_mtime.tv_sec, x->stx_mtime.tv_nsec);
-	/* A directory is confirmed by its inode number (domain_inode): without
-	 * STATX_INO in the answer it is left as the kernel gave it. */
-	if (e && (x->stx_mode & V_S_IFMT) == V_S_IFDIR &&
-	    (!(x->stx_mask & V_STATX_INO) || !domain_inode(s, e, x->stx_ino)))
-		e = NULL;
+	if (known) {
+		e = !(x->stx_mask & V_STATX_MTIME) ||
+		    (known->mtime_sec == x->stx_mtime.tv_sec &&
+		     known->mtime_nsec == x->stx_mtime.tv_nsec) ? known : NULL;
+	} else {
+		if ((x->stx_mask & V_STATX_TAGGED) != V_STATX_TAGGED)
+			return rc;
+		e = psfs_tagged(&s->view, x->stx_mode, x->stx_uid, x->stx_gid, x->stx_nlink,
+				x->stx_size, x->stx_mtime.tv_sec, x->stx_mtime.tv_nsec);
+		/* A directory is confirmed by its inode number (domain_inode):
+		 * without STATX_INO in the answer it is left as the kernel gave it. */
+		if (e && (x->stx_mode & V_S_IFMT) == V_S_IFDIR &&
+		    (!(x->stx_mask & V_STATX_INO) || !domain_inode(s, e, x->stx_ino)))
+			e = NULL;
+	}
 	if (e) {
 		if (x->stx_mask & V_STATX_INO)
 			x->stx_ino = e->ino;
@@ -511,12 +539,13 @@ static inline int at_flags_ok(int flags, int allowed)
 	{                                                                      \
 		const struct vrift_state *s = state();                         \
 		int rc;                                                        \
-		if (hot(s, path, nofollow, buf, 0, &rc))                       \
+		const struct psfs_entry *k = NULL;                             \
+		if (hot(s, path, nofollow, buf, 0, &rc, &k))                   \
 			return rc;                                             \
-		if (s && g_real.field)                                        \
-			return tag_stat(s, g_real.field(path, buf), buf);     \
+		if (s && g_real.field)                                         \
+			return tag_stat(s, g_real.field(path, buf), buf, k);   \
 		return tag_stat(s, (int)raw_fstatat(V_AT_FDCWD, path, buf,     \
-				nofollow ? V_AT_SYMLINK_NOFOLLOW : 0), buf);   \
+				nofollow ? V_AT_SYMLINK_NOFOLLOW : 0), buf, k);\
 	}
 PATH_WRAPPER(stat, stat, 0)
 PATH_WRAPPER(stat64, stat64, 0)
@@ -529,9 +558,9 @@ PATH_WRAPPER(lstat64, lstat64, 1)
 	EXPORT int name(int fd, void *buf)                                     \
 	{                                                                      \
 		const struct vrift_state *s = state();                         \
-		if (s && g_real.field)                                        \
-			return tag_stat(s, g_real.field(fd, buf), buf);       \
-		return tag_stat(s, (int)raw_fstat(fd, buf), buf);              \
+		if (s && g_real.field)                                         \
+			return tag_stat(s, g_real.field(fd, buf), buf, NULL);  \
+		return tag_stat(s, (int)raw_fstat(fd, buf), buf, NULL);        \
 	}
 FD_WRAPPER(fstat, fstat)
 FD_WRAPPER(fstat64, fstat64)
@@ -543,12 +572,13 @@ FD_WRAPPER(fstat64, fstat64)
 	{                                                                      \
 		const struct vrift_state *s = state();                         \
 		int rc;                                                        \
+		const struct psfs_entry *k = NULL;                             \
 		if (at_flags_ok(flags, FSTATAT_FLAGS) &&                       \
-		    hot(s, path, flags & V_AT_SYMLINK_NOFOLLOW, buf, 0, &rc))  \
+		    hot(s, path, flags & V_AT_SYMLINK_NOFOLLOW, buf, 0, &rc, &k))  \
 			return rc;                                             \
-		if (s && g_real.field)                                        \
-			return tag_stat(s, g_real.field(dirfd, path, buf, flags), buf); \
-		return tag_stat(s, (int)raw_fstatat(dirfd, path, buf, flags), buf); \
+		if (s && g_real.field)                                         \
+			return tag_stat(s, g_real.field(dirfd, path, buf, flags), buf, k); \
+		return tag_stat(s, (int)raw_fstatat(dirfd, path, buf, flags), buf, k); \
 	}
 AT_WRAPPER(fstatat, fstatat)
 AT_WRAPPER(fstatat64, fstatat64)
@@ -568,12 +598,13 @@ EXPORT int statx(int dirfd, const char *path, int flags, unsigned mask, void *bu
 {
 	const struct vrift_state *s = state();
 	int rc;
+	const struct psfs_entry *k = NULL;
 	if (statx_ok(flags, mask) &&
-	    hot(s, path, flags & V_AT_SYMLINK_NOFOLLOW, buf, 1, &rc))
+	    hot(s, path, flags & V_AT_SYMLINK_NOFOLLOW, buf, 1, &rc, &k))
 		return rc;
 	if (s && g_real.statx)
-		return tag_statx(s, g_real.statx(dirfd, path, flags, mask, buf), buf);
-	return tag_statx(s, (int)raw_statx(dirfd, path, flags, mask, buf), buf);
+		return tag_statx(s, g_real.statx(dirfd, path, flags, mask, buf), buf, k);
+	return tag_statx(s, (int)raw_statx(dirfd, path, flags, mask, buf), buf, k);
 }
 
 /* Pre-2.33 glibc ABI: `ver` selects the struct layout; we only know the
@@ -583,18 +614,19 @@ EXPORT int statx(int dirfd, const char *path, int flags, unsigned mask, void *bu
 	{                                                                      \
 		const struct vrift_state *s = state();                         \
 		int rc;                                                        \
-		if (ver == STAT_VER && hot(s, path, nofollow, buf, 0, &rc))    \
+		const struct psfs_entry *k = NULL;                             \
+		if (ver == STAT_VER && hot(s, path, nofollow, buf, 0, &rc, &k))    \
 			return rc;                                             \
-		if (ver != STAT_VER) {  /* another layout: never touch it */  \
-			if (s && g_real.field)                                \
-				return g_real.field(ver, path, buf);          \
+		if (ver != STAT_VER) {  /* another layout: never touch it */   \
+			if (s && g_real.field)                                 \
+				return g_real.field(ver, path, buf);           \
 			errno = EINVAL;                                        \
 			return -1;                                             \
 		}                                                              \
-		if (s && g_real.field)                                        \
-			return tag_stat(s, g_real.field(ver, path, buf), buf); \
+		if (s && g_real.field)                                         \
+			return tag_stat(s, g_real.field(ver, path, buf), buf, k); \
 		return tag_stat(s, (int)raw_fstatat(V_AT_FDCWD, path, buf,     \
-				nofollow ? V_AT_SYMLINK_NOFOLLOW : 0), buf);   \
+				nofollow ? V_AT_SYMLINK_NOFOLLOW : 0), buf, k);\
 	}
 XSTAT_WRAPPER(__xstat, xstat, 0)
 XSTAT_WRAPPER(__xstat64, xstat64, 0)
@@ -605,15 +637,15 @@ XSTAT_WRAPPER(__lxstat64, lxstat64, 1)
 	EXPORT int name(int ver, int fd, void *buf)                            \
 	{                                                                      \
 		const struct vrift_state *s = state();                         \
-		if (ver != STAT_VER) {  /* another layout: never touch it */  \
-			if (s && g_real.field)                                \
-				return g_real.field(ver, fd, buf);            \
+		if (ver != STAT_VER) {  /* another layout: never touch it */   \
+			if (s && g_real.field)                                 \
+				return g_real.field(ver, fd, buf);             \
 			errno = EINVAL;                                        \
 			return -1;                                             \
 		}                                                              \
-		if (s && g_real.field)                                        \
-			return tag_stat(s, g_real.field(ver, fd, buf), buf);  \
-		return tag_stat(s, (int)raw_fstat(fd, buf), buf);              \
+		if (s && g_real.field)                                         \
+			return tag_stat(s, g_real.field(ver, fd, buf), buf, NULL);  \
+		return tag_stat(s, (int)raw_fstat(fd, buf), buf, NULL);        \
 	}
 FXSTAT_WRAPPER(__fxstat, fxstat)
 FXSTAT_WRAPPER(__fxstat64, fxstat64)
@@ -624,18 +656,19 @@ FXSTAT_WRAPPER(__fxstat64, fxstat64)
 	{                                                                      \
 		const struct vrift_state *s = state();                         \
 		int rc;                                                        \
+		const struct psfs_entry *k = NULL;                             \
 		if (ver == STAT_VER && at_flags_ok(flags, FSTATAT_FLAGS) &&    \
-		    hot(s, path, flags & V_AT_SYMLINK_NOFOLLOW, buf, 0, &rc))  \
+		    hot(s, path, flags & V_AT_SYMLINK_NOFOLLOW, buf, 0, &rc, &k))  \
 			return rc;                                             \
-		if (ver != STAT_VER) {  /* another layout: never touch it */  \
-			if (s && g_real.field)                                \
+		if (ver != STAT_VER) {  /* another layout: never touch it */   \
+			if (s && g_real.field)                                 \
 				return g_real.field(ver, dirfd, path, buf, flags); \
 			errno = EINVAL;                                        \
 			return -1;                                             \
 		}                                                              \
-		if (s && g_real.field)                                        \
-			return tag_stat(s, g_real.field(ver, dirfd, path, buf, flags), buf); \
-		return tag_stat(s, (int)raw_fstatat(dirfd, path, buf, flags), buf); \
+		if (s && g_real.field)                                         \
+			return tag_stat(s, g_real.field(ver, dirfd, path, buf, flags), buf, k); \
+		return tag_stat(s, (int)raw_fstatat(dirfd, path, buf, flags), buf, k); \
 	}
 FXSTATAT_WRAPPER(__fxstatat, fxstatat)
 FXSTATAT_WRAPPER(__fxstatat64, fxstatat64)
@@ -1727,12 +1760,13 @@ EXPORT long syscall(long n, ...)
 
 	const struct vrift_state *s = state();
 	int rc;
+	const struct psfs_entry *k = NULL;
 	const char *p;
 	switch (n) {
 	case SYS_statx:
 		p = (const char *)a[1];
 		if (statx_ok((int)a[2], (unsigned)a[3]) &&
-		    hot(s, p, (int)a[2] & V_AT_SYMLINK_NOFOLLOW, (void *)a[4], 1, &rc))
+		    hot(s, p, (int)a[2] & V_AT_SYMLINK_NOFOLLOW, (void *)a[4], 1, &rc, &k))
 			return rc;
 		break;
 	case SYS_fstat:
@@ -1740,13 +1774,13 @@ EXPORT long syscall(long n, ...)
 	case SYS_newfstatat:
 		p = (const char *)a[1];
 		if (at_flags_ok((int)a[3], FSTATAT_FLAGS) &&
-		    hot(s, p, (int)a[3] & V_AT_SYMLINK_NOFOLLOW, (void *)a[2], 0, &rc))
+		    hot(s, p, (int)a[3] & V_AT_SYMLINK_NOFOLLOW, (void *)a[2], 0, &rc, &k))
 			return rc;
 		break;
 #ifdef SYS_stat
 	case SYS_stat:
 	case SYS_lstat:
-		if (hot(s, (const char *)a[0], n == SYS_lstat, (void *)a[1], 0, &rc))
+		if (hot(s, (const char *)a[0], n == SYS_lstat, (void *)a[1], 0, &rc, &k))
 			return rc;
 		break;
 #endif
@@ -1763,10 +1797,10 @@ EXPORT long syscall(long n, ...)
 	 * domain inode gets its blob identity. */
 	long r = sys_ret(raw6(n, a[0], a[1], a[2], a[3], a[4], a[5]));
 	if (n == SYS_statx)
-		return tag_statx(s, (int)r, (void *)a[4]);
+		return tag_statx(s, (int)r, (void *)a[4], k);
 	if (n == SYS_newfstatat)
-		return tag_stat(s, (int)r, (void *)a[2]);
-	return tag_stat(s, (int)r, (void *)a[1]);   /* fstat, stat, lstat */
+		return tag_stat(s, (int)r, (void *)a[2], k);
+	return tag_stat(s, (int)r, (void *)a[1], k);   /* fstat, stat, lstat */
 }
 
 /* ---- constructor (cold, once per process) -------------------------------- */

@@ -728,8 +728,10 @@ enum psfs_outcome psfs_resolve_ours(const struct psfs_view *v, const char *path,
 			return PSFS_ENOTDIR;
 		if (w.dot_last && (e->mode & SEARCH_ALL) != SEARCH_ALL)
 			return PSFS_PASS;      /* "dir/." : EACCES for some callers */
-		if (e->flags & PSFS_E_UNCERTAIN)
+		if (e->flags & PSFS_E_UNCERTAIN) {
+			*out = e;              /* the kernel's answer is this entry's */
 			return PSFS_PASS;      /* size is an estimate: ask the kernel */
+		}
 		*out = e;
 		return PSFS_HIT;
 	}

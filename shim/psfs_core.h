@@ -100,7 +100,10 @@ enum psfs_outcome {
  * check them (libvrift.c rejects a blob when one is not searchable by all).  A missing path walks up to its nearest present ancestor:
  * a searchable (0111), reachable directory gives ENOENT; a reachable
  * non-directory, non-symlink gives ENOTDIR; a symlink or anything else
- * gives PASS.  With PSFS_FOLLOW a final symlink whose target resolves in
+ * gives PASS.  *out is set on PSFS_HIT, and on PSFS_PASS when the path
+ * resolves to an entry flagged PSFS_E_UNCERTAIN (the kernel's answer is
+ * then about that entry's inode); otherwise it is left unchanged.
+ * With PSFS_FOLLOW a final symlink whose target resolves in
  * the domain is followed (at most 39 hops, then PASS: at the kernel's limit
  * of 40 its own answer varies); a target outside the
  * domain gives PASS.

@@ -116,6 +116,10 @@ describe('identity policy: real tools print the same with and without the shim',
     symlinkSync('sub', t('dirlink'));
     symlinkSync('../a.py', t('sub', 'up'));
     symlinkSync('missing', t('dangling'));
+    // More than one 4 KiB block of entries: the builder flags it PSFS_E_UNCERTAIN
+    // (its size depends on the filesystem), so stat asks the kernel.
+    mkdirSync(t('bigdir'));
+    for (let i = 0; i < 200; i++) writeFileSync(t('bigdir', `module-with-a-long-name-${String(i).padStart(4, '0')}.py`), '');
     const when = new Date('2024-05-01T12:00:00Z');
     for (const p of [t('a.py'), t('b.py'), t('sub', 'c.txt')]) utimesSync(p, when, when);
     const r = vrift(['build', '--base', `docker-daemon:${BASE_IMAGE}`, '--add', `${src}:/vrift/t`, '--tag', TAG, '--load', '--quiet']);
@@ -156,6 +160,33 @@ for p in ['/vrift/t/pkg/a.py', '/vrift/t/pkg/sub', '/vrift/t/pkg/big-hardlink.bi
       '/vrift/t/pkg/sub True True True True',
       '/vrift/t/pkg/big-hardlink.bin True True True True',
     ]);
+  });
+
+  test('a large directory (PSFS_E_UNCERTAIN, passed through) costs one stat syscall per call, as without the shim, and has the blob identity from every entry point', () => {
+    // Before the fix each stat of it cost two: the call, then a raw lstat confirming
+    // the kernel's answer was the domain inode (node_modules in a Node tree); and
+    // `stat -c %i` (statx asking for STATX_INO alone) printed the kernel's inode.
+    const py = [
+      'import os',
+      "p = '/vrift/t/pkg/bigdir'",
+      'for _ in range(20): os.stat(p)',
+      'fd = os.open(p, os.O_RDONLY)',
+      'print(os.stat(p).st_ino == os.lstat(p).st_ino == os.fstat(fd).st_ino, os.stat(p).st_ino)',
+    ].join('\n');
+    const script = `strace -f -qq -e trace=%%stat -o /tmp/s python3 -c "${py}" && grep -c '"/vrift/t/pkg/bigdir"' /tmp/s; stat -c %i /vrift/t/pkg/bigdir`;
+    const withShim = runInImage(true, script);
+    const without = runInImage(false, script);
+    expect([withShim.status, withShim.stderr]).toEqual([0, '']);
+    expect([without.status, without.stderr]).toEqual([0, '']);
+    const [py1, countWith, statInoWith] = withShim.stdout.trim().split('\n');
+    const [py0, countWithout] = without.stdout.trim().split('\n');
+    const [same, ino] = py1.split(' ');
+    expect([same, py0.split(' ')[0]]).toEqual(['True', 'True']);
+    expect(BigInt(ino) >> 48n).toBe(0x5652n); // synthetic (SYNTHETIC_INO_BASE)
+    expect(statInoWith).toBe(ino);
+    // 22 path calls either way; the shim adds only fstat's one confirming lstat.
+    expect(Number(countWithout)).toBeGreaterThanOrEqual(22);
+    expect(Number(countWith)).toBe(Number(countWithout) + 1);
   });
 
   test('find, du, ls, cp -a, tar, rm -r, os.walk, copytree, samefile, realpathSync: identical output', () => {
