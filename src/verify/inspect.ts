@@ -113,6 +113,7 @@ export async function inspectImage(src: SourceRef, docker: () => Docker, tmpRoot
       const flags = [
         ...(decoded.header.flags & F.H_DEV_RUNTIME ? ['PSFS_H_DEV_RUNTIME'] : []),
         ...(decoded.header.flags & F.H_CHECK_ROOT_MTIME ? ['PSFS_H_CHECK_ROOT_MTIME'] : []),
+        ...(decoded.header.flags & F.H_IDENTITY_TAG ? ['PSFS_H_IDENTITY_TAG'] : []),
       ];
       report.blob = {
         digest: scan.blobDigest,

@@ -56,7 +56,7 @@ test('docker-archive: layers, blob, label, counts, dedup and shim agree with the
   expect(r.blob.label).toBe(s.blobDigest);
   expect(r.blob.labelMatches).toBe(true);
   expect(r.blob.roots).toEqual(['/vrift']);
-  expect(r.blob.flags).toEqual(['PSFS_H_DEV_RUNTIME', 'PSFS_H_CHECK_ROOT_MTIME']);
+  expect(r.blob.flags).toEqual(['PSFS_H_DEV_RUNTIME', 'PSFS_H_CHECK_ROOT_MTIME', 'PSFS_H_IDENTITY_TAG']);
   expect(r.blob.entries).toBe(tree.vriftPaths);
   expect({ files: r.blob.files, dirs: r.blob.dirs, symlinks: r.blob.symlinks, casObjects: r.blob.casObjects }).toEqual({
     files: s.stats.files, dirs: s.stats.dirs, symlinks: s.stats.symlinks, casObjects: s.stats.casObjects,
