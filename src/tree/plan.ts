@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { VriftError } from '../errors';
 import { DigestCache, type FileBatch, type FileKey } from '../cas/cache';
 import { showPath } from '../cas/hash';
-import { casObjectPath, CAS_DIR } from '../cas/path';
+import { casObjectPath, CAS_DIR, CAS_MAX_LINKS } from '../cas/path';
 import { PATH_MAX } from '../blob/format';
 import { EntryTable, KIND_DIR, KIND_FILE, KIND_HARDLINK, KIND_SYMLINK } from '../layer/table';
 import { VRIFT_ROOT, type CasObject, type LayerEntry, type PlanOptions, type TreeAdd, type TreePlan } from '../layer/types';
@@ -391,10 +391,15 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
     }
   }
 
-  // CAS objects: tree files grouped by (sha256, permission bits), by sorting
-  // the file rows by (sha256, path) - no map keyed by a digest. In a group of
-  // one sha256 the first path (path-byte order) gives the primary object its
-  // mode; each object takes its first path's mtime and host file (src/cas/README.md).
+  // CAS objects: tree files grouped by (sha256, permission bits, mtime), by
+  // sorting the file rows by (sha256, path) - no map keyed by a digest.
+  // Hardlinks share one inode, so one st_mode and one st_mtime: files that
+  // differ in either need their own object (a shared mtime would make a
+  // .pyc compiled against its source's mtime stale). An object takes at most
+  // CAS_MAX_LINKS tree paths (ext4 refuses a 65,001st link: docker load then
+  // fails), then the next object of the same key starts. In a group of one
+  // sha256 the first path (path-byte order) names the primary object
+  // (src/cas/README.md).
   const shaCmp = (a: number, b: number): number => table.sha.compare(table.sha, b * 32, b * 32 + 32, a * 32, a * 32 + 32);
   files.sort((a, b) => shaCmp(a, b) || table.comparePaths(a, b));
   let objBytes = 0n;
@@ -403,32 +408,40 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
     let h = g + 1;
     while (h < files.length && shaCmp(files[g], files[h]) === 0) h++;
     const hex = table.shaHex(files[g]);
-    const primary = table.mode[files[g]] & 0o7777;
-    const byPerm: number[] = []; // [perm, object row, ...]: a group has one or a few modes
+    const first = files[g];
+    // [perm, sec, object row, batch, ...]: the open object of each key; a group has one or a few keys
+    const byKey: number[] = [];
+    const made: number[] = []; // every object of the group
     for (let k = g; k < h; k++) {
       const f = files[k];
       const perm = table.mode[f] & 0o7777;
+      const sec = table.sec[f];
       let at = 0;
-      while (at < byPerm.length && byPerm[at] !== perm) at += 2;
-      if (at === byPerm.length) {
+      while (at < byKey.length && (byKey[at] !== perm || byKey[at + 1] !== sec)) at += 4;
+      const full = at < byKey.length && table.nlink[byKey[at + 2]] >= CAS_MAX_LINKS;
+      if (at === byKey.length || full) {
+        const batch = full ? byKey[at + 3] + 1 : 0;
+        const isPrimary = perm === (table.mode[first] & 0o7777) && sec === table.sec[first] && batch === 0;
         // (add() may replace the columns: read them through `table` after it)
-        const o = table.add([casObjectPath(root, hex, perm === primary ? undefined : perm)], KIND_FILE, S_IFREG | perm);
-        table.sec[o] = table.sec[f];
+        const o = table.add([casObjectPath(root, hex, isPrimary ? undefined : { perm, mtime: sec, batch })], KIND_FILE, S_IFREG | perm);
+        table.sec[o] = sec;
         table.size[o] = table.size[f];
         table.ref[o] = f;
         table.sha.copy(table.sha, o * 32, f * 32, f * 32 + 32);
-        byPerm.push(perm, o);
+        if (full) byKey.splice(at, 4, perm, sec, o, batch);
+        else byKey.push(perm, sec, o, batch);
+        made.push(o);
         objBytes += BigInt(table.size[f]);
         objects++;
       }
-      const o = byPerm[at + 1];
+      const o = byKey[at + 2];
       table.kind[f] = KIND_HARDLINK;
       table.ref[f] = o;
-      table.sec[f] = table.sec[o];
       table.nlink[o]++;
     }
-    for (let k = g; k < h; k++) table.nlink[files[k]] = table.nlink[table.ref[files[k]]] + 1;
-    for (let at = 1; at < byPerm.length; at += 2) table.nlink[byPerm[at]]++;
+    // nlink counted links; an object's st_nlink is its links + 1, shared by them.
+    for (const o of made) table.nlink[o]++;
+    for (let k = g; k < h; k++) table.nlink[files[k]] = table.nlink[table.ref[files[k]]];
     g = h;
   }
   if (objects) {

@@ -171,9 +171,10 @@ test('defaultCacheDir follows XDG_CACHE_HOME, else ~/.cache/vrift', () => {
   expect(defaultCacheDir({})).toBe(path.join(os.homedir(), '.cache', 'vrift'));
 });
 
-test('casObjectPath: 2 hex / 62 hex, mode suffix for non-primary objects', () => {
+test('casObjectPath: 2 hex / 62 hex, perm.mtime.batch suffix for non-primary objects', () => {
   const h = 'ab' + 'c'.repeat(62);
   expect(casObjectPath(Buffer.from('/vrift'), h).toString()).toBe(`/vrift/.cas/ab/${'c'.repeat(62)}`);
-  expect(casObjectPath(Buffer.from('/vrift'), h, 0o755).toString()).toBe(`/vrift/.cas/ab/${'c'.repeat(62)}.0755`);
+  expect(casObjectPath(Buffer.from('/vrift'), h, { perm: 0o755, mtime: 1700000000, batch: 0 }).toString()).toBe(`/vrift/.cas/ab/${'c'.repeat(62)}.0755.1700000000.0`);
+  expect(casObjectPath(Buffer.from('/vrift'), h, { perm: 0o4755, mtime: 0, batch: 2 }).toString()).toBe(`/vrift/.cas/ab/${'c'.repeat(62)}.4755.0.2`);
   expect(() => casObjectPath(Buffer.from('/vrift'), 'xyz')).toThrow();
 });

@@ -99,7 +99,7 @@ function dockerRun(args: string[], cmd: string[]): string {
   return sh('docker', ['run', '--rm', '--network', 'none', '-v', `${scripts}:/scripts`, ...args, TAG, ...cmd]);
 }
 
-/** Regular files, their bytes, and the bytes once stored per distinct (content, permission bits) as the CAS does. */
+/** Regular files, their bytes, and the bytes once stored per distinct (content, permission bits, mtime seconds) as the CAS does. */
 function countFiles(dir: string): { files: number; bytes: number; uniqueBytes: number } {
   let files = 0;
   let bytes = 0;
@@ -110,7 +110,8 @@ function countFiles(dir: string): { files: number; bytes: number; uniqueBytes: n
       const data = readFileSync(p);
       files++;
       bytes += data.length;
-      objects.set(`${createHash('sha256').update(data).digest('hex')}:${statSync(p).mode & 0o7777}`, data.length);
+      const st = statSync(p);
+      objects.set(`${createHash('sha256').update(data).digest('hex')}:${st.mode & 0o7777}:${Math.floor(st.mtimeMs / 1000)}`, data.length);
     }
   }
   return { files, bytes, uniqueBytes: [...objects.values()].reduce((a, b) => a + b, 0) };

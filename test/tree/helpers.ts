@@ -104,6 +104,15 @@ export async function makeFixture(root: string): Promise<void> {
     t += 7;
     await fsp.lutimes(p, t, t);
   }
+  // Files that are to share a CAS object share their mtime too (hardlinks share
+  // one st_mtime: equal contents with other mtimes get their own objects).
+  const same = async (rels: string[], s: number) => { for (const rel of rels) await fsp.utimes(path.join(root, rel), s, s); };
+  await same(['pkg/__init__.py', 'pkg/sub/__init__.py', 'pkg2/__init__.py'], 1_500_000_000);
+  await same(['bin/tool', 'bin/tool-copy'], 1_500_000_100);
+  for (let i = 0; i < 200; i++) {
+    const rels = [`bigdir/module_number_${String(i).padStart(4, '0')}.py`, ...(i < 140 ? [`middir/module_number_${String(i).padStart(4, '0')}.py`] : [])];
+    await same(rels, 1_500_000_200 + (i % 7)); // the same 7 contents, one mtime each
+  }
 }
 
 /** Run GNU tar; returns stdout. */

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { planTree, parseSourceDateEpoch, buildVriftLayer } from '../../src/tree';
 import { VriftError } from '../../src/errors';
 import type { LayerEntry } from '../../src/layer/types';
+import { CAS_MAX_LINKS } from '../../src/cas';
 
 let dir: string;
 let src: string;
@@ -42,6 +43,7 @@ test('dedup: identical files share one CAS object by hardlinks; another mode get
   await fsp.writeFile(path.join(src, 'exe'), 'same content\n', { mode: 0o755 });
   await fsp.chmod(path.join(src, 'exe'), 0o755);
   await fsp.writeFile(path.join(src, 'other'), 'different\n');
+  for (const p of ['a/x', 'b/x', 'b/y', 'exe', 'other']) await fsp.utimes(path.join(src, p), 1700000000, 1700000000);
   const plan = await planTree([{ src, dest: '/vrift/app' }], { cacheDir });
   expect(plan.stats).toMatchObject({ files: 5, casObjects: 3, symlinks: 0, bytes: 4n * 13n + 10n });
   expect(plan.stats.dedupRatio).toBeCloseTo(62 / (13 + 13 + 10));
@@ -52,7 +54,7 @@ test('dedup: identical files share one CAS object by hardlinks; another mode get
   expect(m.get('/vrift/app/b/x')).toMatchObject({ type: 'hardlink', linkTo: ax.linkTo, nlink: 4 });
   // The primary object takes the mode of the first path in byte order ("a/x": 0644); "exe" (0755) gets a suffixed object.
   expect(ax.linkTo.toString()).toMatch(/^\/vrift\/\.cas\/[0-9a-f]{2}\/[0-9a-f]{62}$/);
-  expect(exe.linkTo.toString()).toBe(`${ax.linkTo.toString()}.0755`);
+  expect(exe.linkTo.toString()).toBe(`${ax.linkTo.toString()}.0755.1700000000.0`);
   expect(m.get(ax.linkTo.toString())).toMatchObject({ type: 'file', mode: 0o100644, nlink: 4, size: 13n });
   expect(m.get(exe.linkTo.toString())).toMatchObject({ type: 'file', mode: 0o100755, nlink: 2 });
   // Order: /vrift, the .cas subtree, then the rest by bytes; directories before contents.
@@ -64,6 +66,48 @@ test('dedup: identical files share one CAS object by hardlinks; another mode get
   const rest = order.slice(firstTree);
   expect(rest).toEqual([...rest].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
 });
+
+test('dedup keeps every mtime: identical files with other mtimes get their own objects (hardlinks share one st_mtime)', async () => {
+  // A .pyc records its source's mtime: a source reporting another file's mtime makes Python recompile it.
+  for (const [p, t] of [['a.py', 1600000000], ['b.py', 1600000000], ['c.py', 1650000000]] as const) {
+    await fsp.writeFile(path.join(src, p), '');
+    await fsp.utimes(path.join(src, p), t, t);
+  }
+  const plan = await planTree([{ src, dest: '/vrift/app' }], { cacheDir });
+  expect(plan.stats).toMatchObject({ files: 3, casObjects: 2 });
+  const m = byPath(plan.entries);
+  const [a, b, cc] = ['a', 'b', 'c'].map((n) => m.get(`/vrift/app/${n}.py`)!);
+  if (a.type !== 'hardlink' || b.type !== 'hardlink' || cc.type !== 'hardlink') throw new Error('expected hardlinks');
+  expect(b.linkTo).toEqual(a.linkTo);
+  expect(cc.linkTo.toString()).toBe(`${a.linkTo.toString()}.0644.1650000000.0`);
+  expect([a, b, cc].map((e) => e.mtime.sec)).toEqual([1600000000n, 1600000000n, 1650000000n]);
+  expect(m.get(a.linkTo.toString())).toMatchObject({ mtime: { sec: 1600000000n }, nlink: 3 });
+  expect(m.get(cc.linkTo.toString())).toMatchObject({ mtime: { sec: 1650000000n }, nlink: 2 });
+  expect([a.nlink, b.nlink, cc.nlink]).toEqual([3, 3, 2]);
+});
+
+test(`one CAS object takes at most CAS_MAX_LINKS (${CAS_MAX_LINKS}) links: ext4 refuses more, and docker load fails`, async () => {
+  // CAS_MAX_LINKS + 1 identical empty files (empty __init__.py, py.typed: common in big trees).
+  const n = CAS_MAX_LINKS + 1;
+  for (let d = 0; d < Math.ceil(n / 1000); d++) {
+    const sub = path.join(src, `d${d}`);
+    await fsp.mkdir(sub);
+    await Promise.all(Array.from({ length: Math.min(1000, n - d * 1000) }, (_, i) => fsp.writeFile(path.join(sub, `e${i}`), '')));
+  }
+  execFileSync('find', [src, '-type', 'f', '-exec', 'touch', '-d', '@1700000000', '{}', '+']);
+  const plan = await planTree([{ src, dest: '/vrift/m' }], { cacheDir: false });
+  expect(plan.stats).toMatchObject({ files: n, casObjects: 2 });
+  const objects = plan.entries.filter((e) => e.type === 'file');
+  expect(objects.map((o) => (o.type === 'file' ? o.nlink : 0))).toEqual([CAS_MAX_LINKS + 1, 2]);
+  expect(objects[1].path.toString()).toBe(`${objects[0].path.toString()}.0644.1700000000.1`);
+  // The first CAS_MAX_LINKS paths in byte order link to the first object, the last one to the second.
+  const links = plan.entries.filter((e) => e.type === 'hardlink');
+  expect(links).toHaveLength(n);
+  const last = [...links].sort((x, y) => Buffer.compare(x.path, y.path)).pop()!;
+  if (last.type !== 'hardlink') throw new Error('expected a hardlink');
+  expect(last.linkTo).toEqual(objects[1].path);
+  expect(links.filter((e) => e.type === 'hardlink' && e.linkTo.equals(objects[0].path))).toHaveLength(CAS_MAX_LINKS);
+}, 300_000);
 
 test('modes, owner, mtimes: source modes kept, created parents 0755, chown applied, mtimes clamped to SOURCE_DATE_EPOCH', async () => {
   await fsp.mkdir(path.join(src, 'private'), { mode: 0o700 });
