@@ -155,6 +155,7 @@ async function hashFiles(table: EntryTable, files: Uint32Array, keys: FileKeys, 
   const cache = await DigestCache.open(opts.cacheDir);
   const batch: FileBatch = {
     count: files.length,
+    roots: table.sources.map((s) => s.src),
     path: (k) => table.hostPath(files[k]),
     key: (k) => keys.get(table.ref[files[k]], BigInt(table.size[files[k]])),
   };

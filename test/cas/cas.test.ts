@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DigestCache, sha256File, casObjectPath, defaultCacheDir, CACHE_FILE, type FileBatch } from '../../src/cas';
+import { DigestCache, sha256File, casObjectPath, defaultCacheDir, cacheFileFor, CACHE_SUBDIR, OLD_CACHE_FILE, PRUNE_AGE_MS, STALE_TMP_MS, type FileBatch } from '../../src/cas';
 import { VriftError } from '../../src/errors';
 
 let dir: string;
@@ -39,16 +39,16 @@ test('sha256File of a missing file throws VriftError naming it', async () => {
   await expect(sha256File(path.join(dir, 'nope'))).rejects.toThrow(/hashing file .*nope/);
 });
 
-/** A FileBatch of host files (lstat now). */
-const batchOf = async (files: string[]): Promise<FileBatch> => {
+/** A FileBatch of host files (lstat now), walked from `roots` (default: the test's directory). */
+const batchOf = async (files: string[], roots: string[] = [dir]): Promise<FileBatch> => {
   const keys = await Promise.all(files.map(keyOf));
-  return { count: files.length, path: (i) => Buffer.from(files[i]), key: (i) => keys[i] };
+  return { count: files.length, roots: roots.map((r) => Buffer.from(r)), path: (i) => Buffer.from(files[i]), key: (i) => keys[i] };
 };
 
 /** One build's use of the cache: lookup, hash what was not found, save; the digests and the cache. */
-async function build(cacheDir: string | false, files: string[]): Promise<{ hex: string[]; cache: DigestCache }> {
-  const cache = await DigestCache.open(cacheDir);
-  const batch = await batchOf(files);
+async function build(cacheDir: string | false, files: string[], roots?: string[], warn?: (line: string) => void): Promise<{ hex: string[]; cache: DigestCache }> {
+  const cache = await DigestCache.open(cacheDir, { warn });
+  const batch = await batchOf(files, roots);
   const hex: string[] = [];
   await cache.lookup(batch, (i, h) => {
     hex[i] = h;
@@ -70,7 +70,7 @@ test('digest cache: miss, persist, hit on reopen, miss after the file changes', 
   const c1 = await build(cacheDir, [f]);
   expect(c1.hex).toEqual([sha('hello')]);
   expect([c1.cache.hits, c1.cache.misses]).toEqual([0, 1]);
-  expect((await fsp.readdir(cacheDir)).sort()).toEqual([CACHE_FILE]);
+  expect(await fsp.readdir(path.join(cacheDir, CACHE_SUBDIR))).toEqual([path.basename(cacheFileFor(cacheDir, Buffer.from(dir)))]);
 
   const c2 = await build(cacheDir, [f]);
   expect(c2.hex).toEqual([sha('hello')]);
@@ -83,34 +83,61 @@ test('digest cache: miss, persist, hit on reopen, miss after the file changes', 
   expect([c3.cache.hits, c3.cache.misses]).toEqual([0, 1]);
 });
 
-test('digest cache: records of other paths are kept across builds, the same path given twice is recorded once', async () => {
-  const names = ['a', 'b', 'c', 'd'].map((n) => path.join(dir, n));
-  for (const n of names) {
+test('digest cache: one file per source root; a build reads and rewrites only its roots\' files; the same path given twice is recorded once', async () => {
+  const rootA = path.join(dir, 'A');
+  const rootB = path.join(dir, 'B');
+  await fsp.mkdir(rootA);
+  await fsp.mkdir(rootB);
+  const [a1, a2, b1] = [path.join(rootA, 'a1'), path.join(rootA, 'a2'), path.join(rootB, 'b1')];
+  for (const n of [a1, a2, b1]) {
     await fsp.writeFile(n, `content of ${n}`);
     await fsp.utimes(n, 500, 500);
   }
   const cacheDir = path.join(dir, 'cache');
-  await build(cacheDir, [names[0], names[1], names[0]]);
-  await build(cacheDir, [names[2]]);
-  await build(cacheDir, [names[3], names[1]]); // b found, d added, a and c copied
-  const recorded = JSON.parse(await fsp.readFile(path.join(cacheDir, CACHE_FILE), 'utf8')) as { version: number; files: Record<string, { sha256: string }> };
-  expect(Object.keys(recorded.files).map((k) => Buffer.from(k, 'base64').toString()).sort()).toEqual(names);
-  for (const n of names) expect(recorded.files[Buffer.from(n).toString('base64')].sha256).toBe(sha(`content of ${n}`));
-  const again = await build(cacheDir, [...names].reverse());
-  expect([again.cache.hits, again.cache.misses]).toEqual([4, 0]);
-  expect(again.hex).toEqual([...names].reverse().map((n) => sha(`content of ${n}`)));
+  const fileA = cacheFileFor(cacheDir, Buffer.from(rootA));
+  const fileB = cacheFileFor(cacheDir, Buffer.from(rootB));
+  const recorded = async (f: string) => {
+    const j = JSON.parse(await fsp.readFile(f, 'utf8')) as { version: number; files: Record<string, { sha256: string }> };
+    expect(j.version).toBe(2);
+    return Object.fromEntries(Object.entries(j.files).map(([k, v]) => [Buffer.from(k, 'base64').toString(), v.sha256]));
+  };
+  await build(cacheDir, [a1, a2, a1], [rootA]);
+  await build(cacheDir, [b1], [rootB]);
+  expect((await fsp.readdir(path.join(cacheDir, CACHE_SUBDIR))).sort()).toEqual([path.basename(fileA), path.basename(fileB)].sort());
+  expect(await recorded(fileA)).toEqual({ [a1]: sha(`content of ${a1}`), [a2]: sha(`content of ${a2}`) });
+  expect(await recorded(fileB)).toEqual({ [b1]: sha(`content of ${b1}`) });
+  // Root B's file is not read by a build of A: a record there for a file of A is not used.
+  const rec = async (p: string, hex: string) => {
+    const k = await keyOf(p);
+    return { size: String(k.size), mtimeNs: String(k.mtimeNs), ctimeNs: String(k.ctimeNs), ino: String(k.ino), sha256: hex };
+  };
+  const b64 = (p: string) => Buffer.from(p).toString('base64');
+  await fsp.writeFile(fileB, JSON.stringify({ version: 2, files: { [b64(a1)]: await rec(a1, 'f'.repeat(64)), [b64(b1)]: await rec(b1, sha(`content of ${b1}`)) } }));
+  const again = await build(cacheDir, [a2, a1], [rootA]);
+  expect([again.cache.hits, again.cache.misses]).toEqual([2, 0]);
+  expect(again.hex).toEqual([sha(`content of ${a2}`), sha(`content of ${a1}`)]);
+  // a2 deleted from A: the next build of A drops its record (nothing hashed, still rewritten).
+  await fsp.rm(a2);
+  const after = await build(cacheDir, [a1], [rootA]);
+  expect([after.cache.hits, after.cache.misses]).toEqual([1, 0]);
+  expect(await recorded(fileA)).toEqual({ [a1]: sha(`content of ${a1}`) });
+  // Two roots in one build, one nested in the other: a path goes to the longest root holding it.
+  const both = await build(cacheDir, [a1, b1], [dir, rootB]);
+  expect([both.cache.hits, both.cache.misses]).toEqual([1, 1]); // b1 found in B's file; a1 hashed (the root is now `dir`)
+  expect(await recorded(cacheFileFor(cacheDir, Buffer.from(dir)))).toEqual({ [a1]: sha(`content of ${a1}`) });
+  expect(await recorded(fileB)).toEqual({ [b1]: sha(`content of ${b1}`) }); // a1's record dropped: not under B
 });
 
-test('digest cache: a file written by the previous whole-object format is read (same bytes as JSON.stringify gave)', async () => {
+test('digest cache: a file in the shape JSON.stringify gives is read by the streamed reader', async () => {
   const f = path.join(dir, 'old');
   await fsp.writeFile(f, 'old');
   await fsp.utimes(f, 500, 500);
   const k = await keyOf(f);
   const cacheDir = path.join(dir, 'cache');
-  await fsp.mkdir(cacheDir);
+  await fsp.mkdir(path.join(cacheDir, CACHE_SUBDIR), { recursive: true });
   const rec = { size: String(k.size), mtimeNs: String(k.mtimeNs), ctimeNs: String(k.ctimeNs), ino: String(k.ino), sha256: 'a'.repeat(64) };
   const other = { size: '1', mtimeNs: '2', ino: '3', sha256: 'b'.repeat(64) }; // no ctimeNs: never found, kept
-  await fsp.writeFile(path.join(cacheDir, CACHE_FILE), JSON.stringify({ version: 1, files: { [Buffer.from('/elsewhere').toString('base64')]: other, [Buffer.from(f).toString('base64')]: rec } }));
+  await fsp.writeFile(cacheFileFor(cacheDir, Buffer.from(dir)), JSON.stringify({ version: 2, files: { [Buffer.from('/elsewhere').toString('base64')]: other, [Buffer.from(f).toString('base64')]: rec } }));
   const c = await build(cacheDir, [f]);
   expect(c.hex).toEqual(['a'.repeat(64)]); // the record is trusted: the key matches
   expect(c.cache.hits).toBe(1);
@@ -141,19 +168,69 @@ test('a file modified just now is hashed but not cached (racy mtime)', async () 
 
 test('a corrupt cache file counts as empty, and is replaced by a good one', async () => {
   const cacheDir = path.join(dir, 'cache');
-  await fsp.mkdir(cacheDir);
-  await fsp.writeFile(path.join(cacheDir, CACHE_FILE), '{not json');
+  await fsp.mkdir(path.join(cacheDir, CACHE_SUBDIR), { recursive: true });
+  await fsp.writeFile(cacheFileFor(cacheDir, Buffer.from(dir)), '{not json');
   const f = path.join(dir, 'a');
   await fsp.writeFile(f, 'x');
   await fsp.utimes(f, 500, 500);
   const c = await build(cacheDir, [f]);
   expect([c.cache.hits, c.cache.misses]).toEqual([0, 1]);
-  expect(JSON.parse(await fsp.readFile(path.join(cacheDir, CACHE_FILE), 'utf8')).version).toBe(1);
+  expect(JSON.parse(await fsp.readFile(cacheFileFor(cacheDir, Buffer.from(dir)), 'utf8')).version).toBe(2);
   // A record followed by garbage: what precedes the garbage is still read.
-  const good = await fsp.readFile(path.join(cacheDir, CACHE_FILE), 'latin1');
-  await fsp.writeFile(path.join(cacheDir, CACHE_FILE), good.slice(0, -2) + ',garbage' + 'x'.repeat(10000));
+  const good = await fsp.readFile(cacheFileFor(cacheDir, Buffer.from(dir)), 'latin1');
+  await fsp.writeFile(cacheFileFor(cacheDir, Buffer.from(dir)), good.slice(0, -2) + ',garbage' + 'x'.repeat(10000));
   const d = await build(cacheDir, [f]);
   expect([d.cache.hits, d.cache.misses]).toEqual([1, 0]);
+});
+
+test('save prunes the cache directory: files unused for PRUNE_AGE_MS, stale temp files of other processes, the old digests-v1.json; a file only read is marked used', async () => {
+  const src = path.join(dir, 'src');
+  await fsp.mkdir(src);
+  const f = path.join(src, 'f');
+  await fsp.writeFile(f, 'x');
+  await fsp.utimes(f, 500, 500);
+  const cacheDir = path.join(dir, 'cache');
+  const sub = path.join(cacheDir, CACHE_SUBDIR);
+  await build(cacheDir, [f], [src]);
+  const mine = cacheFileFor(cacheDir, Buffer.from(src));
+  const ago = (ms: number) => new Date(Date.now() - ms);
+  const day = 24 * 3600 * 1000;
+  // Another root's file, unused for longer than PRUNE_AGE_MS, one unused a bit less; temp files.
+  const gone = cacheFileFor(cacheDir, Buffer.from('/tmp/gone'));
+  const recent = cacheFileFor(cacheDir, Buffer.from('/tmp/recent'));
+  const crashed = path.join(sub, `.${'a'.repeat(32)}.json.tmp-999999-0123abcd`);
+  const young = path.join(sub, `.${'b'.repeat(32)}.json.tmp-999999-0123abcd`);
+  const ours = path.join(sub, `.${'c'.repeat(32)}.json.tmp-${process.pid}-0123abcd`);
+  const oldTmp = path.join(cacheDir, '.digests-v1.json.tmp-7942-31a21b17');
+  const oldFile = path.join(cacheDir, OLD_CACHE_FILE);
+  const unrelated = path.join(cacheDir, 'notes.json');
+  for (const p of [gone, recent, crashed, young, ours, oldTmp, oldFile, unrelated]) await fsp.writeFile(p, '');
+  await fsp.utimes(gone, ago(PRUNE_AGE_MS + day), ago(PRUNE_AGE_MS + day));
+  await fsp.utimes(recent, ago(PRUNE_AGE_MS - day), ago(PRUNE_AGE_MS - day));
+  for (const p of [crashed, ours, oldTmp, unrelated, oldFile]) await fsp.utimes(p, ago(STALE_TMP_MS + 60_000), ago(STALE_TMP_MS + 60_000));
+  await fsp.utimes(young, ago(STALE_TMP_MS - 60_000), ago(STALE_TMP_MS - 60_000));
+  await fsp.utimes(mine, ago(PRUNE_AGE_MS - day), ago(PRUNE_AGE_MS - day));
+  const c = await build(cacheDir, [f], [src]); // all found: nothing written, the file only marked used
+  expect([c.cache.hits, c.cache.misses]).toEqual([1, 0]);
+  expect((await fsp.readdir(sub)).sort()).toEqual([young, ours, recent, mine].map((p) => path.basename(p)).sort());
+  expect((await fsp.readdir(cacheDir)).sort()).toEqual([CACHE_SUBDIR, 'notes.json']);
+  expect(Date.now() - (await fsp.stat(mine)).mtimeMs).toBeLessThan(day);
+});
+
+test('a cache that cannot be written is one warning line, not an error (the build goes on)', async () => {
+  const f = path.join(dir, 'a');
+  await fsp.writeFile(f, 'x');
+  await fsp.utimes(f, 500, 500);
+  const cacheDir = path.join(dir, 'cache');
+  await fsp.mkdir(cacheDir);
+  await fsp.writeFile(path.join(cacheDir, CACHE_SUBDIR), 'a file where the directory goes');
+  const lines: string[] = [];
+  const c = await build(cacheDir, [f], [dir], (l) => lines.push(l));
+  expect(c.hex).toEqual([sha('x')]);
+  expect(lines).toEqual([
+    `warning: writing digest cache ${path.join(cacheDir, CACHE_SUBDIR)}: a file of that name is in the way (EEXIST); the build goes on without saving it (fix the permissions or pass --cache-dir <a directory you can write>)`,
+  ]);
+  expect(await fsp.readdir(cacheDir)).toEqual([CACHE_SUBDIR]); // no temp file left
 });
 
 test('cacheDir false: nothing found, nothing written', async () => {

@@ -12,6 +12,7 @@ import { checkSingleValues, oneLineUsage } from '../../src/cli/args';
 import { checkCacheDir, checkTmpDir, parseAdds, refuseInsideSources } from '../../src/cli/commands/build';
 import { asInspectError } from '../../src/cli/commands/inspect';
 import { VriftError, EXIT } from '../../src/errors';
+import { fixture, legacyArchive } from '../image/helpers';
 
 const PKG = path.join(__dirname, '..', '..');
 const BIN = path.join(PKG, 'bin', 'vrift.js');
@@ -137,6 +138,28 @@ describe('checkCacheDir', () => {
     });
     expect(r.stderr).toBe(`vrift: opening the digest cache ${closed}/xdg/vrift: ${closed}/xdg/vrift cannot be reached by this user (EACCES); pass --cache-dir <a directory you can write> (or set XDG_CACHE_HOME)\n`);
     expect(r.status).toBe(EXIT.failure);
+  });
+  test('as uid 65534: an existing cache directory it cannot write is one warning line, and the build succeeds (exit 0, image written)', async () => {
+    const work = path.join(tmp, 'ro-cache');
+    const w = path.join(work, 'w');
+    const cache = path.join(work, 'cache');
+    fs.mkdirSync(w, { recursive: true });
+    fs.mkdirSync(cache, { mode: 0o755 }); // root's, not writable by 65534
+    fs.chmodSync(tmp, 0o755);
+    fs.chmodSync(work, 0o755);
+    fs.chmodSync(w, 0o777);
+    fs.chmodSync(src, 0o755);
+    fs.utimesSync(path.join(src, 'f'), 500, 500); // not racy: it is to be recorded
+    await legacyArchive(await fixture(), path.join(w, 'base.tar'));
+    fs.chmodSync(path.join(w, 'base.tar'), 0o644);
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, 'build', '--base', `docker-archive:${w}/base.tar`, '--add', `${src}:/vrift/x`, '--tag', 't:1', '--output', `${w}/o.tar`, '--cache-dir', cache, '--quiet'], {
+      encoding: 'utf8',
+      env: { ...process.env, VRIFT_DEBUG: '', TMPDIR: w },
+    });
+    expect(r.stderr).toBe(`vrift: warning: writing digest cache ${cache}/digests-v2: permission denied (EACCES); the build goes on without saving it (fix the permissions or pass --cache-dir <a directory you can write>)\n`);
+    expect(r.status).toBe(0);
+    expect(fs.statSync(`${w}/o.tar`).size).toBeGreaterThan(0);
+    expect(fs.readdirSync(cache)).toEqual([]);
   });
 });
 

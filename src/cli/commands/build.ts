@@ -192,9 +192,11 @@ export async function checkTmpDir(dir: string = os.tmpdir()): Promise<void> {
  * --cache-dir) failed the build only then, some with a raw "EACCES: ...,
  * lstat '<dir>/.digests-v1.json.tmp-...'". Checked here, before any work:
  * the directory must be reachable and a directory, or, when it is not there
- * yet, its nearest existing ancestor writable. An existing directory that is
- * not writable passes: a build that hashes nothing new (all cached) never
- * writes it, and one that does says so when saving.
+ * yet, its nearest existing ancestor writable (a wrong path is a mistake to
+ * fix, said before any work). An existing directory that is not writable
+ * passes: a build that hashes nothing new (all cached) never writes it, and
+ * one that does warns in one line when saving and goes on (src/cas/cache.ts:
+ * the cache is an optimisation; so are a full disk and other write errors).
  * @throws VriftError naming the directory and --cache-dir
  */
 export async function checkCacheDir(flag: string | undefined): Promise<void> {
