@@ -1,5 +1,6 @@
 import { crc32 } from './crc32';
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { VriftError } from '../errors';
@@ -126,8 +127,34 @@ function checkFields(e: BlobEntry): void {
   }
 }
 
+/** Everything the encoder decides before it writes a byte (planBlob). */
+interface BlobPlan {
+  flags: number;
+  roots: Buffer[];
+  /** Entries sorted by path bytes: the on-disk order. */
+  entries: BlobEntry[];
+  /** 1 where PSFS_E_REACHABLE is set, by sorted index. */
+  reachable: Uint8Array;
+  /** Bytes of all paths (the string table's first part); targets follow. */
+  pathsSize: number;
+  stringsSize: number;
+  /** String-table offset of each root's bytes (its entry's path). */
+  rootOffs: number[];
+  bucketCount: number;
+  seed: number;
+  maxProbe: number;
+  /** PSFS_H_IDENTITY_TAG: inodes[tag - 1] = entry index + 1; else empty. */
+  inodes: Uint32Array;
+  rootsOff: number;
+  bucketsOff: number;
+  entriesOff: number;
+  stringsOff: number;
+  inodesOff: number;
+  fileSize: number;
+}
+
 /**
- * Encode a PSFS v1 blob (layout: shim/psfs_format.h).
+ * Encode a PSFS v3 blob (layout: shim/psfs_format.h).
  *
  * The output is deterministic for the same set of entries: entries are
  * sorted by path bytes, the hash seed is chosen by a fixed search, reserved
@@ -135,7 +162,8 @@ function checkFields(e: BlobEntry): void {
  * every directory from its root down to its parent has mode & 0o111 == 0o111.
  * Memory beyond the output: the sorted entry array and ~20 bytes per entry
  * (parent and root lookups are binary searches, strings are copied straight
- * into the output); no map keyed by a string per path.
+ * into the output); no map keyed by a string per path. writeBlobFile
+ * streams the same bytes to a file without holding them.
  *
  * @returns the blob bytes
  * @throws VriftError when a root or entry path is not normalized or outside
@@ -146,6 +174,14 @@ function checkFields(e: BlobEntry): void {
  *   counts exceed the format limits.
  */
 export function encodeBlob(opts: BlobOptions): Buffer {
+  const plan = planBlob(opts);
+  const out = Buffer.alloc(plan.fileSize);
+  emitBlob(plan, (chunk, position) => chunk.copy(out, position));
+  return out;
+}
+
+/** Validate `opts` and decide the layout, the seed and the tables (encodeBlob's errors). */
+function planBlob(opts: BlobOptions): BlobPlan {
   const flags = opts.flags ?? 0;
   if ((flags & ~F.H_KNOWN_FLAGS) !== 0) throw new VriftError(`encoding PSFS blob: unknown header flags 0x${flags.toString(16)}`);
   const roots = opts.roots;
@@ -193,10 +229,11 @@ export function encodeBlob(opts: BlobOptions): Buffer {
       throw new VriftError(`encoding PSFS blob: ${show(e.path)}: a symlink needs a target and only a symlink may have one`);
     }
   });
-  for (const r of roots) {
+  const rootIdx = roots.map((r) => {
     const i = indexOf(r);
     if (i < 0 || (entries[i].mode & S_IFMT) !== S_IFDIR) throw new VriftError(`encoding PSFS blob: domain root ${show(r)} has no directory entry`);
-  }
+    return i;
+  });
 
   // Reachability (by sorted index): computed parent-first, which sorted order
   // guarantees (a parent's bytes are a strict prefix of its children's, so it sorts first).
@@ -215,18 +252,19 @@ export function encodeBlob(opts: BlobOptions): Buffer {
     reachable[i] = ok ? 1 : 0;
   });
 
-  // String table: paths and targets, each stored once (copied into the
-  // output at the end, straight from the entries).
+  // String table: every path in entry order, then every symlink target in
+  // entry order (emitBlob recomputes each offset as a running sum).
+  let pathsSize = 0;
   let stringsSize = 0;
-  const addString = (b: Buffer): number => {
-    const off = stringsSize;
-    stringsSize += b.length;
-    if (stringsSize > 0xffffffff) throw new VriftError('encoding PSFS blob: string table exceeds 4 GiB');
-    return off;
-  };
-  const pathOffs = entries.map((e) => addString(e.path));
-  const targetOffs = entries.map((e) => (e.target ? addString(e.target) : 0));
-  const rootOffs = roots.map((r) => pathOffs[entries.findIndex((e) => e.path.equals(r))]);
+  const rootOffs = rootIdx.map(() => 0);
+  entries.forEach((e, i) => {
+    const at = rootIdx.indexOf(i);
+    if (at >= 0) rootOffs[at] = pathsSize;
+    pathsSize += e.path.length;
+  });
+  stringsSize = pathsSize;
+  for (const e of entries) if (e.target) stringsSize += e.target.length;
+  if (stringsSize > 0xffffffff) throw new VriftError('encoding PSFS blob: string table exceeds 4 GiB');
 
   let bucketCount = 1;
   while (bucketCount < entries.length * 2) bucketCount *= 2;
@@ -239,9 +277,9 @@ export function encodeBlob(opts: BlobOptions): Buffer {
     const limit = Math.max(1024, 4 * entries.length);
     // roots[0]'s entry may carry a tree digest above every tag instead
     // (psfs_format.h PSFS_H_IDENTITY_TAG): then it stays out of the table.
-    const rootIdx = entries.findIndex((e) => e.path.equals(roots[0]));
-    const others = entries.reduce((m, e, i) => (i === rootIdx ? m : Math.max(m, e.mtime.nsec)), 0);
-    const digestRoot = rootIdx >= 0 && entries[rootIdx].mtime.nsec > others ? rootIdx : -1;
+    const r0 = rootIdx[0];
+    const others = entries.reduce((m, e, i) => (i === r0 ? m : Math.max(m, e.mtime.nsec)), 0);
+    const digestRoot = entries[r0].mtime.nsec > others ? r0 : -1;
     let maxTag = 0;
     for (const [i, e] of entries.entries()) {
       if (i === digestRoot) continue;
@@ -262,140 +300,214 @@ export function encodeBlob(opts: BlobOptions): Buffer {
     });
   }
 
-  const layout = (): { rootsOff: number; bucketsOff: number; entriesOff: number; stringsOff: number; inodesOff: number; fileSize: number } => {
-    const rootsOff = F.HEADER_SIZE;
-    const bucketsOff = align(rootsOff + roots.length * F.ROOT_SIZE);
-    const entriesOff = align(bucketsOff + bucketCount * F.BUCKET_SIZE);
-    const stringsOff = align(entriesOff + entries.length * F.ENTRY_SIZE);
-    const inodesOff = align(stringsOff + stringsSize);
-    return { rootsOff, bucketsOff, entriesOff, stringsOff, inodesOff, fileSize: align(inodesOff + inodes.length * 4) };
+  // Pick the seed with the shortest worst-case probe chain among a fixed set
+  // (deterministic). The bound is recorded in the header. One table is
+  // filled per seed and only the winner's numbers are kept: emitBlob fills
+  // it again for that seed (a second table per seed was garbage V8 freed
+  // late, up to 7 x 8 MiB at 320k entries).
+  let seed = 0;
+  let maxProbe = Infinity;
+  for (let s = 0; s < 8; s++) {
+    const probe = fillBuckets(entries, s, bucketCount);
+    if (probe < maxProbe) {
+      seed = s;
+      maxProbe = probe;
+    }
+    if (probe <= 8) break;
+  }
+
+  const rootsOff = F.HEADER_SIZE;
+  const bucketsOff = align(rootsOff + roots.length * F.ROOT_SIZE);
+  const entriesOff = align(bucketsOff + bucketCount * F.BUCKET_SIZE);
+  const stringsOff = align(entriesOff + entries.length * F.ENTRY_SIZE);
+  const inodesOff = align(stringsOff + stringsSize);
+  const fileSize = align(inodesOff + inodes.length * 4);
+  return {
+    flags, roots, entries, reachable, pathsSize, stringsSize, rootOffs, bucketCount, seed, maxProbe, inodes,
+    rootsOff, bucketsOff, entriesOff, stringsOff, inodesOff, fileSize,
+  };
+}
+
+/**
+ * Open-addressing table of `entries` for `seed`: [hash, entry index + 1]
+ * per slot, linear probing (psfs_format.h). Returns the longest probe chain,
+ * and the table when `keep`.
+ */
+function fillBuckets(entries: BlobEntry[], seed: number, bucketCount: number): number;
+function fillBuckets(entries: BlobEntry[], seed: number, bucketCount: number, keep: true): Uint32Array;
+function fillBuckets(entries: BlobEntry[], seed: number, bucketCount: number, keep = false): number | Uint32Array {
+  const table = new Uint32Array(bucketCount * 2);
+  const mask = bucketCount - 1;
+  let maxProbe = 1;
+  entries.forEach((e, i) => {
+    const h = F.hash(seed, e.path);
+    let slot = h & mask;
+    let probe = 1;
+    while (table[slot * 2 + 1] !== 0) {
+      slot = (slot + 1) & mask;
+      probe++;
+    }
+    table[slot * 2] = h;
+    table[slot * 2 + 1] = i + 1;
+    if (probe > maxProbe) maxProbe = probe;
+  });
+  return keep ? table : maxProbe;
+}
+
+/** Bytes per chunk handed to emitBlob's sink. */
+const CHUNK = 1 << 20;
+
+/**
+ * Write the blob `plan` describes through `sink` (chunk, file position):
+ * the body in file order in chunks of at most 1 MiB, then the 128-byte
+ * header at position 0 (its body_crc32 covers what came before). The
+ * chunk buffer is reused: a sink must copy or write it before returning.
+ */
+function emitBlob(plan: BlobPlan, sink: (chunk: Buffer, position: number) => void): void {
+  const { entries, roots, reachable } = plan;
+  const buf = Buffer.alloc(CHUNK);
+  let used = 0;
+  let pos = F.HEADER_SIZE; // file position of buf[0]
+  let bodyCrc = 0;
+  const flush = (): void => {
+    if (used === 0) return;
+    const chunk = buf.subarray(0, used);
+    bodyCrc = crc32(chunk, bodyCrc);
+    sink(chunk, pos);
+    pos += used;
+    used = 0;
+  };
+  const room = (n: number): number => {
+    if (used + n > CHUNK) flush();
+    const at = used;
+    used += n; // n <= CHUNK always: entries, buckets and strings are written piecewise
+    return at;
+  };
+  const padTo = (offset: number): void => {
+    const n = offset - (pos + used);
+    if (n > 0) buf.fill(0, room(n), used);
+  };
+  const bytes = (b: Buffer): void => {
+    for (let i = 0; i < b.length; i += CHUNK) {
+      const part = b.subarray(i, Math.min(b.length, i + CHUNK));
+      part.copy(buf, room(part.length));
+    }
   };
 
-  // Pick the seed with the shortest worst-case probe chain among a fixed set
-  // (deterministic). The bound is recorded in the header. Two tables are
-  // reused (the best so far, the one being filled): a new table per seed was
-  // garbage V8 freed late, up to 7 x 8 MiB at 320k entries (all 8 seeds are
-  // tried when none gets the chain to 8 or less, as for 160k entries here).
-  let best: { seed: number; maxProbe: number; table: Uint32Array } | undefined;
-  let spare: Uint32Array = new Uint32Array(bucketCount * 2);
-  for (let seed = 0; seed < 8; seed++) {
-    const table = spare.fill(0);
-    let maxProbe = 1;
-    const mask = bucketCount - 1;
-    entries.forEach((e, i) => {
-      const h = F.hash(seed, e.path);
-      let slot = h & mask;
-      let probe = 1;
-      while (table[slot * 2 + 1] !== 0) {
-        slot = (slot + 1) & mask;
-        probe++;
-      }
-      table[slot * 2] = h;
-      table[slot * 2 + 1] = i + 1;
-      if (probe > maxProbe) maxProbe = probe;
-    });
-    if (!best || maxProbe < best.maxProbe) {
-      spare = best?.table ?? new Uint32Array(bucketCount * 2);
-      best = { seed, maxProbe, table };
-    }
-    if (maxProbe <= 8) break;
-  }
-  const { seed, maxProbe, table } = best!;
-
-  const L = layout();
-  const out = Buffer.alloc(L.fileSize);
   roots.forEach((r, i) => {
-    out.writeUInt32LE(rootOffs[i], L.rootsOff + i * F.ROOT_SIZE + F.ROOT.pathOff);
-    out.writeUInt32LE(r.length, L.rootsOff + i * F.ROOT_SIZE + F.ROOT.pathLen);
+    const o = room(F.ROOT_SIZE);
+    buf.fill(0, o, o + F.ROOT_SIZE);
+    buf.writeUInt32LE(plan.rootOffs[i], o + F.ROOT.pathOff);
+    buf.writeUInt32LE(r.length, o + F.ROOT.pathLen);
   });
-  for (let i = 0; i < bucketCount; i++) {
-    out.writeUInt32LE(table[i * 2], L.bucketsOff + i * F.BUCKET_SIZE + F.BUCKET.hash);
-    out.writeUInt32LE(table[i * 2 + 1], L.bucketsOff + i * F.BUCKET_SIZE + F.BUCKET.entry);
+  padTo(plan.bucketsOff);
+  const table = fillBuckets(entries, plan.seed, plan.bucketCount, true);
+  for (let i = 0; i < plan.bucketCount; i++) {
+    const o = room(F.BUCKET_SIZE);
+    buf.writeUInt32LE(table[i * 2], o + F.BUCKET.hash);
+    buf.writeUInt32LE(table[i * 2 + 1], o + F.BUCKET.entry);
   }
+  padTo(plan.entriesOff);
+  let pathOff = 0;
+  let targetOff = plan.pathsSize;
   entries.forEach((e, i) => {
-    const o = L.entriesOff + i * F.ENTRY_SIZE;
+    const o = room(F.ENTRY_SIZE);
     const E = F.ENTRY;
-    out.writeUInt32LE(pathOffs[i], o + E.pathOff);
-    out.writeUInt32LE(e.path.length, o + E.pathLen);
-    out.writeUInt32LE(targetOffs[i], o + E.targetOff);
-    out.writeUInt32LE(e.target ? e.target.length : 0, o + E.targetLen);
-    out.writeUInt32LE(e.mode >>> 0, o + E.mode);
-    out.writeUInt32LE(e.uid >>> 0, o + E.uid);
-    out.writeUInt32LE(e.gid >>> 0, o + E.gid);
-    out.writeUInt32LE(e.nlink >>> 0, o + E.nlink);
-    out.writeBigUInt64LE(e.size, o + E.size);
-    out.writeBigUInt64LE(e.blocks, o + E.blocks);
-    out.writeBigUInt64LE(e.ino, o + E.ino);
-    out.writeBigUInt64LE(e.dev, o + E.dev);
-    out.writeBigUInt64LE(e.rdev, o + E.rdev);
-    out.writeBigInt64LE(e.atime.sec, o + E.atimeSec);
-    out.writeBigInt64LE(e.mtime.sec, o + E.mtimeSec);
-    out.writeBigInt64LE(e.ctime.sec, o + E.ctimeSec);
-    out.writeUInt32LE(e.atime.nsec, o + E.atimeNsec);
-    out.writeUInt32LE(e.mtime.nsec, o + E.mtimeNsec);
-    out.writeUInt32LE(e.ctime.nsec, o + E.ctimeNsec);
-    out.writeUInt32LE(e.blksize >>> 0, o + E.blksize);
-    out.writeUInt32LE((reachable[i] === 1 ? F.E_REACHABLE : 0) | (e.uncertain ? F.E_UNCERTAIN : 0), o + E.flags);
-    e.path.copy(out, L.stringsOff + pathOffs[i]);
-    if (e.target) e.target.copy(out, L.stringsOff + targetOffs[i]);
+    buf.fill(0, o, o + F.ENTRY_SIZE);
+    buf.writeUInt32LE(pathOff, o + E.pathOff);
+    buf.writeUInt32LE(e.path.length, o + E.pathLen);
+    buf.writeUInt32LE(e.target ? targetOff : 0, o + E.targetOff);
+    buf.writeUInt32LE(e.target ? e.target.length : 0, o + E.targetLen);
+    buf.writeUInt32LE(e.mode >>> 0, o + E.mode);
+    buf.writeUInt32LE(e.uid >>> 0, o + E.uid);
+    buf.writeUInt32LE(e.gid >>> 0, o + E.gid);
+    buf.writeUInt32LE(e.nlink >>> 0, o + E.nlink);
+    buf.writeBigUInt64LE(e.size, o + E.size);
+    buf.writeBigUInt64LE(e.blocks, o + E.blocks);
+    buf.writeBigUInt64LE(e.ino, o + E.ino);
+    buf.writeBigUInt64LE(e.dev, o + E.dev);
+    buf.writeBigUInt64LE(e.rdev, o + E.rdev);
+    buf.writeBigInt64LE(e.atime.sec, o + E.atimeSec);
+    buf.writeBigInt64LE(e.mtime.sec, o + E.mtimeSec);
+    buf.writeBigInt64LE(e.ctime.sec, o + E.ctimeSec);
+    buf.writeUInt32LE(e.atime.nsec, o + E.atimeNsec);
+    buf.writeUInt32LE(e.mtime.nsec, o + E.mtimeNsec);
+    buf.writeUInt32LE(e.ctime.nsec, o + E.ctimeNsec);
+    buf.writeUInt32LE(e.blksize >>> 0, o + E.blksize);
+    buf.writeUInt32LE((reachable[i] === 1 ? F.E_REACHABLE : 0) | (e.uncertain ? F.E_UNCERTAIN : 0), o + E.flags);
+    pathOff += e.path.length;
+    if (e.target) targetOff += e.target.length;
   });
-  inodes.forEach((v, i) => out.writeUInt32LE(v, L.inodesOff + i * 4));
+  padTo(plan.stringsOff);
+  for (const e of entries) bytes(e.path);
+  for (const e of entries) if (e.target) bytes(e.target);
+  padTo(plan.inodesOff);
+  for (let i = 0; i < plan.inodes.length; i++) buf.writeUInt32LE(plan.inodes[i], room(4));
+  padTo(plan.fileSize);
+  flush();
 
+  const h = Buffer.alloc(F.HEADER_SIZE);
   const H = F.HEADER;
-  F.MAGIC.copy(out, H.magic);
-  out.writeUInt32LE(F.VERSION, H.version);
-  out.writeUInt32LE(F.HEADER_SIZE, H.headerSize);
-  out.writeUInt32LE(flags, H.flags);
-  out.writeBigUInt64LE(BigInt(L.fileSize), H.fileSize);
-  out.writeUInt32LE(entries.length, H.entryCount);
-  out.writeUInt32LE(F.ENTRY_SIZE, H.entrySize);
-  out.writeBigUInt64LE(BigInt(L.entriesOff), H.entriesOff);
-  out.writeUInt32LE(bucketCount, H.bucketCount);
-  out.writeUInt32LE(maxProbe, H.maxProbe);
-  out.writeBigUInt64LE(BigInt(L.bucketsOff), H.bucketsOff);
-  out.writeBigUInt64LE(BigInt(L.stringsOff), H.stringsOff);
-  out.writeBigUInt64LE(BigInt(stringsSize), H.stringsSize);
-  out.writeUInt32LE(seed, H.hashSeed);
-  out.writeUInt32LE(roots.length, H.rootCount);
-  out.writeBigUInt64LE(BigInt(L.rootsOff), H.rootsOff);
-  if (inodes.length > 0) {
-    out.writeBigUInt64LE(BigInt(L.inodesOff), H.inodesOff);
-    out.writeUInt32LE(inodes.length, H.inodeCount);
+  F.MAGIC.copy(h, H.magic);
+  h.writeUInt32LE(F.VERSION, H.version);
+  h.writeUInt32LE(F.HEADER_SIZE, H.headerSize);
+  h.writeUInt32LE(plan.flags, H.flags);
+  h.writeBigUInt64LE(BigInt(plan.fileSize), H.fileSize);
+  h.writeUInt32LE(entries.length, H.entryCount);
+  h.writeUInt32LE(F.ENTRY_SIZE, H.entrySize);
+  h.writeBigUInt64LE(BigInt(plan.entriesOff), H.entriesOff);
+  h.writeUInt32LE(plan.bucketCount, H.bucketCount);
+  h.writeUInt32LE(plan.maxProbe, H.maxProbe);
+  h.writeBigUInt64LE(BigInt(plan.bucketsOff), H.bucketsOff);
+  h.writeBigUInt64LE(BigInt(plan.stringsOff), H.stringsOff);
+  h.writeBigUInt64LE(BigInt(plan.stringsSize), H.stringsSize);
+  h.writeUInt32LE(plan.seed, H.hashSeed);
+  h.writeUInt32LE(roots.length, H.rootCount);
+  h.writeBigUInt64LE(BigInt(plan.rootsOff), H.rootsOff);
+  if (plan.inodes.length > 0) {
+    h.writeBigUInt64LE(BigInt(plan.inodesOff), H.inodesOff);
+    h.writeUInt32LE(plan.inodes.length, H.inodeCount);
   }
-  out.writeUInt32LE(crc32(out.subarray(F.HEADER_SIZE)), H.bodyCrc32);
-  out.writeUInt32LE(F.CONTENT_VERSION_MAX, H.contentVersion);
-  out.writeUInt32LE(crc32(out.subarray(0, F.HEADER_SIZE)), H.headerCrc32);
-  return out;
+  h.writeUInt32LE(bodyCrc, H.bodyCrc32);
+  h.writeUInt32LE(F.CONTENT_VERSION_MAX, H.contentVersion);
+  h.writeUInt32LE(crc32(h), H.headerCrc32);
+  sink(h, 0);
 }
 
 /**
  * Encode a blob and write it to `file` atomically (temp file in the same
- * directory, fsync, rename), mode 0644.
+ * directory, fsync, rename), mode 0644. The bytes are streamed to the file
+ * as they are encoded (1 MiB at a time: the blob is never whole in memory),
+ * then read back once for the digest.
  *
  * @returns blob size in bytes, entry count and its OCI-style digest ("sha256:<hex>")
  * @throws VriftError from encodeBlob, or on I/O failure (the temp file is removed)
  */
 export async function writeBlobFile(file: string, opts: BlobOptions): Promise<{ size: number; entryCount: number; digest: string }> {
-  const bytes = encodeBlob(opts);
+  const plan = planBlob(opts);
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${Date.now()}`);
+  const digest = createHash('sha256');
   try {
-    const fh = await fsp.open(tmp, 'wx', 0o644);
+    const fd = fs.openSync(tmp, 'wx', 0o644);
     try {
-      await fh.writeFile(bytes);
+      emitBlob(plan, (chunk, position) => {
+        for (let done = 0; done < chunk.length;) done += fs.writeSync(fd, chunk, done, chunk.length - done, position + done);
+      });
       // World-readable whatever the umask: every process that preloads the
       // shim, whatever its uid, must be able to map the blob.
-      await fh.chmod(0o644);
-      await fh.sync();
+      fs.fchmodSync(fd, 0o644);
+      fs.fsyncSync(fd);
     } finally {
-      await fh.close();
+      fs.closeSync(fd);
     }
+    for await (const chunk of fs.createReadStream(tmp, { highWaterMark: CHUNK })) digest.update(chunk as Buffer);
     await fsp.rename(tmp, file);
   } catch (err) {
     await fsp.rm(tmp, { force: true });
     // Name the file asked for, not the temp file beside it.
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code ? `${code} in ${path.dirname(file)}; check that the directory exists and is writable` : (err as Error).message;
+    const why = code ? `${code} in ${path.dirname(file)}; check that the directory exists, is writable and has space` : (err as Error).message;
     throw new VriftError(`writing PSFS blob ${file}: ${why}`, { cause: err });
   }
-  return { size: bytes.length, entryCount: opts.entries.length, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` };
+  return { size: plan.fileSize, entryCount: plan.entries.length, digest: `sha256:${digest.digest('hex')}` };
 }

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { encodeBlob, type BlobEntry, type Timespec } from '../blob/writer';
+import { writeBlobFile, type BlobEntry, type BlobOptions, type Timespec } from '../blob/writer';
 import { H_CHECK_ROOT_MTIME, H_DEV_RUNTIME, H_IDENTITY_TAG, TAG_MAX } from '../blob/format';
 import { VriftError } from '../errors';
 import { writeLayer, writeFileLayer } from '../layer/tar';
@@ -513,13 +513,11 @@ const usrDirs = (): LayerEntry[] =>
   }));
 
 /**
- * The PSFS blob of a planned tree (tags assigned), merged with the base's
+ * The blob options of a planned tree (tags assigned), merged with the base's
  * when given; sets the root's mtime nanoseconds in the table to the tree
- * digest (digestRootMtime). Its own function so that the blob entries are
- * garbage once the bytes exist: the layer write that follows holds only the
- * table.
+ * digest (digestRootMtime).
  */
-function encodeTreeBlob(table: EntryTable, root: Buffer, merge: BuildVriftLayerOptions['merge']): { blob: Buffer; uncertain: Buffer[] } {
+function treeBlobOptions(table: EntryTable, root: Buffer, merge: BuildVriftLayerOptions['merge']): { opts: BlobOptions; uncertain: Buffer[] } {
   const fresh = blobEntriesFromTable(table, root);
   const roots = merge ? [root, ...merge.roots.filter((r) => !r.equals(root))] : [root];
   let entries = merge ? mergeBlobEntries(merge, fresh.entries, table) : fresh.entries;
@@ -527,8 +525,7 @@ function encodeTreeBlob(table: EntryTable, root: Buffer, merge: BuildVriftLayerO
   if (!table.pathEquals(0, root)) throw new VriftError(`digesting ${root.toString()}: the root is not the first planned entry (internal error)`);
   table.nsec[0] = nsec; // what the layer carries; the views read it too
   if (merge) entries = withRootNsec(entries, root, nsec);
-  const blob = encodeBlob({ roots, entries, flags: H_DEV_RUNTIME | H_CHECK_ROOT_MTIME | H_IDENTITY_TAG });
-  return { blob, uncertain: fresh.uncertain };
+  return { opts: { roots, entries, flags: H_DEV_RUNTIME | H_CHECK_ROOT_MTIME | H_IDENTITY_TAG }, uncertain: fresh.uncertain };
 }
 
 async function renameToDigest(layer: LayerFile, dir: string, prefix: string): Promise<LayerFile> {
@@ -606,18 +603,18 @@ export async function buildVriftLayer(opts: BuildVriftLayerOptions): Promise<Bui
  * rename); the bytes are garbage when it returns.
  */
 async function writeTreeBlob(table: EntryTable, root: Buffer, merge: BuildVriftLayerOptions['merge'], dir: string): Promise<{ file: string; size: number; digest: string; uncertain: Buffer[] }> {
-  const { blob, uncertain } = encodeTreeBlob(table, root, merge);
-  const hex = createHash('sha256').update(blob).digest('hex');
-  const file = path.join(dir, `psfs-${hex}.blob`);
-  const tmp = path.join(dir, `.psfs-${process.pid}-${randomBytes(4).toString('hex')}.blob.tmp`);
+  const { opts, uncertain } = treeBlobOptions(table, root, merge);
+  // Streamed to a file as it is encoded: the blob's bytes are never all in memory.
+  const tmp = path.join(dir, `.psfs-${process.pid}-${randomBytes(4).toString('hex')}.blob`);
+  const { size, digest } = await writeBlobFile(tmp, opts);
+  const file = path.join(dir, `psfs-${digest.slice('sha256:'.length)}.blob`);
   try {
-    await fsp.writeFile(tmp, blob, { flag: 'wx', mode: 0o644 });
     await fsp.rename(tmp, file);
   } catch (err) {
     await fsp.rm(tmp, { force: true });
     throw new VriftError(`writing PSFS blob ${file}: ${(err as Error).message}; check that ${dir} is writable and has space`, { cause: err });
   }
-  return { file, size: blob.length, digest: `sha256:${hex}`, uncertain };
+  return { file, size, digest, uncertain };
 }
 
 /**

@@ -11,4 +11,13 @@ describe('crc32', () => {
       expect(crc32Fallback(b)).toBe((zlib as unknown as { crc32: (d: Uint8Array) => number }).crc32(b) >>> 0);
     }
   });
+
+  test('continuing a CRC over a split input gives the CRC of the whole (both implementations)', () => {
+    const b = randomBytes(1000);
+    for (const cut of [0, 1, 499, 1000]) {
+      const [x, y] = [b.subarray(0, cut), b.subarray(cut)];
+      expect(crc32(y, crc32(x))).toBe(crc32(b));
+      expect(crc32Fallback(y, crc32Fallback(x))).toBe(crc32(b));
+    }
+  });
 });
