@@ -193,6 +193,29 @@ describe('writeBlobFile', () => {
     expect(fs.readdirSync(tmp)).toEqual(['psfs.blob']);
   });
 
+  test('a blob of several 1 MiB chunks: the streamed file equals encodeBlob and decodes back to every entry', async () => {
+    ino = 1000n;
+    const entries: BlobEntry[] = [dir('/vrift')];
+    for (let d = 0; d < 40; d++) {
+      entries.push(dir(`/vrift/pkg-${d}`));
+      for (let f = 0; f < 500; f++) entries.push(f % 50 === 0 ? link(`/vrift/pkg-${d}/l-${f}`, `m-${f + 1}.js`) : file(`/vrift/pkg-${d}/module-with-a-longer-name-${f}.js`));
+    }
+    const opts: BlobOptions = { roots: [Buffer.from('/vrift')], entries };
+    const out = path.join(tmp, 'big.blob');
+    const r = await writeBlobFile(out, opts);
+    const bytes = fs.readFileSync(out);
+    expect(bytes.length).toBeGreaterThan(3 << 20); // entries and strings span chunk boundaries
+    expect(bytes.equals(encodeBlob(opts))).toBe(true);
+    expect(r.digest).toBe(`sha256:${createHash('sha256').update(bytes).digest('hex')}`);
+    const back = decodeBlob(bytes); // checks both CRCs and every offset
+    expect(back.entries.map((e) => e.path.toString())).toEqual(entries.map((e) => e.path.toString()).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
+    const byPath = new Map(back.entries.map((e) => [e.path.toString(), e]));
+    for (const e of entries) {
+      const b = byPath.get(e.path.toString())!;
+      expect([b.mode, b.ino, b.size, b.target?.toString()]).toEqual([e.mode, e.ino, e.size, e.target?.toString()]);
+    }
+  });
+
   test('bad input: VriftError, the previous file untouched, no temp file left', async () => {
     const out = path.join(tmp, 'psfs.blob');
     fs.writeFileSync(out, 'old contents');
