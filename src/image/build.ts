@@ -20,7 +20,7 @@ import { showPath } from '../cas/hash';
 import { VriftError } from '../errors';
 import type { BuildVriftLayerOptions, BuildVriftLayerResult, LayerFile, TreeAdd, TreeStats } from '../layer/types';
 import { SHIM_IMAGE_PATH } from '../layer/types';
-import { ENGINE_ZSTD_MIN_MAJOR, engineReadsZstd, loadIntoDaemon, removeFromDaemon } from './daemon';
+import { ENGINE_ZSTD_MIN_MAJOR, engineForLoad, engineReadsZstd, loadIntoDaemon, removeFromDaemon } from './daemon';
 import { zstdAvailable } from '../layer/compress';
 import { writeDockerArchive, type WrittenArchive } from './dockerArchiveWrite';
 import { writeOciLayoutDir } from './ociLayoutWrite';
@@ -213,6 +213,10 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
     await checkSource(o.base, o.docker, sourceOpts);
     // A base in a local file is read (and validated) now: a bad one fails before the tree is hashed.
     if (o.base.transport === 'docker-archive' || o.base.transport === 'oci') source = await openSource(o.base, o.docker, work, sourceOpts);
+    // Where the image goes is reachable before the tree is hashed (M2): the engine for --load
+    // (its overlay2 directory also bounds the image paths it can unpack, B7), the registry's /v2/ for --push.
+    const engine = o.load ? await engineForLoad(o.docker()) : undefined;
+    if (pushRef) await pool.get(pushRef.registry).ping();
     if (o.compression === 'zstd') {
       if (!zstdAvailable()) {
         throw new VriftError('building with --compression zstd: the optional package zstd-napi is not installed (or did not build) here; run `npm install zstd-napi` in vrift\'s directory, or use --compression gzip');
@@ -235,6 +239,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       merge,
       progress: o.progress,
       compression: o.compression,
+      pathLimit: engine?.pathLimit,
     });
     let tree = await buildTree();
     const s = tree.stats;

@@ -43,6 +43,47 @@ export async function engineReadsZstd(docker: Docker): Promise<{ ok: boolean; ve
   return { ok: Number.isFinite(major) && major >= ENGINE_ZSTD_MIN_MAJOR, version };
 }
 
+/** Linux PATH_MAX: a path the kernel takes is at most this many bytes minus the NUL. */
+const PATH_MAX = 4096;
+
+/** What `--load` needs to know of the engine before the tree is hashed. */
+export interface EngineForLoad {
+  /** Storage driver (`docker info` Driver), e.g. "overlay2". */
+  driver: string;
+  /** `docker info` DockerRootDir, e.g. "/var/lib/docker". */
+  rootDir: string;
+  /**
+   * With overlay2: the longest image path the engine can unpack (bytes) and
+   * why; it extracts a layer under `<DockerRootDir>/overlay2/<64 hex>/diff`,
+   * and the whole host path must stay under PATH_MAX (4001 with
+   * /var/lib/docker, measured: 4002 fails `docker load` with "file name too
+   * long"). Undefined for other drivers.
+   */
+  pathLimit?: { bytes: number; why: string };
+}
+
+/**
+ * Ask the engine that `--load` will load into for its storage driver and
+ * root directory (`GET /info`): reaching it before any work is also the
+ * check that it is there.
+ * @throws VriftError when the engine cannot be reached (one line, what to do)
+ */
+export async function engineForLoad(docker: Docker): Promise<EngineForLoad> {
+  let info: { Driver?: string; DockerRootDir?: string };
+  try {
+    info = (await docker.info()) as { Driver?: string; DockerRootDir?: string };
+  } catch (err) {
+    throw engineError('reaching the Docker engine for --load', err);
+  }
+  const driver = info.Driver ?? 'unknown';
+  const rootDir = info.DockerRootDir ?? '';
+  if (driver !== 'overlay2' || !rootDir.startsWith('/')) return { driver, rootDir };
+  const diff = `${rootDir.replace(/\/+$/, '')}/overlay2/${'0'.repeat(64)}/diff`;
+  const bytes = PATH_MAX - 1 - Buffer.byteLength(diff);
+  const why = `the engine (overlay2 in ${rootDir}) unpacks layers under ${rootDir.replace(/\/+$/, '')}/overlay2/<64 hex>/diff, so with --load an image path holds at most ${bytes} bytes`;
+  return { driver, rootDir, pathLimit: { bytes, why } };
+}
+
 /** Turn a dockerode failure into a VriftError with what to do. */
 export function engineError(doing: string, err: unknown): VriftError {
   const e = err as { statusCode?: number; code?: string; json?: { message?: string }; message?: string };

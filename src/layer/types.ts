@@ -109,6 +109,12 @@ export interface PlanOptions {
   cacheDir?: string | false;
   /** Progress of hashing (planTree) and compressing (buildVriftLayer), in bytes (src/progress). Default: none. */
   progress?: import('../progress').Progress;
+  /**
+   * A limit on image path bytes below PATH_MAX - 1, found while planning:
+   * `bytes` the longest path allowed, `why` the reason in words (e.g. the
+   * engine's overlay2 directory, src/image/daemon.ts engineForLoad). Default: none.
+   */
+  pathLimit?: { bytes: number; why: string };
 }
 
 export interface CasObject {

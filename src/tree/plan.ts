@@ -337,6 +337,10 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
           const dest = Buffer.concat(parts);
           throw new VriftError(`planning ${showPath(dest)} (from ${showPath(join(dir.host, n))}): the path is ${dest.length} bytes, longer than PATH_MAX; shorten it or choose a shorter destination`);
         }
+        if (opts.pathLimit && dirDest.length + 1 + n.length > opts.pathLimit.bytes) {
+          const dest = Buffer.concat(parts);
+          throw new VriftError(`planning ${showPath(dest)} (from ${showPath(join(dir.host, n))}): the path is ${dest.length} bytes; ${opts.pathLimit.why}; shorten it or choose a shorter destination`);
+        }
         if (st.isDirectory()) {
           stack.push({ host: join(dir.host, n), row: row(parts, KIND_DIR, st), rel: [...dir.rel, n] });
         } else if (st.isFile()) {
