@@ -227,7 +227,7 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
           throw new VriftError(`loading into the engine with --compression zstd: Docker ${z.version} cannot read zstd-compressed layers (docker load reads them from Docker ${ENGINE_ZSTD_MIN_MAJOR}.0); use --compression gzip with --load, or write the zstd image with --output or --push only`);
         }
       }
-      if (o.output !== undefined && !ociDir) o.log(`note: ${o.output} has a zstd layer: docker load reads it from Docker ${ENGINE_ZSTD_MIN_MAJOR}.0, skopeo and umoci read it as an OCI layout tar`);
+      if (o.output !== undefined && !ociDir) o.log(`note: ${o.output} has a zstd layer: docker load reads it from Docker ${ENGINE_ZSTD_MIN_MAJOR}.0, skopeo reads it as an OCI layout tar`);
     }
     o.log(`building /vrift tree layer from ${o.adds.map((a) => `${a.src} -> ${a.dest}`).join(', ')}`);
     const buildTree = (merge?: VriftBase['merge']) => o.builders.buildVriftLayer({

@@ -142,6 +142,24 @@ test('the same inputs give the same zstd layer digest and manifest', () => {
   expect(again.manifestDigest).toBe(sum.manifestDigest);
 });
 
+test('--output x.tar with zstd: the note names the readers that read it (skopeo does; this umoci does not, so it is not named)', () => {
+  const out = path.join(work, 'z.tar');
+  const r = vrift(['build', '--base', `docker-daemon:${BASE_IMAGE}`, '--add', `${tree}:/vrift/z`, '--compression', 'zstd', '--tag', 'vrift-zstd/note:1', '--output', out, '--cache-dir', path.join(work, 'cache')], { env });
+  expect(r.status).toBe(0);
+  expect(r.stderr.split('\n').filter((l) => l.startsWith('vrift: note:'))).toEqual([`vrift: note: ${out} has a zstd layer: docker load reads it from Docker 23.0, skopeo reads it as an OCI layout tar`]);
+  const inspected = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', `oci-archive:${out}`], { encoding: 'utf8' })) as { layers: { mediaType: string }[] };
+  expect(inspected.layers[inspected.layers.length - 1].mediaType).toBe(ZSTD);
+  if (/^umoci version 0\.4\./.test(execFileSync('umoci', ['--version'], { encoding: 'utf8' }))) {
+    const layout = path.join(work, 'z-layout');
+    mkdirSync(layout);
+    execFileSync('tar', ['-xf', out, '-C', layout]);
+    const ref = JSON.parse(readFileSync(path.join(layout, 'index.json'), 'utf8')).manifests[0].annotations['org.opencontainers.image.ref.name'];
+    const u = spawnSync('umoci', ['unpack', '--image', `${layout}:${ref}`, path.join(work, 'z-bundle')], { encoding: 'utf8' });
+    expect(u.status).not.toBe(0);
+    expect(u.stderr).toContain(ZSTD);
+  }
+});
+
 test('--load with zstd: refused before anything is built on an engine that cannot read zstd layers, loaded on one that can', () => {
   const version = execFileSync('docker', ['version', '--format', '{{.Server.Version}}'], { encoding: 'utf8' }).trim();
   const tag = `vrift-zstd/load:${process.pid}`;
