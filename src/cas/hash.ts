@@ -24,6 +24,10 @@ export async function sha256File(file: string | Buffer, sizeHint?: bigint): Prom
       size += BigInt((chunk as Buffer).length);
     }
   } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') {
+      throw new VriftError(`hashing file ${showPath(file)}: it was deleted or replaced after the source was walked (${code}); build again once the source is stable`, { cause: err });
+    }
     throw new VriftError(
       `hashing file ${showPath(file)}: ${(err as Error).message}; make the file readable or remove it from the source`,
       { cause: err },

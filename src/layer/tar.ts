@@ -386,7 +386,14 @@ async function addFileData(out: TarOut, e: FileEntry, aborted: Abort): Promise<v
     }
   } catch (err) {
     if (err instanceof VriftError) throw err;
-    throw new VriftError(`reading file ${showPath(src)} for the layer: ${(err as Error).message}`, { cause: err });
+    const code = (err as NodeJS.ErrnoException).code;
+    // Deleted or replaced by a directory since it was planned: the source is being changed under the build.
+    const cause = code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR'
+      ? `it was deleted or replaced since it was hashed (${code}); build again once the source is stable`
+      : code === 'EACCES' || code === 'EPERM'
+        ? `permission denied (${code}); make it readable by this user, or remove it from the source`
+        : (err as Error).message;
+    throw new VriftError(`reading file ${showPath(src)} for the layer: ${cause}`, { cause: err });
   }
   if (n !== e.size || (e.sha256 !== undefined && h.digest('hex') !== e.sha256)) {
     throw new VriftError(`reading file ${showPath(src)} for the layer: it changed since it was hashed; build again once the source is stable`);

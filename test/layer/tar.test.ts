@@ -132,6 +132,21 @@ test('file content streamed from disk; a file that changed since hashing fails a
   expect(await fsp.readdir(out)).toEqual(['ok.tgz']);
 });
 
+test('a source file deleted (or replaced by a directory) after planning: one line saying so and what to do, no raw errno, nothing left', async () => {
+  const src = path.join(dir, 'gone.bin');
+  await fsp.writeFile(src, 'data');
+  const out = path.join(dir, 'out');
+  await fsp.mkdir(out);
+  const entry = { ...F('/a/f', ''), size: 4n, source: { file: src } } as LayerEntry;
+  await fsp.rm(src);
+  const err = await writeLayer([D('/a'), entry], path.join(out, 'l.tgz')).then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(VriftError);
+  expect((err as Error).message).toBe(`reading file "${src}" for the layer: it was deleted or replaced since it was hashed (ENOENT); build again once the source is stable`);
+  await fsp.mkdir(src);
+  await expect(writeLayer([D('/a'), entry], path.join(out, 'l.tgz'))).rejects.toThrow(/it was deleted or replaced since it was hashed \(EISDIR\); build again/);
+  expect(await fsp.readdir(out)).toEqual([]);
+});
+
 test('malformed entries are refused and leave no file', async () => {
   const out = path.join(dir, 'o.tgz');
   await expect(writeLayer([D('/a'), F('/a/../etc/passwd', 'x')], out)).rejects.toThrow(/"\.\." component/);
