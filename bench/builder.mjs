@@ -190,7 +190,7 @@ try {
       const [a, b] = [rows[0], rows[rows.length - 1]];
       const perFile = ((b.rssKiB - a.rssKiB) / (b.n - a.n)).toFixed(2);
       const blobPerFile = ((b.blob - a.blob) / 1024 / (b.n - a.n)).toFixed(2);
-      console.log(`marginal peak RSS: ${perFile} KiB per file (of which the PSFS blob itself: ${blobPerFile} KiB per file)`);
+      console.log(`marginal peak RSS: ${perFile} KiB per file (the PSFS blob, ${blobPerFile} KiB per file, is streamed to its file, not held)`);
       if (rows.length > 2) {
         // The smallest tree's peak can be the build's floor (the base read, the archive write), not its tree phase.
         const [c, d] = [rows[rows.length - 2], rows[rows.length - 1]];
