@@ -36,7 +36,8 @@ export interface InspectReport {
   /** Config label dev.vrift.version, when set. */
   vriftVersion: string | null;
   layers: InspectLayer[];
-  blob: null | {
+  /** The visible blob: what it describes, or, when it does not decode, where it is and why (InspectBlobProblem). */
+  blob: null | InspectBlobProblem | {
     digest: string;
     size: number;
     /** 0-based index of the layer the visible blob comes from. */
@@ -51,17 +52,46 @@ export interface InspectReport {
     dirs: number;
     symlinks: number;
     casObjects: number;
+    problem?: undefined;
   };
   /** Logical bytes of tree files vs bytes of CAS objects, from the blob. */
   dedup: null | { logicalBytes: number; casBytes: number; ratio: number };
   shim: null | { path: string; layer: number; arch: string; libc: string; size: number; sha256: string };
 }
 
+/** A visible blob that does not decode: the rest of the report stands, `vrift inspect` exits 1. */
+export interface InspectBlobProblem {
+  digest: string;
+  size: number;
+  layer: number;
+  label: string | null;
+  labelMatches: boolean;
+  /** corrupt: checksum, bounds, table (rebuild the image); unsupported: written by a newer vrift (upgrade this one). */
+  problem: 'corrupt' | 'unsupported';
+  /** What the decoder found, e.g. "body checksum mismatch (body_crc32)". */
+  reason: string;
+}
+
 const S_IFMT = 0o170000;
 
 /**
+ * The error `vrift inspect` exits with after printing a report whose blob
+ * does not decode, or undefined when the blob is fine (or absent).
+ */
+export function blobProblemError(r: InspectReport): VriftError | undefined {
+  const b = r.blob;
+  if (!b?.problem) return undefined;
+  const advice = b.problem === 'corrupt'
+    ? 'rebuild the image with `vrift build` (the build writes the blob)'
+    : 'the blob was written by a newer vrift: inspect it with that version, or upgrade this one';
+  return new VriftError(`inspecting ${r.image}: the PSFS blob in layer ${b.layer + 1} is ${b.problem} (${b.reason}); ${advice}`);
+}
+
+/**
  * Inspect an image from any `--base` transport.
- * @throws VriftError when the image cannot be read, has no vrift layers, or its blob does not decode
+ * @returns the report; a visible blob that does not decode is reported as such
+ *   (InspectBlobProblem, see blobProblemError), with the rest of the report
+ * @throws VriftError when the image cannot be read or has no vrift layers
  */
 export async function inspectImage(src: SourceRef, docker: () => Docker, tmpRoot?: string): Promise<InspectReport> {
   const opened = await openSource(src, docker, tmpRoot);
@@ -84,13 +114,26 @@ export async function inspectImage(src: SourceRef, docker: () => Docker, tmpRoot
       dedup: null,
       shim: null,
     };
+    let decoded: ReturnType<typeof decodeBlob> | undefined;
     if (scan.blob && scan.blobDigest !== undefined && scan.blobLayer !== undefined) {
-      let decoded;
       try {
         decoded = decodeBlob(scan.blob);
       } catch (err) {
-        throw new VriftError(`inspecting ${src.raw}: the PSFS blob in layer ${scan.blobLayer + 1} does not decode (${(err as Error).message})`, { cause: err });
+        if (!(err instanceof VriftError)) throw err;
+        // "decoding PSFS blob: <why>; <advice for a blob file>": that advice is for `vrift blob`, not for an image.
+        const m = /^decoding PSFS blob: (.*); ([^;]*)$/.exec(err.message);
+        report.blob = {
+          digest: scan.blobDigest,
+          size: scan.blob.length,
+          layer: scan.blobLayer,
+          label: scan.labelBlobDigest ?? null,
+          labelMatches: scan.labelBlobDigest === scan.blobDigest,
+          problem: m && /newer vrift/.test(m[2]) ? 'unsupported' : 'corrupt',
+          reason: m ? m[1] : err.message,
+        };
       }
+    }
+    if (decoded && scan.blob && scan.blobDigest !== undefined && scan.blobLayer !== undefined) {
       const roots = decoded.roots.map((r) => r.toString('utf8'));
       const casPrefixes = decoded.roots.map((r) => `${r.toString('latin1')}/.cas/`);
       let files = 0, dirs = 0, symlinks = 0, casObjects = 0;
@@ -155,7 +198,11 @@ export function formatInspect(r: InspectReport): string {
     lines.push(`${String(l.index + 1).padEnd(6)} ${role.padEnd(5)} ${short(l.digest).padEnd(13)} ${short(l.diffID).padEnd(13)} ${humanBytes(l.size).padEnd(11)} ${l.vriftPaths || ''}${l.hasBlob ? ' +blob' : ''}`);
   }
   lines.push('');
-  if (r.blob) {
+  if (r.blob?.problem) {
+    const b = r.blob;
+    lines.push(`blob       ${b.problem} (${b.reason}): ${b.digest} (${humanBytes(b.size)}, layer ${b.layer + 1})`);
+    lines.push(`label      ${b.label ?? '(none)'} ${b.labelMatches ? '(matches the blob)' : '(DOES NOT match the blob)'}`);
+  } else if (r.blob) {
     const b = r.blob;
     lines.push(`domain     ${b.roots.join(', ')}`);
     lines.push(`entries    ${b.entries} (${b.files} files, ${b.dirs} dirs, ${b.symlinks} symlinks, ${b.casObjects} CAS objects)`);

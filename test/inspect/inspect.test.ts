@@ -4,7 +4,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { promises as fsp, readFileSync } from 'node:fs';
+import { promises as fsp, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { BASE_IMAGE, ROOT, sh, vrift } from '../e2e/helpers';
 import { buildFixture, type BuiltFixture } from '../verify/fixture';
@@ -105,6 +105,40 @@ test('an image without vrift layers: one clear error line, exit 1', () => {
   expect(r.stderr).toMatch(/^vrift: inspecting docker-daemon:vrift-test\/bookworm-python:latest: the image has no vrift layers/);
   expect(r.stderr.trim().split('\n')).toHaveLength(1);
   expect(r.stdout).toBe('');
+});
+
+test('an image whose visible blob is corrupt: the rest is reported, blob "corrupt (<reason>)", exit 1 with advice to rebuild the image', () => {
+  // The fixture image plus one layer holding a psfs.blob with one body byte flipped (docker cp + commit: no process runs).
+  const tag = `vrift-test/inspect-corrupt:${process.pid}`;
+  const id = sh('docker', ['create', fx.tag, 'true']).trim();
+  try {
+    const blob = path.join(fx.work, 'corrupt.blob');
+    sh('docker', ['cp', `${id}:/usr/lib/vrift/psfs.blob`, blob]);
+    const b = readFileSync(blob);
+    b[b.length - 1] ^= 0xff;
+    writeFileSync(blob, b);
+    sh('docker', ['cp', blob, `${id}:/usr/lib/vrift/psfs.blob`]);
+    sh('docker', ['commit', id, tag]);
+  } finally {
+    spawnSync('docker', ['rm', '-f', id], { stdio: 'ignore' });
+  }
+  try {
+    const good = inspect(`docker-archive:${fx.archive}`);
+    const r = vrift(['inspect', `docker-daemon:${tag}`, '--json']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`^vrift: inspecting docker-daemon:${tag.replace(/[.:/]/g, '\\$&')}: the PSFS blob in layer ${good.layers.length + 1} is corrupt \\(body checksum mismatch \\(body_crc32\\)\\); rebuild the image with \`vrift build\` \\(the build writes the blob\\)\\n$`));
+    const rep = JSON.parse(r.stdout) as Omit<Report, 'blob'> & { blob: { problem: string; reason: string; layer: number; labelMatches: boolean; label: string } };
+    expect(rep.blob).toMatchObject({ problem: 'corrupt', reason: 'body checksum mismatch (body_crc32)', layer: good.layers.length, label: good.blob.digest, labelMatches: false });
+    expect(rep.layers.slice(0, good.layers.length).map((l) => l.diffID)).toEqual(good.layers.map((l) => l.diffID));
+    expect(rep.shim).toEqual(good.shim);
+    const table = vrift(['inspect', `docker-daemon:${tag}`]);
+    expect(table.status).toBe(1);
+    expect(table.stdout).toContain(`blob       corrupt (body checksum mismatch (body_crc32)): sha256:`);
+    expect(table.stdout).toContain('(DOES NOT match the blob)');
+    expect(table.stderr).not.toContain('vrift blob');
+  } finally {
+    spawnSync('docker', ['rmi', '-f', tag], { stdio: 'ignore' });
+  }
 });
 
 test('a missing image: exit 1 naming it', () => {

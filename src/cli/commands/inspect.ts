@@ -2,7 +2,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { VriftError } from '../../errors';
 import { dockerClient } from '../../image/daemon';
 import { parseSourceRef } from '../../image/source';
-import { formatInspect, inspectImage } from '../../verify/inspect';
+import { blobProblemError, formatInspect, inspectImage } from '../../verify/inspect';
 
 /** Parsed arguments of `vrift inspect`. */
 export interface InspectArgs {
@@ -31,15 +31,19 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
       .example('$0 inspect oci:./layout:app', 'An OCI image layout directory or tar')
       .example('$0 inspect 127.0.0.1:5000/app:1', 'An image in a registry') as unknown as Argv<InspectArgs>,
   handler: async (a) => {
+    let r;
     try {
       const src = await parseSourceRef(a.image);
-      const r = await inspectImage(src, dockerClient);
-      process.stdout.write(a.json ? `${JSON.stringify(r, null, 2)}\n` : formatInspect(r));
+      r = await inspectImage(src, dockerClient);
     } catch (e) {
       const err = asInspectError(e);
       if (a.json) process.stdout.write(`${JSON.stringify({ outcome: 'error', message: err instanceof Error ? err.message : String(err) })}\n`);
       throw err;
     }
+    process.stdout.write(a.json ? `${JSON.stringify(r, null, 2)}\n` : formatInspect(r));
+    // A blob that does not decode is in the report (blob.problem); the exit status says so too.
+    const bad = blobProblemError(r);
+    if (bad) throw bad;
   },
 };
 
