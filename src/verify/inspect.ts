@@ -115,25 +115,21 @@ export async function inspectImage(src: SourceRef, docker: () => Docker, tmpRoot
       shim: null,
     };
     let decoded: ReturnType<typeof decodeBlob> | undefined;
-    if (scan.blob && scan.blobDigest !== undefined && scan.blobLayer !== undefined) {
+    // What is known of the blob file whether or not it decodes.
+    const blobFile = scan.blob && scan.blobDigest !== undefined && scan.blobLayer !== undefined
+      ? { digest: scan.blobDigest, size: scan.blob.length, layer: scan.blobLayer, label: scan.labelBlobDigest ?? null, labelMatches: scan.labelBlobDigest === scan.blobDigest }
+      : undefined;
+    if (scan.blob && blobFile) {
       try {
         decoded = decodeBlob(scan.blob);
       } catch (err) {
         if (!(err instanceof VriftError)) throw err;
         // "decoding PSFS blob: <why>; <advice for a blob file>": that advice is for `vrift blob`, not for an image.
         const m = /^decoding PSFS blob: (.*); ([^;]*)$/.exec(err.message);
-        report.blob = {
-          digest: scan.blobDigest,
-          size: scan.blob.length,
-          layer: scan.blobLayer,
-          label: scan.labelBlobDigest ?? null,
-          labelMatches: scan.labelBlobDigest === scan.blobDigest,
-          problem: m && /newer vrift/.test(m[2]) ? 'unsupported' : 'corrupt',
-          reason: m ? m[1] : err.message,
-        };
+        report.blob = { ...blobFile, problem: m && /newer vrift/.test(m[2]) ? 'unsupported' : 'corrupt', reason: m ? m[1] : err.message };
       }
     }
-    if (decoded && scan.blob && scan.blobDigest !== undefined && scan.blobLayer !== undefined) {
+    if (decoded && blobFile) {
       const roots = decoded.roots.map((r) => r.toString('utf8'));
       const casPrefixes = decoded.roots.map((r) => `${r.toString('latin1')}/.cas/`);
       let files = 0, dirs = 0, symlinks = 0, casObjects = 0;
@@ -159,11 +155,7 @@ export async function inspectImage(src: SourceRef, docker: () => Docker, tmpRoot
         ...(decoded.header.flags & F.H_IDENTITY_TAG ? ['PSFS_H_IDENTITY_TAG'] : []),
       ];
       report.blob = {
-        digest: scan.blobDigest,
-        size: scan.blob.length,
-        layer: scan.blobLayer,
-        label: scan.labelBlobDigest ?? null,
-        labelMatches: scan.labelBlobDigest === scan.blobDigest,
+        ...blobFile,
         flags,
         roots,
         entries: decoded.entries.length,
