@@ -728,11 +728,9 @@ enum psfs_outcome psfs_resolve_ours(const struct psfs_view *v, const char *path,
 			return PSFS_ENOTDIR;
 		if (w.dot_last && (e->mode & SEARCH_ALL) != SEARCH_ALL)
 			return PSFS_PASS;      /* "dir/." : EACCES for some callers */
-		if (e->flags & PSFS_E_UNCERTAIN) {
-			*out = e;              /* the kernel's answer is this entry's */
-			return PSFS_PASS;      /* size is an estimate: ask the kernel */
-		}
+		/* An uncertain size is the kernel's to give (PASS), but the
+		 * caller learns whose answer it is (psfs_resolve). */
 		*out = e;
-		return PSFS_HIT;
+		return (e->flags & PSFS_E_UNCERTAIN) ? PSFS_PASS : PSFS_HIT;
 	}
 }

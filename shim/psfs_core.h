@@ -89,9 +89,10 @@ enum psfs_outcome {
  * ENAMETOOLONG).  A path outside every root returns PASS.
  * Cost: a path whose byte 1 differs from every root's (psfs_may_be_ours)
  * is rejected there; otherwise the path is read at most PSFS_PATH_MAX
- * bytes far (strnlen); a path already in normalized form (the usual
- * spelling) is then checked 16 bytes at a time, hashed 8 bytes at a time
- * and looked up in place (no copy).
+ * bytes far (strnlen); its bytes after the root are hashed 8 at a time
+ * (the bucket is prefetched), and a path already in normalized form (the
+ * usual spelling) is checked 16 bytes at a time and looked up in place
+ * (no copy).
  *
  * A found entry needs PSFS_E_REACHABLE or the result is PASS (never widen
  * access); a final "." component (".../dir/.") also needs the directory
