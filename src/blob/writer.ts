@@ -141,6 +141,8 @@ interface BlobPlan {
   /** String-table offset of each root's bytes (its entry's path). */
   rootOffs: number[];
   bucketCount: number;
+  /** The bucket table's memory (2 uint32 per bucket), reused by every seed tried. */
+  table: Uint32Array;
   seed: number;
   maxProbe: number;
   /** PSFS_H_IDENTITY_TAG: inodes[tag - 1] = entry index + 1; else empty. */
@@ -301,14 +303,14 @@ function planBlob(opts: BlobOptions): BlobPlan {
   }
 
   // Pick the seed with the shortest worst-case probe chain among a fixed set
-  // (deterministic). The bound is recorded in the header. One table is
-  // filled per seed and only the winner's numbers are kept: emitBlob fills
-  // it again for that seed (a second table per seed was garbage V8 freed
-  // late, up to 7 x 8 MiB at 320k entries).
+  // (deterministic). The bound is recorded in the header. One table serves
+  // every seed and emitBlob fills it again for the winner (a table per seed
+  // was garbage V8 freed late, up to 7 x 8 MiB at 320k entries).
+  const table = new Uint32Array(bucketCount * 2);
   let seed = 0;
   let maxProbe = Infinity;
   for (let s = 0; s < 8; s++) {
-    const probe = fillBuckets(entries, s, bucketCount);
+    const probe = fillBuckets(table, entries, s);
     if (probe < maxProbe) {
       seed = s;
       maxProbe = probe;
@@ -323,21 +325,19 @@ function planBlob(opts: BlobOptions): BlobPlan {
   const inodesOff = align(stringsOff + stringsSize);
   const fileSize = align(inodesOff + inodes.length * 4);
   return {
-    flags, roots, entries, reachable, pathsSize, stringsSize, rootOffs, bucketCount, seed, maxProbe, inodes,
+    flags, roots, entries, reachable, pathsSize, stringsSize, rootOffs, bucketCount, table, seed, maxProbe, inodes,
     rootsOff, bucketsOff, entriesOff, stringsOff, inodesOff, fileSize,
   };
 }
 
 /**
- * Open-addressing table of `entries` for `seed`: [hash, entry index + 1]
- * per slot, linear probing (psfs_format.h). Returns the longest probe chain,
- * and the table when `keep`.
+ * Fill `table` (2 uint32 per bucket: hash, entry index + 1; zeroed here)
+ * with `entries` for `seed`: open addressing, linear probing
+ * (psfs_format.h). Returns the longest probe chain.
  */
-function fillBuckets(entries: BlobEntry[], seed: number, bucketCount: number): number;
-function fillBuckets(entries: BlobEntry[], seed: number, bucketCount: number, keep: true): Uint32Array;
-function fillBuckets(entries: BlobEntry[], seed: number, bucketCount: number, keep = false): number | Uint32Array {
-  const table = new Uint32Array(bucketCount * 2);
-  const mask = bucketCount - 1;
+function fillBuckets(table: Uint32Array, entries: BlobEntry[], seed: number): number {
+  table.fill(0);
+  const mask = table.length / 2 - 1;
   let maxProbe = 1;
   entries.forEach((e, i) => {
     const h = F.hash(seed, e.path);
@@ -351,7 +351,7 @@ function fillBuckets(entries: BlobEntry[], seed: number, bucketCount: number, ke
     table[slot * 2 + 1] = i + 1;
     if (probe > maxProbe) maxProbe = probe;
   });
-  return keep ? table : maxProbe;
+  return maxProbe;
 }
 
 /** Bytes per chunk handed to emitBlob's sink. */
@@ -401,7 +401,8 @@ function emitBlob(plan: BlobPlan, sink: (chunk: Buffer, position: number) => voi
     buf.writeUInt32LE(r.length, o + F.ROOT.pathLen);
   });
   padTo(plan.bucketsOff);
-  const table = fillBuckets(entries, plan.seed, plan.bucketCount, true);
+  const table = plan.table;
+  fillBuckets(table, entries, plan.seed);
   for (let i = 0; i < plan.bucketCount; i++) {
     const o = room(F.BUCKET_SIZE);
     buf.writeUInt32LE(table[i * 2], o + F.BUCKET.hash);
