@@ -433,7 +433,7 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
         table.size[o] = table.size[f];
         table.ref[o] = f;
         table.sha.copy(table.sha, o * 32, f * 32, f * 32 + 32);
-        if (full) byKey.splice(at, 4, perm, sec, o, batch);
+        if (full) [byKey[at + 2], byKey[at + 3]] = [o, batch]; // that key's next batch
         else byKey.push(perm, sec, o, batch);
         made.push(o);
         objBytes += BigInt(table.size[f]);
