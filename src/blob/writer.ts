@@ -143,6 +143,8 @@ interface BlobPlan {
   bucketCount: number;
   /** The bucket table's memory (2 uint32 per bucket), reused by every seed tried. */
   table: Uint32Array;
+  /** The seed `table` was last filled for (usually `seed`: the search stops at a good one). */
+  tableSeed: number;
   seed: number;
   maxProbe: number;
   /** PSFS_H_IDENTITY_TAG: inodes[tag - 1] = entry index + 1; else empty. */
@@ -304,13 +306,16 @@ function planBlob(opts: BlobOptions): BlobPlan {
 
   // Pick the seed with the shortest worst-case probe chain among a fixed set
   // (deterministic). The bound is recorded in the header. One table serves
-  // every seed and emitBlob fills it again for the winner (a table per seed
-  // was garbage V8 freed late, up to 7 x 8 MiB at 320k entries).
+  // every seed; emitBlob fills it again only when the winner was not the
+  // last seed tried (a table per seed was garbage V8 freed late, up to
+  // 7 x 8 MiB at 320k entries).
   const table = new Uint32Array(bucketCount * 2);
   let seed = 0;
   let maxProbe = Infinity;
+  let tableSeed = 0;
   for (let s = 0; s < 8; s++) {
     const probe = fillBuckets(table, entries, s);
+    tableSeed = s;
     if (probe < maxProbe) {
       seed = s;
       maxProbe = probe;
@@ -325,7 +330,7 @@ function planBlob(opts: BlobOptions): BlobPlan {
   const inodesOff = align(stringsOff + stringsSize);
   const fileSize = align(inodesOff + inodes.length * 4);
   return {
-    flags, roots, entries, reachable, pathsSize, stringsSize, rootOffs, bucketCount, table, seed, maxProbe, inodes,
+    flags, roots, entries, reachable, pathsSize, stringsSize, rootOffs, bucketCount, table, tableSeed, seed, maxProbe, inodes,
     rootsOff, bucketsOff, entriesOff, stringsOff, inodesOff, fileSize,
   };
 }
@@ -402,7 +407,7 @@ function emitBlob(plan: BlobPlan, sink: (chunk: Buffer, position: number) => voi
   });
   padTo(plan.bucketsOff);
   const table = plan.table;
-  fillBuckets(table, entries, plan.seed);
+  if (plan.tableSeed !== plan.seed) fillBuckets(table, entries, plan.seed);
   for (let i = 0; i < plan.bucketCount; i++) {
     const o = room(F.BUCKET_SIZE);
     buf.writeUInt32LE(table[i * 2], o + F.BUCKET.hash);
