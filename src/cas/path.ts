@@ -40,6 +40,11 @@ export interface CasVariant {
  */
 export function casObjectPath(root: Buffer, hex: string, variant?: CasVariant): Buffer {
   if (!/^[0-9a-f]{64}$/.test(hex)) throw new Error(`casObjectPath: not a sha256 hex digest: ${hex}`);
-  const suffix = variant === undefined ? '' : `.${variant.perm.toString(8).padStart(4, '0')}.${variant.mtime}.${variant.batch}`;
+  const suffix = variant === undefined ? '' : casSuffix(variant);
   return Buffer.concat([root, Buffer.from(`/${CAS_DIR}/${hex.slice(0, 2)}/${hex.slice(2)}${suffix}`)]);
+}
+
+/** The ".<perm>.<mtime>.<batch>" a non-primary object's name ends with (see the scheme above). */
+export function casSuffix(variant: CasVariant): string {
+  return `.${variant.perm.toString(8).padStart(4, '0')}.${variant.mtime}.${variant.batch}`;
 }

@@ -8,6 +8,7 @@
  * bigints and strings took ~0.35 KiB (measured: src/tree/README.md "Memory").
  */
 import { VriftError } from '../errors';
+import { CAS_DIR } from '../cas/path';
 import type { LayerEntry } from './types';
 
 /** Entry kinds (the LayerEntry `type`s). */
@@ -85,6 +86,12 @@ export class EntryTable implements LayerEntries {
   sha = Buffer.alloc(1024 * SHA_BYTES);
 
   /**
+   * The domain root CAS object paths are derived under (addCasObject):
+   * `<casRoot>/.cas/<2 hex>/<62 hex>[<suffix>]` (src/cas/path.ts).
+   */
+  casRoot = Buffer.from('/vrift');
+
+  /**
    * @param uid owner of every entry
    * @param gid group of every entry
    * @param sources host directories the tree paths come from: a path under
@@ -126,12 +133,39 @@ export class EntryTable implements LayerEntries {
     const i = this.length;
     if (i === this.kind.length) this.resize(i * 2);
     const at = this.putBytes(parts);
+    if (this.used === at) throw new VriftError('planning: an empty path (internal error)'); // pathLen 0 marks a derived CAS path
     this.pathAt[i] = at;
     this.pathLen[i] = this.used - at;
     this.kind[i] = kind;
     this.mode[i] = mode;
     this.length++;
     return i;
+  }
+
+  /**
+   * Append a CAS object whose path is derived, not stored (it is ~90 bytes
+   * a file otherwise, the largest part of a row): from casRoot, its sha
+   * (set by the caller), and for a non-primary object (`variant` = batch +
+   * 1, 0 for the primary) its permission bits and `sec` as well. Those
+   * columns must not change afterwards. Returns its index.
+   */
+  addCasObject(variant: number, mode: number): number {
+    const i = this.length;
+    if (i === this.kind.length) this.resize(i * 2);
+    this.pathAt[i] = variant;
+    this.pathLen[i] = 0; // no stored path: no path is empty
+    this.kind[i] = KIND_FILE;
+    this.mode[i] = mode;
+    this.length++;
+    return i;
+  }
+
+  /** The derived path of CAS object row i (see addCasObject). */
+  private casPath(i: number): Buffer {
+    const hex = this.shaHex(i);
+    const v = this.pathAt[i];
+    const suffix = v === 0 ? '' : `.${(this.mode[i] & 0o7777).toString(8).padStart(4, '0')}.${this.sec[i]}.${v - 1}`;
+    return Buffer.concat([this.casRoot, Buffer.from(`/${CAS_DIR}/${hex.slice(0, 2)}/${hex.slice(2)}${suffix}`, 'latin1')]);
   }
 
   private resize(n: number): void {
@@ -151,11 +185,13 @@ export class EntryTable implements LayerEntries {
 
   /** Path bytes of entry i (a view: do not keep many). */
   path(i: number): Buffer {
+    if (this.pathLen[i] === 0) return this.casPath(i);
     return this.bytesAt(this.pathAt[i], this.pathLen[i]);
   }
 
   /** Compare the paths of entries i and j by bytes (Buffer.compare order), without a view. */
   comparePaths(i: number, j: number): number {
+    if (this.pathLen[i] === 0 || this.pathLen[j] === 0) return Buffer.compare(this.path(i), this.path(j));
     const a = this.pathAt[i];
     const b = this.pathAt[j];
     const ao = a & SLAB_MASK;
@@ -165,6 +201,7 @@ export class EntryTable implements LayerEntries {
 
   /** Whether entry i's path equals `p`. */
   pathEquals(i: number, p: Buffer): boolean {
+    if (this.pathLen[i] === 0) return this.casPath(i).equals(p);
     if (this.pathLen[i] !== p.length) return false;
     const a = this.pathAt[i];
     const o = a & SLAB_MASK;

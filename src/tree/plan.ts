@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { VriftError } from '../errors';
 import { DigestCache, type FileBatch, type FileKey } from '../cas/cache';
 import { showPath } from '../cas/hash';
-import { casObjectPath, CAS_DIR, CAS_MAX_LINKS } from '../cas/path';
+import { casSuffix, CAS_DIR, CAS_MAX_LINKS } from '../cas/path';
 import { PATH_MAX } from '../blob/format';
 import { EntryTable, KIND_DIR, KIND_FILE, KIND_HARDLINK, KIND_SYMLINK } from '../layer/table';
 import { VRIFT_ROOT, type CasObject, type LayerEntry, type PlanOptions, type TreeAdd, type TreePlan } from '../layer/types';
@@ -142,6 +142,145 @@ async function symlinkEscapes(srcRoot: Buffer, linkDir: Buffer[], target: Buffer
     }
   }
   return false;
+}
+
+/** A directory vrift creates (/vrift, or one above a destination): its children by name (latin1). */
+interface VirtualDir {
+  children: Map<string, { name: Buffer; dir: VirtualDir } | { name: Buffer; add: number }>;
+}
+
+/** A source directory being walked: which --add it belongs to and its components below the source root. */
+interface SourceDir {
+  add: number;
+  rel: Buffer[];
+}
+
+/** What walkOrdered does with each path, in path-byte order. */
+interface WalkVisitor {
+  /** A created directory (its path is `parts` concatenated). */
+  created(parts: Buffer[]): void;
+  /** The directory of destination `add` (its source root). */
+  source(parts: Buffer[], add: number): Promise<void>;
+  /** A path inside a source: `parts` = [its directory's path, "/", name], its lstat, its host path, where it is. */
+  entry(parts: Buffer[], st: BigIntStats, host: Buffer, dir: SourceDir): Promise<void>;
+}
+
+/** One child of a directory, in walk order: the path itself, or (`sub`) what is under it. */
+interface WalkItem {
+  /** Sort key: the name, or for `sub` the name and "/". */
+  key: Buffer;
+  name: Buffer;
+  sub: boolean;
+  /** A created directory's own node, or the --add index of a destination; else a host name. */
+  node?: VirtualDir;
+  add?: number;
+  isDir?: boolean;
+}
+
+/** An open directory of walkOrdered: its items in order, the next one, the lstats of a batch ahead. */
+interface OpenDir {
+  path: Buffer;
+  host?: Buffer;
+  src?: SourceDir;
+  items: WalkItem[];
+  next: number;
+  stats: (BigIntStats | undefined)[];
+}
+
+const byKey = (a: WalkItem, b: WalkItem): number => Buffer.compare(a.key, b.key);
+
+/** The items of a directory: each name, and after it in byte order (name + "/") what is under it when it is a directory. */
+function itemsOf(names: { name: Buffer; isDir: boolean; node?: VirtualDir; add?: number }[]): WalkItem[] {
+  const items: WalkItem[] = [];
+  for (const c of names) {
+    items.push({ key: c.name, name: c.name, sub: false, node: c.node, add: c.add, isDir: c.isDir });
+    if (c.isDir) items.push({ key: Buffer.concat([c.name, SLASH_BUF]), name: c.name, sub: true, node: c.node, add: c.add, isDir: true });
+  }
+  return items.sort(byKey);
+}
+
+/**
+ * Walk the created directories and every source below them, visiting each
+ * path once in path-byte order (Buffer.compare of the whole paths), depth
+ * first. Byte order is not plain depth-first order: "a.b" (0x2e) sorts
+ * between "a" and "a/x" (0x2f), so a directory's own path and the paths
+ * under it are two items of its parent, keyed by its name and by its name
+ * and "/". Each directory is listed with its file types (readdir d_type)
+ * and its names are lstat'ed LSTAT_BATCH at a time, in order; memory is one
+ * listing per open directory, not one row per path of the tree.
+ *
+ * @throws VriftError when a directory cannot be read, a name cannot be
+ *   lstat'ed, or a name changes type between readdir and lstat (the
+ *   source changed while building); and whatever `visit` throws
+ */
+async function walkOrdered(top: VirtualDir, root: Buffer, visit: WalkVisitor, srcRoots: Buffer[]): Promise<void> {
+  const virtualItems = (d: VirtualDir): WalkItem[] =>
+    itemsOf([...d.children.values()].map((c) => ('dir' in c ? { name: c.name, isDir: true, node: c.dir } : { name: c.name, isDir: true, add: c.add })));
+  const stack: OpenDir[] = [{ path: root, items: virtualItems(top), next: 0, stats: [] }];
+  while (stack.length) {
+    const d = stack[stack.length - 1];
+    if (d.next === d.items.length) {
+      stack.pop();
+      continue;
+    }
+    const k = d.next++;
+    const it = d.items[k];
+    const parts = [d.path, SLASH_BUF, it.name];
+    if (!d.host) {
+      // A child of a created directory: a created directory or a destination.
+      if (!it.sub) {
+        if (it.node) visit.created(parts);
+        else await visit.source(parts, it.add!);
+        continue;
+      }
+      const p = Buffer.concat(parts);
+      if (it.node) {
+        stack.push({ path: p, items: virtualItems(it.node), next: 0, stats: [] });
+      } else {
+        const src: SourceDir = { add: it.add!, rel: [] };
+        stack.push({ path: p, host: srcRoots[it.add!], src, items: await listHost(srcRoots[it.add!]), next: 0, stats: [] });
+      }
+      continue;
+    }
+    const host = join(d.host, it.name);
+    if (it.sub) {
+      stack.push({ path: Buffer.concat(parts), host, src: { add: d.src!.add, rel: [...d.src!.rel, it.name] }, items: await listHost(host), next: 0, stats: [] });
+      continue;
+    }
+    if (d.stats[k] === undefined) {
+      // lstat the next LSTAT_BATCH names of this directory at once: a
+      // directory of 20k files statted all at once held 20k requests and
+      // BigIntStats (~200 MiB).
+      d.stats = [];
+      const batch: Promise<void>[] = [];
+      for (let j = k, n = 0; j < d.items.length && n < LSTAT_BATCH; j++) {
+        if (d.items[j].sub) continue;
+        n++;
+        const name = d.items[j].name;
+        batch.push(fsp.lstat(join(d.host, name), { bigint: true }).then((st) => void (d.stats[j] = st), (err) => {
+          throw new VriftError(`reading ${showPath(join(d.host!, name))}: ${(err as Error).message}; make it readable or remove it from the source`, { cause: err });
+        }));
+      }
+      await Promise.all(batch);
+    }
+    const st = d.stats[k]!;
+    d.stats[k] = undefined;
+    if (st.isDirectory() !== it.isDir) {
+      throw new VriftError(`reading ${showPath(host)}: it changed type while being read (a ${it.isDir ? 'directory' : 'non-directory'} when listed, now ${st.isDirectory() ? 'a directory' : 'not one'}); build again once the source is stable`);
+    }
+    await visit.entry(parts, st, host, d.src!);
+  }
+}
+
+/** The items of host directory `dir` (readdir with d_type; Node lstat's a name whose d_type is DT_UNKNOWN). */
+async function listHost(dir: Buffer): Promise<WalkItem[]> {
+  let ents;
+  try {
+    ents = await fsp.readdir(dir, { encoding: 'buffer', withFileTypes: true });
+  } catch (err) {
+    throw new VriftError(`reading directory ${showPath(dir)}: ${(err as Error).message}; make it readable or remove it from the source`, { cause: err });
+  }
+  return itemsOf(ents.map((e) => ({ name: e.name as unknown as Buffer, isDir: e.isDirectory() })));
 }
 
 /**
@@ -287,7 +426,10 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
 
   // Walk: one table row per path (src/layer/table.ts), its final st_mode
   // already; a file's `ref` is its digest-cache key row until it is hashed.
+  // Rows come out in path-byte order (walkOrdered): no sort of the paths,
+  // and the layer writer and the blob read the rows in that order.
   const table = new EntryTable(uid, gid, dests.map((dest, i) => ({ dest, src: srcRoots[i] })));
+  table.casRoot = root;
   const keys = new FileKeys();
   const row = (parts: Buffer[], kind: number, st: BigIntStats, target?: Buffer): number => {
     const perm = Number(st.mode) & 0o7777;
@@ -302,68 +444,62 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
     }
     return i;
   };
-  for (let i = 0; i < adds.length; i++) {
-    const srcRoot = srcRoots[i];
-    const rootSt = await fsp.lstat(srcRoot, { bigint: true });
-    const rootRow = row([dests[i]], KIND_DIR, rootSt);
-    const stack: { host: Buffer; row: number; rel: Buffer[] }[] = [{ host: srcRoot, row: rootRow, rel: [] }];
-    while (stack.length) {
-      const dir = stack.pop()!;
-      let names: Buffer[];
-      try {
-        names = await fsp.readdir(dir.host, { encoding: 'buffer' });
-      } catch (err) {
-        throw new VriftError(`reading directory ${showPath(dir.host)}: ${(err as Error).message}; make it readable or remove it from the source`, { cause: err });
+  // /vrift and the directories above each destination are created (0755,
+  // the tree's newest mtime, set once the walk is done): a tree of them with
+  // the destinations as leaves.
+  const top: VirtualDir = { children: new Map() };
+  dests.forEach((d, i) => {
+    const comps = splitComponents(d.subarray(root.length));
+    let at = top;
+    comps.forEach((c, k) => {
+      if (k === comps.length - 1) {
+        at.children.set(key(c), { name: c, add: i });
+        return;
       }
-      const dirDest = table.path(dir.row);
-      // lstat LSTAT_BATCH names at a time: a directory of 20k files (npm has
-      // them) statted all at once held 20k requests and BigIntStats (~200 MiB).
-      let stats: BigIntStats[] = [];
-      for (let k = 0; k < names.length; k++) {
-        if (k % LSTAT_BATCH === 0) {
-          stats = await Promise.all(names.slice(k, k + LSTAT_BATCH).map(async (n) => {
-            const host = join(dir.host, n);
-            try {
-              return await fsp.lstat(host, { bigint: true });
-            } catch (err) {
-              throw new VriftError(`reading ${showPath(host)}: ${(err as Error).message}; make it readable or remove it from the source`, { cause: err });
-            }
-          }));
-        }
-        const n = names[k];
-        const st = stats[k % LSTAT_BATCH];
-        const parts = [dirDest, SLASH_BUF, n];
-        if (dirDest.length + 1 + n.length >= PATH_MAX) {
-          const dest = Buffer.concat(parts);
-          throw new VriftError(`planning ${showPath(dest)} (from ${showPath(join(dir.host, n))}): the path is ${dest.length} bytes, longer than PATH_MAX; shorten it or choose a shorter destination`);
-        }
-        if (opts.pathLimit && dirDest.length + 1 + n.length > opts.pathLimit.bytes) {
-          const dest = Buffer.concat(parts);
-          throw new VriftError(`planning ${showPath(dest)} (from ${showPath(join(dir.host, n))}): the path is ${dest.length} bytes; ${opts.pathLimit.why}; shorten it or choose a shorter destination`);
-        }
-        if (st.isDirectory()) {
-          stack.push({ host: join(dir.host, n), row: row(parts, KIND_DIR, st), rel: [...dir.rel, n] });
-        } else if (st.isFile()) {
-          row(parts, KIND_FILE, st);
-        } else if (st.isSymbolicLink()) {
-          const host = join(dir.host, n);
-          const target = await fsp.readlink(host, { encoding: 'buffer' });
-          const esc = await symlinkEscapes(srcRoot, dir.rel, target);
-          if (esc) {
-            const how = esc === 'absolute' ? 'an absolute target (it would resolve against the image root, not the source)' : 'a target that leaves the source through ".."';
-            throw new VriftError(
-              `checking symlink ${showPath(host)} -> ${showPath(target)}: it has ${how}; make it a relative link to a path inside ${showPath(srcRoot)}, or replace it with what it points to`,
-            );
-          }
-          row(parts, KIND_SYMLINK, st, target);
-        } else {
+      let next = at.children.get(key(c));
+      if (!next) at.children.set(key(c), (next = { name: c, dir: { children: new Map() } }));
+      at = (next as { dir: VirtualDir }).dir;
+    });
+  });
+  const created: number[] = [table.add([root], KIND_DIR, S_IFDIR | 0o755)];
+  await walkOrdered(top, root, {
+    created: (parts) => created.push(table.add(parts, KIND_DIR, S_IFDIR | 0o755)),
+    source: async (parts, i) => {
+      row(parts, KIND_DIR, await fsp.lstat(srcRoots[i], { bigint: true }));
+    },
+    entry: async (parts, st, host, dir) => {
+      const dirDest = parts[0];
+      const n = parts[2];
+      if (dirDest.length + 1 + n.length >= PATH_MAX) {
+        const dest = Buffer.concat(parts);
+        throw new VriftError(`planning ${showPath(dest)} (from ${showPath(host)}): the path is ${dest.length} bytes, longer than PATH_MAX; shorten it or choose a shorter destination`);
+      }
+      if (opts.pathLimit && dirDest.length + 1 + n.length > opts.pathLimit.bytes) {
+        const dest = Buffer.concat(parts);
+        throw new VriftError(`planning ${showPath(dest)} (from ${showPath(host)}): the path is ${dest.length} bytes; ${opts.pathLimit.why}; shorten it or choose a shorter destination`);
+      }
+      if (st.isDirectory()) {
+        row(parts, KIND_DIR, st);
+      } else if (st.isFile()) {
+        row(parts, KIND_FILE, st);
+      } else if (st.isSymbolicLink()) {
+        const target = await fsp.readlink(host, { encoding: 'buffer' });
+        const srcRoot = srcRoots[dir.add];
+        const esc = await symlinkEscapes(srcRoot, dir.rel, target);
+        if (esc) {
+          const how = esc === 'absolute' ? 'an absolute target (it would resolve against the image root, not the source)' : 'a target that leaves the source through ".."';
           throw new VriftError(
-            `checking ${showPath(join(dir.host, n))}: it is ${typeName(st)}; a vrift tree holds only regular files, directories and symlinks: remove it from the source (or add a directory without it)`,
+            `checking symlink ${showPath(host)} -> ${showPath(target)}: it has ${how}; make it a relative link to a path inside ${showPath(srcRoot)}, or replace it with what it points to`,
           );
         }
+        row(parts, KIND_SYMLINK, st, target);
+      } else {
+        throw new VriftError(
+          `checking ${showPath(host)}: it is ${typeName(st)}; a vrift tree holds only regular files, directories and symlinks: remove it from the source (or add a directory without it)`,
+        );
       }
-    }
-  }
+    },
+  }, srcRoots);
 
   // Hash (through the digest cache): table.sha of every file row.
   const walked = table.length;
@@ -373,104 +509,96 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
   fileRows.length = 0;
   const { hits: hashHits, misses: hashMisses } = await hashFiles(table, files, keys, opts);
 
+  // Created directories take the newest (clamped) mtime of the walked paths.
+  const isCreated = new Uint8Array(walked);
+  for (const c of created) isCreated[c] = 1;
   let newest = -Infinity;
   let bytes = 0n;
-  for (let i = 0; i < walked; i++) if (table.sec[i] > newest) newest = table.sec[i];
+  for (let i = 0; i < walked; i++) if (!isCreated[i] && table.sec[i] > newest) newest = table.sec[i];
   for (const f of files) bytes += BigInt(table.size[f]);
-  const treeSec = walked ? newest : epoch ?? 0;
-  // Only the created directories are deduplicated (by a set of their paths);
-  // a path planned twice is caught after sorting.
-  const created = new Set<string>();
-  const addDir = (p: Buffer): void => {
-    if (created.has(key(p))) return;
-    created.add(key(p));
-    table.sec[table.add([p], KIND_DIR, S_IFDIR | 0o755)] = treeSec;
-  };
-
-  // /vrift and the directories created above each destination.
-  addDir(root);
-  for (const d of dests) {
-    const comps = splitComponents(d.subarray(root.length));
-    for (let c = 1; c < comps.length; c++) {
-      addDir(Buffer.concat([root, ...comps.slice(0, c).flatMap((x) => [Buffer.from('/'), x])]));
-    }
-  }
+  for (const c of created) table.sec[c] = newest;
 
   // CAS objects: tree files grouped by (sha256, permission bits, mtime), by
-  // sorting the file rows by (sha256, path) - no map keyed by a digest.
+  // sorting the file rows by (sha256, row) - no map keyed by a digest; rows
+  // are in path order, so a group's first file is its first path.
   // Hardlinks share one inode, so one st_mode and one st_mtime: files that
   // differ in either need their own object (a shared mtime would make a
   // .pyc compiled against its source's mtime stale). An object takes at most
   // CAS_MAX_LINKS tree paths (ext4 refuses a 65,001st link: docker load then
   // fails), then the next object of the same key starts. In a group of one
-  // sha256 the first path (path-byte order) names the primary object
-  // (src/cas/README.md).
+  // sha256 the first path names the primary object (src/cas/README.md).
+  // Object rows are added in path order (their paths are derived from the
+  // digest, not stored: EntryTable.addCasObject), each 2-hex directory
+  // before its objects, all after /vrift/.cas.
   const shaCmp = (a: number, b: number): number => table.sha.compare(table.sha, b * 32, b * 32 + 32, a * 32, a * 32 + 32);
-  files.sort((a, b) => shaCmp(a, b) || table.comparePaths(a, b));
+  files.sort((a, b) => shaCmp(a, b) || a - b);
+  const casDir = Buffer.concat([root, Buffer.from(`/${CAS_DIR}`)]);
+  const casStart = table.length;
+  if (files.length) table.sec[table.add([casDir], KIND_DIR, S_IFDIR | 0o755)] = newest;
   let objBytes = 0n;
   let objects = 0;
+  let prefix = -1;
   for (let g = 0; g < files.length;) {
     let h = g + 1;
     while (h < files.length && shaCmp(files[g], files[h]) === 0) h++;
-    const hex = table.shaHex(files[g]);
     const first = files[g];
-    // [perm, sec, object row, batch, ...]: the open object of each key; a group has one or a few keys
-    const byKey: number[] = [];
-    const made: number[] = []; // every object of the group
+    // The group's objects; each file's `ref` names its object here until the object rows exist.
+    const made: { perm: number; sec: number; batch: number; file: number; links: number; suffix: string; row: number }[] = [];
+    const open: number[] = []; // per (perm, sec): index in `made` of its object taking links
     for (let k = g; k < h; k++) {
       const f = files[k];
       const perm = table.mode[f] & 0o7777;
       const sec = table.sec[f];
       let at = 0;
-      while (at < byKey.length && (byKey[at] !== perm || byKey[at + 1] !== sec)) at += 4;
-      const full = at < byKey.length && table.nlink[byKey[at + 2]] >= CAS_MAX_LINKS;
-      if (at === byKey.length || full) {
-        const batch = full ? byKey[at + 3] + 1 : 0;
+      while (at < open.length && (made[open[at]].perm !== perm || made[open[at]].sec !== sec)) at++;
+      if (at === open.length || made[open[at]].links >= CAS_MAX_LINKS) {
+        const batch = at === open.length ? 0 : made[open[at]].batch + 1;
         const isPrimary = perm === (table.mode[first] & 0o7777) && sec === table.sec[first] && batch === 0;
-        // (add() may replace the columns: read them through `table` after it)
-        const o = table.add([casObjectPath(root, hex, isPrimary ? undefined : { perm, mtime: sec, batch })], KIND_FILE, S_IFREG | perm);
-        table.sec[o] = sec;
-        table.size[o] = table.size[f];
-        table.ref[o] = f;
-        table.sha.copy(table.sha, o * 32, f * 32, f * 32 + 32);
-        if (full) [byKey[at + 2], byKey[at + 3]] = [o, batch]; // that key's next batch
-        else byKey.push(perm, sec, o, batch);
-        made.push(o);
-        objBytes += BigInt(table.size[f]);
-        objects++;
+        open[at] = made.length;
+        made.push({ perm, sec, batch, file: f, links: 0, suffix: isPrimary ? '' : casSuffix({ perm, mtime: sec, batch }), row: 0 });
       }
-      const o = byKey[at + 2];
+      made[open[at]].links++;
+      table.ref[f] = open[at];
+    }
+    // Path order within the group: the primary ("<hex>") before "<hex>.<suffix>"s.
+    const sorted = [...made].sort((a, b) => (a.suffix < b.suffix ? -1 : a.suffix > b.suffix ? 1 : 0));
+    if (table.sha[first * 32] !== prefix) {
+      prefix = table.sha[first * 32];
+      table.sec[table.add([casDir, Buffer.from(`/${prefix.toString(16).padStart(2, '0')}`)], KIND_DIR, S_IFDIR | 0o755)] = newest;
+    }
+    for (const m of sorted) {
+      const o = (m.row = table.addCasObject(m.suffix === '' ? 0 : m.batch + 1, S_IFREG | m.perm));
+      table.sec[o] = m.sec;
+      table.size[o] = table.size[m.file];
+      table.ref[o] = m.file;
+      table.sha.copy(table.sha, o * 32, m.file * 32, m.file * 32 + 32);
+      // st_nlink of an object and of its links: the links + the object's own name.
+      table.nlink[o] = m.links + 1;
+      objBytes += BigInt(table.size[m.file]);
+      objects++;
+    }
+    for (let k = g; k < h; k++) {
+      const f = files[k];
+      const o = made[table.ref[f]].row;
       table.kind[f] = KIND_HARDLINK;
       table.ref[f] = o;
-      table.nlink[o]++;
+      table.nlink[f] = table.nlink[o];
     }
-    // nlink counted links; an object's st_nlink is its links + 1, shared by them.
-    for (const o of made) table.nlink[o]++;
-    for (let k = g; k < h; k++) table.nlink[files[k]] = table.nlink[table.ref[files[k]]];
     g = h;
   }
-  if (objects) {
-    addDir(Buffer.concat([root, Buffer.from(`/${CAS_DIR}`)]));
-    for (let i = walked; i < table.length; i++) {
-      if (table.kind[i] === KIND_FILE) addDir(table.path(i).subarray(0, root.length + CAS_DIR.length + 4));
-    }
-  }
 
-  // Layer order: /vrift, the /vrift/.cas subtree, then the rest by path bytes.
+  // Layer order: /vrift, the /vrift/.cas subtree, then the rest by path
+  // bytes: rows 0, casStart.., 1..casStart-1. The walk's order is checked
+  // (a path planned twice, or a filesystem listing a name twice, fails here).
   const n = table.length;
-  const casDir = Buffer.concat([root, Buffer.from(`/${CAS_DIR}`)]);
-  const rank = new Uint8Array(n);
-  for (let i = 0; i < n; i++) {
-    const p = table.path(i);
-    rank[i] = p.equals(root) ? 0 : p.equals(casDir) || isUnder(p, casDir) ? 1 : 2;
+  for (let i = 2; i < casStart; i++) {
+    if (table.comparePaths(i - 1, i) >= 0) throw new VriftError(`planning ${showPath(table.path(i))}: path planned twice or out of order (internal error)`);
   }
   const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  order.sort((a, b) => rank[a] - rank[b] || table.comparePaths(a, b));
-  for (let k = 1; k < n; k++) {
-    // Only a destination's own directory could collide with a created parent: impossible, dests are disjoint.
-    if (table.comparePaths(order[k], order[k - 1]) === 0) throw new VriftError(`planning ${showPath(table.path(order[k]))}: path planned twice (internal error)`);
-  }
+  let k = 0;
+  order[k++] = 0;
+  for (let i = casStart; i < n; i++) order[k++] = i;
+  for (let i = 1; i < casStart; i++) order[k++] = i;
   table.reorder(order);
 
   let dirs = 0;
