@@ -421,6 +421,14 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
       }
     }
   }
+  if (opts.pathLimit) {
+    // The paths under a destination are checked as they are walked; an empty source has none.
+    dests.forEach((d, i) => {
+      if (d.length > opts.pathLimit!.bytes) {
+        throw new VriftError(`checking destination ${showPath(d)} (--add ${adds[i].src}:${adds[i].dest}): the path is ${d.length} bytes; ${opts.pathLimit!.why}; choose a shorter destination`);
+      }
+    });
+  }
   const srcRoots: Buffer[] = [];
   for (const a of adds) srcRoots.push(await checkSource(a));
 

@@ -128,6 +128,16 @@ test('modes, owner, mtimes: source modes kept, created parents 0755, chown appli
   for (const e of plan.entries) expect(e.mtime.sec <= 1500n).toBe(true);
 });
 
+test('an engine path limit (--load) applies to a destination too, even when its source is empty', async () => {
+  const pathLimit = { bytes: 40, why: 'the test engine holds at most 40 bytes' };
+  const dest = `/vrift/${'d'.repeat(34)}`; // 41 bytes
+  await expect(planTree([{ src, dest }], { cacheDir: false, pathLimit })).rejects.toThrow(
+    `checking destination "${dest}" (--add ${src}:${dest}): the path is 41 bytes; the test engine holds at most 40 bytes; choose a shorter destination`,
+  );
+  const ok = await planTree([{ src, dest: dest.slice(0, -1) }], { cacheDir: false, pathLimit });
+  expect(ok.entries.map((e) => e.path.toString())).toEqual(['/vrift', dest.slice(0, -1)]);
+});
+
 test('a symlink may go up with ".." as long as it stays inside its source', async () => {
   await fsp.mkdir(path.join(src, 'a'));
   await fsp.mkdir(path.join(src, 'b'));
