@@ -10,6 +10,7 @@ import { VriftError } from '../errors';
 import { sha256Digest } from '../image/digest';
 import { describeShim } from '../image/shimInfo';
 import { openSource, type SourceRef } from '../image/source';
+import { LABEL_BLOB_DIGEST } from '../image/build';
 import { SHIM_IMAGE_PATH } from '../layer/types';
 import { scanImage } from './imageScan';
 import { humanBytes } from '../progress';
@@ -75,11 +76,20 @@ export interface InspectBlobProblem {
 const S_IFMT = 0o170000;
 
 /**
- * The error `vrift inspect` exits with after printing a report whose blob
- * does not decode, or undefined when the blob is fine (or absent).
+ * The error `vrift inspect` exits with (1) after printing its report: the
+ * blob does not decode, or the dev.vrift.blob.digest label names another
+ * blob than the one the image holds; undefined when the blob is fine (or
+ * absent, or unlabelled: blobs written by `vrift-mkblob` in a Dockerfile
+ * carry no label).
  */
 export function blobProblemError(r: InspectReport): VriftError | undefined {
   const b = r.blob;
+  if (b && !b.problem && b.label && !b.labelMatches) {
+    // The label is written with the blob by `vrift build`: another blob means a later layer replaced it (or the label was edited).
+    return new VriftError(
+      `inspecting ${r.image}: the ${LABEL_BLOB_DIGEST} label says ${b.label} but the PSFS blob in layer ${b.layer + 1} is ${b.digest}: a later layer replaced the blob, or the label was changed; rebuild the image with \`vrift build\` (or run \`vrift verify\` inside it to check the blob against the tree)`,
+    );
+  }
   if (!b?.problem) return undefined;
   const advice = b.problem === 'corrupt'
     ? 'rebuild the image with `vrift build` (the build writes the blob)'

@@ -141,6 +141,37 @@ test('an image whose visible blob is corrupt: the rest is reported, blob "corrup
   }
 });
 
+test('an image whose blob is valid but not the one its label names: the report, then exit 1 saying a later layer replaced it', () => {
+  // The fixture image plus one layer whose psfs.blob is a valid blob of another tree (vrift blob of a host directory).
+  const tag = `vrift-test/inspect-relabel:${process.pid}`;
+  const other = path.join(fx.work, 'other');
+  const blob = path.join(fx.work, 'other.blob');
+  sh('mkdir', ['-p', `${other}/d`]);
+  writeFileSync(`${other}/d/f`, 'x');
+  expect(vrift(['blob', other, '-o', blob]).status).toBe(0);
+  const digest = `sha256:${createHash('sha256').update(readFileSync(blob)).digest('hex')}`;
+  const id = sh('docker', ['create', fx.tag, 'true']).trim();
+  try {
+    sh('docker', ['cp', blob, `${id}:/usr/lib/vrift/psfs.blob`]);
+    sh('docker', ['commit', id, tag]);
+  } finally {
+    spawnSync('docker', ['rm', '-f', id], { stdio: 'ignore' });
+  }
+  try {
+    const good = inspect(`docker-archive:${fx.archive}`);
+    const r = vrift(['inspect', `docker-daemon:${tag}`, '--json']);
+    expect(r.status).toBe(1);
+    const rep = JSON.parse(r.stdout) as Report;
+    expect(rep.blob).toMatchObject({ digest, label: good.blob.digest, labelMatches: false, layer: good.layers.length });
+    expect(r.stderr).toBe(`vrift: inspecting docker-daemon:${tag}: the dev.vrift.blob.digest label says ${good.blob.digest} but the PSFS blob in layer ${good.layers.length + 1} is ${digest}: a later layer replaced the blob, or the label was changed; rebuild the image with \`vrift build\` (or run \`vrift verify\` inside it to check the blob against the tree)\n`);
+    const table = vrift(['inspect', `docker-daemon:${tag}`]);
+    expect(table.status).toBe(1);
+    expect(table.stdout).toContain('(DOES NOT match the blob)');
+  } finally {
+    spawnSync('docker', ['rmi', '-f', tag], { stdio: 'ignore' });
+  }
+});
+
 test('a missing image: exit 1 naming it', () => {
   const r = vrift(['inspect', `docker-archive:${fx.work}/nope.tar`]);
   expect(r.status).toBe(1);
