@@ -168,6 +168,15 @@ export class EntryTable implements LayerEntries {
     return Buffer.concat([this.casRoot, Buffer.from(`/${CAS_DIR}/${hex.slice(0, 2)}/${hex.slice(2)}${suffix}`, 'latin1')]);
   }
 
+  /**
+   * Make room for `n` rows in all (one resize to exactly that, when more
+   * than the capacity): planning knows how many rows the CAS objects can
+   * add, and doubling would leave up to half of every column unused.
+   */
+  reserve(n: number): void {
+    if (n > this.kind.length) this.resize(n);
+  }
+
   private resize(n: number): void {
     this.pathAt = grown(this.pathAt, n);
     this.pathLen = grown(this.pathLen, n);

@@ -542,6 +542,8 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
   files.sort((a, b) => shaCmp(a, b) || a - b);
   const casDir = Buffer.concat([root, Buffer.from(`/${CAS_DIR}`)]);
   const casStart = table.length;
+  // At most one object per file, 256 2-hex directories and /vrift/.cas.
+  table.reserve(casStart + (files.length ? files.length + 257 : 0));
   if (files.length) table.sec[table.add([casDir], KIND_DIR, S_IFDIR | 0o755)] = newest;
   let objBytes = 0n;
   let objects = 0;
