@@ -7,6 +7,9 @@
  * path bytes, where a LayerEntry object with its Buffer view, Timespec,
  * bigints and strings took ~0.35 KiB (measured: src/tree/README.md "Memory").
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { VriftError } from '../errors';
 import { CAS_DIR } from '../cas/path';
 import type { LayerEntry } from './types';
@@ -48,6 +51,17 @@ const SLAB_BITS = 20;
 const SLAB = 1 << SLAB_BITS;
 const SLAB_MASK = SLAB - 1;
 const SHA_BYTES = 32;
+/** Reads in one spilled slab in a row after which the whole slab is read (a scan, not random lookups). */
+const SCAN_AFTER = 8;
+
+/** Closes the spill file of a table nobody closed (the file is already unlinked: only the descriptor is left). */
+const spillCloser = new FinalizationRegistry<number>((fd) => {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // already closed
+  }
+});
 
 /** A typed array of `n` elements holding `a`'s first elements. */
 function grown<T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(a: T, n: number): T {
@@ -69,11 +83,23 @@ function grown<T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(
  * - sha: 32 bytes per entry, the content sha256 of files (and of walked
  *   files before they become hardlinks).
  * uid and gid are the same for every entry of a table.
+ *
+ * With spillTo, every filled slab goes to an unlinked temp file and leaves
+ * memory: a table then holds its columns and one slab of path bytes, not
+ * the paths of the whole tree. Paths are read back by offset: a scan
+ * (several reads in one slab) reads that slab whole, a lookup reads just
+ * its bytes.
  */
 export class EntryTable implements LayerEntries {
   length = 0;
-  private slabs: Buffer[] = [Buffer.allocUnsafeSlow(SLAB)];
+  private slabs: (Buffer | undefined)[] = [Buffer.allocUnsafeSlow(SLAB)];
   private used = 0;
+  private spillFd = -1;
+  /** The spilled slab read whole last (a scan), and the run of reads in one spilled slab. */
+  private readSlab = -1;
+  private readBuf: Buffer | undefined;
+  private runSlab = -1;
+  private run = 0;
   pathAt = new Uint32Array(1024);
   pathLen = new Uint16Array(1024);
   kind = new Uint8Array(1024);
@@ -99,6 +125,51 @@ export class EntryTable implements LayerEntries {
    */
   constructor(readonly uid: number, readonly gid: number, readonly sources: { dest: Buffer; src: Buffer }[] = []) {}
 
+  /**
+   * Keep filled slabs in a temp file in `dir` from now on (see the class).
+   * The file is unlinked at once: nothing is left behind, however the
+   * process ends; close() (or garbage collection) releases it.
+   *
+   * @throws VriftError when `dir` cannot hold the file (what to do: a writable TMPDIR)
+   */
+  spillTo(dir: string): void {
+    if (this.spillFd >= 0) return;
+    const file = path.join(dir, `.vrift-paths-${process.pid}-${randomBytes(4).toString('hex')}`);
+    try {
+      this.spillFd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+      fs.unlinkSync(file);
+    } catch (err) {
+      if (this.spillFd >= 0) fs.closeSync(this.spillFd);
+      this.spillFd = -1;
+      throw new VriftError(`planning: creating a temp file in ${dir}: ${(err as Error).message}; set TMPDIR to a writable directory with space`, { cause: err });
+    }
+    spillCloser.register(this, this.spillFd, this);
+  }
+
+  /** Release the spill file (paths in spilled slabs cannot be read after this). Idempotent. */
+  close(): void {
+    if (this.spillFd < 0) return;
+    spillCloser.unregister(this);
+    fs.closeSync(this.spillFd);
+    this.spillFd = -1;
+  }
+
+  /** Slabs held in memory (the rest are spilled). */
+  get residentSlabs(): number {
+    return this.slabs.filter((b) => b !== undefined).length;
+  }
+
+  /** Write full slab s to the spill file and drop it from memory. */
+  private spill(s: number): void {
+    const b = this.slabs[s]!;
+    try {
+      for (let o = 0; o < SLAB;) o += fs.writeSync(this.spillFd, b, o, SLAB - o, s * SLAB + o);
+    } catch (err) {
+      throw new VriftError(`planning: writing path bytes to a temp file: ${(err as Error).message}; set TMPDIR to a writable directory with space`, { cause: err });
+    }
+    this.slabs[s] = undefined;
+  }
+
   /** Copy `parts` (concatenated) into the slabs; returns the global byte offset. */
   putBytes(parts: Buffer[]): number {
     const len = parts.reduce((n, b) => n + b.length, 0);
@@ -108,21 +179,43 @@ export class EntryTable implements LayerEntries {
     if (s >= this.slabs.length) {
       // Offsets are uint32: 4096 slabs of 1 MiB.
       if (s >= 4096) throw new VriftError('planning: more than 4 GiB of path bytes; split the tree into several images');
+      if (this.spillFd >= 0) this.spill(s - 1);
       this.slabs.push(Buffer.allocUnsafeSlow(SLAB));
       this.used = s * SLAB;
     }
     const at = this.used;
-    const slab = this.slabs[at >>> SLAB_BITS];
+    const slab = this.slabs[at >>> SLAB_BITS]!;
     let o = at & SLAB_MASK;
     for (const b of parts) o += b.copy(slab, o);
     this.used += len;
     return at;
   }
 
-  /** `len` bytes at global offset `at` (a view into a slab). */
+  /** `len` bytes at global offset `at` (a view into a slab, or read from the spill file). */
   bytesAt(at: number, len: number): Buffer {
+    const s = at >>> SLAB_BITS;
     const o = at & SLAB_MASK;
-    return this.slabs[at >>> SLAB_BITS].subarray(o, o + len);
+    const slab = this.slabs[s];
+    if (slab) return slab.subarray(o, o + len);
+    if (s === this.readSlab) return this.readBuf!.subarray(o, o + len);
+    this.run = s === this.runSlab ? this.run + 1 : 1;
+    this.runSlab = s;
+    const whole = this.run >= SCAN_AFTER;
+    const buf = Buffer.allocUnsafe(whole ? SLAB : len);
+    const from = whole ? s * SLAB : at;
+    try {
+      for (let n = 0; n < buf.length;) {
+        const r = fs.readSync(this.spillFd, buf, n, buf.length - n, from + n);
+        if (r === 0) throw new Error('unexpected end of file');
+        n += r;
+      }
+    } catch (err) {
+      throw new VriftError(`reading path bytes back from the temp file: ${(err as Error).message}`, { cause: err });
+    }
+    if (!whole) return buf;
+    this.readSlab = s;
+    this.readBuf = buf;
+    return buf.subarray(o, o + len);
   }
 
   /**
@@ -203,18 +296,19 @@ export class EntryTable implements LayerEntries {
     if (this.pathLen[i] === 0 || this.pathLen[j] === 0) return Buffer.compare(this.path(i), this.path(j));
     const a = this.pathAt[i];
     const b = this.pathAt[j];
+    const sa = this.slabs[a >>> SLAB_BITS];
+    const sb = this.slabs[b >>> SLAB_BITS];
+    if (!sa || !sb) return Buffer.compare(this.path(i), this.path(j)); // each read gets its own buffer
     const ao = a & SLAB_MASK;
     const bo = b & SLAB_MASK;
-    return this.slabs[a >>> SLAB_BITS].compare(this.slabs[b >>> SLAB_BITS], bo, bo + this.pathLen[j], ao, ao + this.pathLen[i]);
+    return sa.compare(sb, bo, bo + this.pathLen[j], ao, ao + this.pathLen[i]);
   }
 
   /** Whether entry i's path equals `p`. */
   pathEquals(i: number, p: Buffer): boolean {
     if (this.pathLen[i] === 0) return this.casPath(i).equals(p);
     if (this.pathLen[i] !== p.length) return false;
-    const a = this.pathAt[i];
-    const o = a & SLAB_MASK;
-    return this.slabs[a >>> SLAB_BITS].compare(p, 0, p.length, o, o + p.length) === 0;
+    return this.path(i).equals(p);
   }
 
   /** A symlink's target bytes. */

@@ -115,6 +115,8 @@ export interface PlanOptions {
    * engine's overlay2 directory, src/image/daemon.ts engineForLoad). Default: none.
    */
   pathLimit?: { bytes: number; why: string };
+  /** Directory for temp files (the planned paths spill to an unlinked file there). Default os.tmpdir(). */
+  tmpDir?: string;
 }
 
 export interface CasObject {

@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { promises as fsp, type BigIntStats } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { VriftError } from '../errors';
 import { DigestCache, type FileBatch, type FileKey } from '../cas/cache';
@@ -438,6 +439,19 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
   // and the layer writer and the blob read the rows in that order.
   const table = new EntryTable(uid, gid, dests.map((dest, i) => ({ dest, src: srcRoots[i] })));
   table.casRoot = root;
+  const tmpDir = path.resolve(opts.tmpDir ?? os.tmpdir());
+  await fsp.mkdir(tmpDir, { recursive: true }).catch(() => undefined); // spillTo says what is wrong with it
+  table.spillTo(tmpDir);
+  try {
+    return await planTable(table, adds, dests, srcRoots, root, epoch, opts);
+  } catch (err) {
+    table.close();
+    throw err;
+  }
+}
+
+/** planTree's walk, hashing and CAS layout into `table` (see there). */
+async function planTable(table: EntryTable, adds: TreeAdd[], dests: Buffer[], srcRoots: Buffer[], root: Buffer, epoch: number | undefined, opts: PlanOptions): Promise<TreePlan> {
   const keys = new FileKeys();
   const row = (parts: Buffer[], kind: number, st: BigIntStats, target?: Buffer): number => {
     const perm = Number(st.mode) & 0o7777;

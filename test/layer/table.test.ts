@@ -4,7 +4,7 @@
  * (GNU tar reads it back); the slab and reorder edges.
  */
 import { execFileSync } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readdirSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { concatEntries, EntryTable, KIND_DIR, KIND_FILE, KIND_HARDLINK, KIND_SYMLINK } from '../../src/layer/table';
@@ -97,4 +97,43 @@ test('paths fill 1 MiB slabs without straddling one; columns grow past their fir
   expect(t.length).toBe(2100);
   expect(t.path(2099).toString()).toBe('/x1499');
   expect(t.path(599).toString()).toBe(paths[599]);
+});
+
+test('spillTo: filled slabs leave memory for an unlinked temp file and read back exactly, by lookups and by scans; close releases it', () => {
+  const t = new EntryTable(0, 0);
+  t.spillTo(dir);
+  // ~5.6 MiB of paths: 5 slabs spilled, the last one resident.
+  const paths: string[] = [];
+  for (let i = 0; i < 60_000; i++) {
+    paths.push(`/vrift/p-${String(i % 97).padStart(2, '0')}/${'m'.repeat(i % 80)}/f-${i}`);
+    t.add([B(paths[i])], i % 3 ? KIND_DIR : KIND_SYMLINK, 0o040755);
+    if (i % 3 === 0) {
+      t.ref[i] = t.putBytes([B(`target-${i}`)]);
+      t.size[i] = `target-${i}`.length;
+    }
+  }
+  expect(t.residentSlabs).toBe(1);
+  expect(readdirSync(dir)).toEqual([]); // unlinked at once: nothing is left behind
+  // Lookups in a scattered order (each reads only its bytes), then a scan (slab by slab).
+  for (let k = 0; k < 60_000; k += 1) {
+    const i = (k * 7919) % 60_000;
+    expect(t.path(i).toString()).toBe(paths[i]);
+  }
+  for (let i = 0; i < 60_000; i++) {
+    expect(t.path(i).toString()).toBe(paths[i]);
+    if (i % 3 === 0) expect(t.target(i).toString()).toBe(`target-${i}`);
+  }
+  for (let i = 1; i < 60_000; i += 997) {
+    expect(Math.sign(t.comparePaths(i - 1, i))).toBe(Math.sign(Buffer.compare(B(paths[i - 1]), B(paths[i]))));
+    expect(t.pathEquals(i, B(paths[i]))).toBe(true);
+    expect(t.pathEquals(i, B(paths[i - 1]))).toBe(false);
+  }
+  t.close();
+  t.close(); // idempotent
+  expect(() => t.path(0)).toThrow(/reading path bytes back from the temp file/);
+});
+
+test('spillTo a directory that cannot hold the file: one error saying what to do', () => {
+  const t = new EntryTable(0, 0);
+  expect(() => t.spillTo(path.join(dir, 'missing'))).toThrow(/^planning: creating a temp file in .*missing: ENOENT.*; set TMPDIR to a writable directory with space$/);
 });
