@@ -57,7 +57,7 @@ export interface BlobOptions {
    * share st_ino, and the writer emits the inode table (tag -> entry).
    * Entries with mtime.nsec 0 carry no tag. The entry of roots[0] may carry
    * any mtime.nsec above every other entry's (a tree digest, see
-   * digestRootMtime in src/tree/blobEntries.ts): it is then left out of the
+   * treeDigestNsec in src/tree/blobEntries.ts): it is then left out of the
    * table, and readers recognise it by that value.
    */
   flags?: number;
@@ -93,11 +93,139 @@ export function isNormalizedPath(p: Buffer): boolean {
   return true;
 }
 
-function parentOf(p: Buffer): Buffer {
-  const i = p.lastIndexOf(SLASH);
-  return i <= 0 ? Buffer.from('/') : p.subarray(0, i);
+/**
+ * The entries of a blob as columns read by index, in path-byte order
+ * (Buffer.compare order, strictly increasing: no duplicates): what the
+ * encoder reads instead of BlobEntry objects, so that a builder can describe
+ * a tree of any size with a few bytes per entry (src/tree/blobEntries.ts
+ * reads an EntryTable). k runs 0..count-1; fields as BlobEntry's. The
+ * encoder reads each field several times, in sequential passes over k: an
+ * accessor must be cheap and return the same value every time.
+ */
+export interface BlobRows {
+  readonly count: number;
+  /** Path bytes of the k-th entry: a view, valid while the source is unchanged (the encoder keeps none). */
+  path(k: number): Buffer;
+  mode(k: number): number;
+  uid(k: number): number;
+  gid(k: number): number;
+  nlink(k: number): number;
+  size(k: number): bigint;
+  blocks(k: number): bigint;
+  blksize(k: number): number;
+  ino(k: number): bigint;
+  dev(k: number): bigint;
+  rdev(k: number): bigint;
+  atimeSec(k: number): bigint;
+  atimeNsec(k: number): number;
+  mtimeSec(k: number): bigint;
+  mtimeNsec(k: number): number;
+  ctimeSec(k: number): bigint;
+  ctimeNsec(k: number): number;
+  /** Symlink target bytes (a view, as path), undefined for other types. */
+  target(k: number): Buffer | undefined;
+  uncertain(k: number): boolean;
 }
 
+/**
+ * BlobRows over BlobEntry objects: a sorted copy of `entries` (by path
+ * bytes; the objects themselves are shared, not copied). For callers that
+ * hold objects anyway (host trees, `vrift layer`, merges, tests).
+ *
+ * @param entries any order; duplicates stay (the encoder refuses them)
+ * @returns rows in path-byte order; `entryAt(k)` is the k-th object
+ */
+export function blobRowsOf(entries: readonly BlobEntry[]): BlobRows & { entryAt(k: number): BlobEntry } {
+  const s = [...entries].sort((a, b) => Buffer.compare(a.path, b.path));
+  return {
+    count: s.length,
+    entryAt: (k) => s[k],
+    path: (k) => s[k].path,
+    mode: (k) => s[k].mode,
+    uid: (k) => s[k].uid,
+    gid: (k) => s[k].gid,
+    nlink: (k) => s[k].nlink,
+    size: (k) => s[k].size,
+    blocks: (k) => s[k].blocks,
+    blksize: (k) => s[k].blksize,
+    ino: (k) => s[k].ino,
+    dev: (k) => s[k].dev,
+    rdev: (k) => s[k].rdev,
+    atimeSec: (k) => s[k].atime.sec,
+    atimeNsec: (k) => s[k].atime.nsec,
+    mtimeSec: (k) => s[k].mtime.sec,
+    mtimeNsec: (k) => s[k].mtime.nsec,
+    ctimeSec: (k) => s[k].ctime.sec,
+    ctimeNsec: (k) => s[k].ctime.nsec,
+    target: (k) => s[k].target,
+    uncertain: (k) => s[k].uncertain === true,
+  };
+}
+
+/**
+ * The k-th row of `rows` as a plain BlobEntry (own Timespecs; `target` and
+ * `uncertain` present only when set): for merges and tests, not for the
+ * builder's own path (one object per entry is what BlobRows avoids).
+ */
+export function blobEntryAt(rows: BlobRows, k: number): BlobEntry {
+  const target = rows.target(k);
+  return {
+    path: Buffer.from(rows.path(k)), mode: rows.mode(k), uid: rows.uid(k), gid: rows.gid(k), nlink: rows.nlink(k),
+    size: rows.size(k), blocks: rows.blocks(k), blksize: rows.blksize(k), ino: rows.ino(k), dev: rows.dev(k), rdev: rows.rdev(k),
+    atime: { sec: rows.atimeSec(k), nsec: rows.atimeNsec(k) },
+    mtime: { sec: rows.mtimeSec(k), nsec: rows.mtimeNsec(k) },
+    ctime: { sec: rows.ctimeSec(k), nsec: rows.ctimeNsec(k) },
+    ...(target !== undefined ? { target: Buffer.from(target) } : {}), ...(rows.uncertain(k) ? { uncertain: true } : {}),
+  };
+}
+
+/**
+ * Parents of paths visited in path-byte order, from a stack of the
+ * directories visited so far: O(depth) per path, no map keyed by a string
+ * per path. Byte order is not depth-first order ("/a" < "/a.b" < "/a.b/y" <
+ * "/a/x": '.' < '/'), so a directory leaves the stack only once a path
+ * sorts past every path it could contain (past `dir + "/"`); whatever stays
+ * is a prefix of the current path, and its parent, if visited as a
+ * directory, is among them (nothing between a parent and its child in byte
+ * order sorts past the parent's "/").
+ *
+ * @param pathOf path bytes of a pushed id (read again while it is on the stack)
+ */
+export class ParentStack {
+  private ids: number[] = [];
+  private lens: number[] = [];
+
+  constructor(private readonly pathOf: (id: number) => Buffer) {}
+
+  /**
+   * The id of the pushed directory whose path is `p`'s parent, or -1.
+   * Call for every path, in strictly increasing byte order (it drops the
+   * directories `p` sorts past), before pushing `p` itself.
+   */
+  parent(p: Buffer): number {
+    const { ids, lens } = this;
+    // Pop what p sorts past: keep q only if p = q + (a byte <= "/") + ...
+    while (ids.length > 0) {
+      const m = lens[lens.length - 1];
+      if (p.length > m && p[m] <= SLASH && p.compare(this.pathOf(ids[ids.length - 1]), 0, m, 0, m) === 0) break;
+      ids.pop();
+      lens.pop();
+    }
+    // Every element left is a prefix of p, longer ones on top: find the one
+    // as long as p's parent (p[0..L) with L its last "/").
+    const l = p.lastIndexOf(SLASH);
+    for (let s = lens.length - 1; s >= 0 && lens[s] >= l; s--) {
+      if (lens[s] === l) return ids[s];
+    }
+    return -1;
+  }
+
+  /** Push directory `id` whose path is `length` bytes long (call after parent() of the same path). */
+  push(id: number, length: number): void {
+    this.ids.push(id);
+    this.lens.push(length);
+  }
+}
 function show(p: Buffer): string {
   return JSON.stringify(p.toString('latin1'));
 }
@@ -107,23 +235,24 @@ const U64_MAX = (1n << 64n) - 1n;
 const I64_MIN = -(1n << 63n);
 const I64_MAX = (1n << 63n) - 1n;
 
-/** Every numeric field must fit its on-disk width (nothing is silently truncated). */
-function checkFields(e: BlobEntry): void {
+/** Every numeric field of row k must fit its on-disk width (nothing is silently truncated). */
+function checkFields(rows: BlobRows, k: number): void {
   const bad = (field: string, v: unknown, range: string): never => {
-    throw new VriftError(`encoding PSFS blob: ${show(e.path)}: ${field} ${String(v)} is outside ${range}`);
+    throw new VriftError(`encoding PSFS blob: ${show(rows.path(k))}: ${field} ${String(v)} is outside ${range}`);
   };
   for (const f of ['mode', 'uid', 'gid', 'nlink', 'blksize'] as const) {
-    const v = e[f];
+    const v = rows[f](k);
     if (!Number.isInteger(v) || v < 0 || v > U32_MAX) bad(f, v, '0..2^32-1');
   }
   for (const f of ['size', 'blocks', 'ino', 'dev', 'rdev'] as const) {
-    const v = e[f];
+    const v = rows[f](k);
     if (typeof v !== 'bigint' || v < 0n || v > U64_MAX) bad(f, v, '0..2^64-1');
   }
   for (const f of ['atime', 'mtime', 'ctime'] as const) {
-    const t = e[f];
-    if (typeof t.sec !== 'bigint' || t.sec < I64_MIN || t.sec > I64_MAX) bad(`${f} seconds`, t.sec, 'int64');
-    if (!Number.isInteger(t.nsec) || t.nsec < 0 || t.nsec > 999_999_999) bad(`${f} nanoseconds`, t.nsec, '0..999999999');
+    const sec = rows[`${f}Sec`](k);
+    const nsec = rows[`${f}Nsec`](k);
+    if (typeof sec !== 'bigint' || sec < I64_MIN || sec > I64_MAX) bad(`${f} seconds`, sec, 'int64');
+    if (!Number.isInteger(nsec) || nsec < 0 || nsec > 999_999_999) bad(`${f} nanoseconds`, nsec, '0..999999999');
   }
 }
 
@@ -131,9 +260,9 @@ function checkFields(e: BlobEntry): void {
 interface BlobPlan {
   flags: number;
   roots: Buffer[];
-  /** Entries sorted by path bytes: the on-disk order. */
-  entries: BlobEntry[];
-  /** 1 where PSFS_E_REACHABLE is set, by sorted index. */
+  /** The entries in path-byte order: the on-disk order. */
+  rows: BlobRows;
+  /** 1 where PSFS_E_REACHABLE is set, by row. */
   reachable: Uint8Array;
   /** Bytes of all paths (the string table's first part); targets follow. */
   pathsSize: number;
@@ -147,7 +276,7 @@ interface BlobPlan {
   tableSeed: number;
   seed: number;
   maxProbe: number;
-  /** PSFS_H_IDENTITY_TAG: inodes[tag - 1] = entry index + 1; else empty. */
+  /** PSFS_H_IDENTITY_TAG: inodes[tag - 1] = row + 1; else empty. */
   inodes: Uint32Array;
   rootsOff: number;
   bucketsOff: number;
@@ -164,9 +293,8 @@ interface BlobPlan {
  * sorted by path bytes, the hash seed is chosen by a fixed search, reserved
  * fields are zero. PSFS_E_REACHABLE is computed here: set on an entry when
  * every directory from its root down to its parent has mode & 0o111 == 0o111.
- * Memory beyond the output: the sorted entry array and ~20 bytes per entry
- * (parent and root lookups are binary searches, strings are copied straight
- * into the output); no map keyed by a string per path. writeBlobFile
+ * Memory beyond the output: a sorted copy of the entry array (blobRowsOf)
+ * and the encoder's ~20 bytes per entry (see encodeBlobRows). writeBlobFile
  * streams the same bytes to a file without holding them.
  *
  * @returns the blob bytes
@@ -178,17 +306,37 @@ interface BlobPlan {
  *   counts exceed the format limits.
  */
 export function encodeBlob(opts: BlobOptions): Buffer {
-  const plan = planBlob(opts);
+  if (opts.entries.length > F.MAX_ENTRIES) throw new VriftError('encoding PSFS blob: too many entries');
+  return encodeBlobRows(blobRowsOf(opts.entries), opts.roots, opts.flags ?? 0);
+}
+
+/**
+ * encodeBlob over rows already in path-byte order (BlobRows): the same
+ * bytes for the same entries. Memory beyond the output and the rows: 1 byte
+ * per entry (PSFS_E_REACHABLE), the bucket table (2 uint32 per bucket,
+ * 2..4 buckets per entry), the inode table (4 bytes per identity tag) and a
+ * stack of directories as deep as the deepest path; no object per entry.
+ *
+ * @param rows the entries, strictly increasing by path bytes
+ * @param roots domain roots (as BlobOptions.roots)
+ * @param flags PSFS_H_* header flags (as BlobOptions.flags)
+ * @returns the blob bytes
+ * @throws VriftError as encodeBlob; rows out of order: "appears twice" when
+ *   two are equal, an internal error otherwise
+ */
+export function encodeBlobRows(rows: BlobRows, roots: Buffer[], flags = 0): Buffer {
+  const plan = planBlob(rows, roots, flags);
   const out = Buffer.alloc(plan.fileSize);
   emitBlob(plan, (chunk, position) => chunk.copy(out, position));
   return out;
 }
 
-/** Validate `opts` and decide the layout, the seed and the tables (encodeBlob's errors). */
-function planBlob(opts: BlobOptions): BlobPlan {
-  const flags = opts.flags ?? 0;
+/**
+ * Validate the rows and decide the layout, the seed and the tables
+ * (encodeBlob's errors), in sequential passes over the rows.
+ */
+function planBlob(rows: BlobRows, roots: Buffer[], flags: number): BlobPlan {
   if ((flags & ~F.H_KNOWN_FLAGS) !== 0) throw new VriftError(`encoding PSFS blob: unknown header flags 0x${flags.toString(16)}`);
-  const roots = opts.roots;
   if (roots.length < 1 || roots.length > F.MAX_ROOTS) {
     throw new VriftError(`encoding PSFS blob: need 1..${F.MAX_ROOTS} domain roots, got ${roots.length}`);
   }
@@ -204,104 +352,107 @@ function planBlob(opts: BlobOptions): BlobPlan {
       }
     }),
   );
-  if (opts.entries.length > F.MAX_ENTRIES) throw new VriftError('encoding PSFS blob: too many entries');
+  const n = rows.count;
+  if (n > F.MAX_ENTRIES) throw new VriftError('encoding PSFS blob: too many entries');
 
-  // Sorted by path bytes; lookups below are binary searches over this order
-  // (no map keyed by a string per path: the builder's peak memory).
-  const entries = [...opts.entries].sort((a, b) => Buffer.compare(a.path, b.path));
-  const indexOf = (p: Buffer): number => {
-    let lo = 0;
-    let hi = entries.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const c = Buffer.compare(entries[mid].path, p);
-      if (c === 0) return mid;
-      if (c < 0) lo = mid + 1;
-      else hi = mid;
+  // Pass 1: each row on its own, and the order (strictly increasing: no
+  // duplicates, and parents before children for pass 2); the roots' rows.
+  // The index of the root each path lies under (-1: outside every root).
+  const rootOf = (p: Buffer): number =>
+    roots.findIndex((r) => p.equals(r) || (p.length > r.length && p[r.length] === SLASH && p.subarray(0, r.length).equals(r)));
+  const rootIdx = roots.map(() => -1);
+  let prev: Buffer | undefined;
+  for (let k = 0; k < n; k++) {
+    const p = rows.path(k);
+    if (!isNormalizedPath(p)) throw new VriftError(`encoding PSFS blob: path ${show(p)} is not a normalized absolute path`);
+    const r = rootOf(p);
+    if (r < 0) throw new VriftError(`encoding PSFS blob: path ${show(p)} is outside every domain root`);
+    if (prev !== undefined) {
+      const c = Buffer.compare(prev, p);
+      if (c === 0) throw new VriftError(`encoding PSFS blob: path ${show(p)} appears twice`);
+      if (c > 0) throw new VriftError(`encoding PSFS blob: path ${show(p)} comes after ${show(prev)}: rows not in path-byte order (internal error)`);
     }
-    return -1;
-  };
-  const rootOf = (p: Buffer): Buffer | undefined =>
-    roots.find((r) => p.equals(r) || (p.length > r.length && p[r.length] === SLASH && p.subarray(0, r.length).equals(r)));
-  entries.forEach((e, i) => {
-    if (!isNormalizedPath(e.path)) throw new VriftError(`encoding PSFS blob: path ${show(e.path)} is not a normalized absolute path`);
-    if (!rootOf(e.path)) throw new VriftError(`encoding PSFS blob: path ${show(e.path)} is outside every domain root`);
-    if (i > 0 && entries[i - 1].path.equals(e.path)) throw new VriftError(`encoding PSFS blob: path ${show(e.path)} appears twice`);
-    checkFields(e);
-    const isLink = (e.mode & S_IFMT) === S_IFLNK;
-    if (isLink !== (e.target !== undefined)) {
-      throw new VriftError(`encoding PSFS blob: ${show(e.path)}: a symlink needs a target and only a symlink may have one`);
+    prev = p;
+    if (p.length === roots[r].length) rootIdx[r] = k;
+    checkFields(rows, k);
+    const isLink = (rows.mode(k) & S_IFMT) === S_IFLNK;
+    if (isLink !== (rows.target(k) !== undefined)) {
+      throw new VriftError(`encoding PSFS blob: ${show(p)}: a symlink needs a target and only a symlink may have one`);
     }
-  });
-  const rootIdx = roots.map((r) => {
-    const i = indexOf(r);
-    if (i < 0 || (entries[i].mode & S_IFMT) !== S_IFDIR) throw new VriftError(`encoding PSFS blob: domain root ${show(r)} has no directory entry`);
-    return i;
+  }
+  prev = undefined;
+  roots.forEach((r, j) => {
+    const k = rootIdx[j];
+    if (k < 0 || (rows.mode(k) & S_IFMT) !== S_IFDIR) throw new VriftError(`encoding PSFS blob: domain root ${show(r)} has no directory entry`);
   });
 
-  // Reachability (by sorted index): computed parent-first, which sorted order
-  // guarantees (a parent's bytes are a strict prefix of its children's, so it sorts first).
-  const reachable = new Uint8Array(entries.length);
-  entries.forEach((e, i) => {
-    const isRoot = roots.some((r) => r.equals(e.path));
+  // Pass 2: parents and reachability, parent first (a parent's bytes are a
+  // strict prefix of its children's, so it sorts first), from a stack of
+  // directories (no lookup structure per path: the builder's peak memory).
+  const reachable = new Uint8Array(n);
+  const stack = new ParentStack((k) => rows.path(k));
+  for (let k = 0; k < n; k++) {
+    const p = rows.path(k);
+    const parent = stack.parent(p);
     let ok = true;
-    if (!isRoot) {
-      const p = indexOf(parentOf(e.path));
-      const parent = p < 0 ? undefined : entries[p];
-      if (!parent || (parent.mode & S_IFMT) !== S_IFDIR) {
-        throw new VriftError(`encoding PSFS blob: ${show(e.path)}: parent is missing or not a directory (the domain must be complete)`);
+    if (!roots.some((r) => r.equals(p))) {
+      if (parent < 0) {
+        throw new VriftError(`encoding PSFS blob: ${show(p)}: parent is missing or not a directory (the domain must be complete)`);
       }
-      ok = reachable[p] === 1 && (parent.mode & 0o111) === 0o111;
+      ok = reachable[parent] === 1 && (rows.mode(parent) & 0o111) === 0o111;
     }
-    reachable[i] = ok ? 1 : 0;
-  });
+    reachable[k] = ok ? 1 : 0;
+    if ((rows.mode(k) & S_IFMT) === S_IFDIR) stack.push(k, p.length);
+  }
 
   // String table: every path in entry order, then every symlink target in
   // entry order (emitBlob recomputes each offset as a running sum).
   let pathsSize = 0;
-  let stringsSize = 0;
   const rootOffs = rootIdx.map(() => 0);
-  entries.forEach((e, i) => {
-    const at = rootIdx.indexOf(i);
+  let targetsSize = 0;
+  for (let k = 0; k < n; k++) {
+    const at = rootIdx.indexOf(k);
     if (at >= 0) rootOffs[at] = pathsSize;
-    pathsSize += e.path.length;
-  });
-  stringsSize = pathsSize;
-  for (const e of entries) if (e.target) stringsSize += e.target.length;
+    pathsSize += rows.path(k).length;
+    targetsSize += rows.target(k)?.length ?? 0;
+  }
+  const stringsSize = pathsSize + targetsSize;
   if (stringsSize > 0xffffffff) throw new VriftError('encoding PSFS blob: string table exceeds 4 GiB');
 
   let bucketCount = 1;
-  while (bucketCount < entries.length * 2) bucketCount *= 2;
+  while (bucketCount < n * 2) bucketCount *= 2;
 
-  // Identity tags: inodes[tag - 1] = entry index + 1 (entries sorted above).
+  // Identity tags: inodes[tag - 1] = row + 1.
   let inodes = new Uint32Array(0);
   if (flags & F.H_IDENTITY_TAG) {
     // Tags are dense (the builder numbers inodes 1, 2, ...): a sparse one
     // would make the table, 4 bytes per tag value, absurdly large.
-    const limit = Math.max(1024, 4 * entries.length);
+    const limit = Math.max(1024, 4 * n);
     // roots[0]'s entry may carry a tree digest above every tag instead
     // (psfs_format.h PSFS_H_IDENTITY_TAG): then it stays out of the table.
     const r0 = rootIdx[0];
-    const others = entries.reduce((m, e, i) => (i === r0 ? m : Math.max(m, e.mtime.nsec)), 0);
-    const digestRoot = entries[r0].mtime.nsec > others ? r0 : -1;
+    let others = 0;
+    for (let k = 0; k < n; k++) if (k !== r0) others = Math.max(others, rows.mtimeNsec(k));
+    const digestRoot = rows.mtimeNsec(r0) > others ? r0 : -1;
     let maxTag = 0;
-    for (const [i, e] of entries.entries()) {
-      if (i === digestRoot) continue;
-      if (e.mtime.nsec > limit) {
-        throw new VriftError(`encoding PSFS blob: ${show(e.path)}: identity tag ${e.mtime.nsec} (mtime nanoseconds) exceeds ${limit}; number inodes densely from 1, or leave PSFS_H_IDENTITY_TAG unset`);
+    for (let k = 0; k < n; k++) {
+      if (k === digestRoot) continue;
+      const tag = rows.mtimeNsec(k);
+      if (tag > limit) {
+        throw new VriftError(`encoding PSFS blob: ${show(rows.path(k))}: identity tag ${tag} (mtime nanoseconds) exceeds ${limit}; number inodes densely from 1, or leave PSFS_H_IDENTITY_TAG unset`);
       }
-      maxTag = Math.max(maxTag, e.mtime.nsec);
+      maxTag = Math.max(maxTag, tag);
     }
     inodes = new Uint32Array(maxTag);
-    entries.forEach((e, i) => {
-      const tag = e.mtime.nsec;
-      if (tag === 0 || i === digestRoot) return;
-      const prev = inodes[tag - 1];
-      if (prev !== 0 && entries[prev - 1].ino !== e.ino) {
-        throw new VriftError(`encoding PSFS blob: ${show(e.path)} and ${show(entries[prev - 1].path)} share identity tag ${tag} but not st_ino`);
+    for (let k = 0; k < n; k++) {
+      const tag = rows.mtimeNsec(k);
+      if (tag === 0 || k === digestRoot) continue;
+      const first = inodes[tag - 1];
+      if (first !== 0 && rows.ino(first - 1) !== rows.ino(k)) {
+        throw new VriftError(`encoding PSFS blob: ${show(rows.path(k))} and ${show(rows.path(first - 1))} share identity tag ${tag} but not st_ino`);
       }
-      if (prev === 0) inodes[tag - 1] = i + 1;
-    });
+      if (first === 0) inodes[tag - 1] = k + 1;
+    }
   }
 
   // Pick the seed with the shortest worst-case probe chain among a fixed set
@@ -314,7 +465,7 @@ function planBlob(opts: BlobOptions): BlobPlan {
   let maxProbe = Infinity;
   let tableSeed = 0;
   for (let s = 0; s < 8; s++) {
-    const probe = fillBuckets(table, entries, s);
+    const probe = fillBuckets(table, rows, s);
     tableSeed = s;
     if (probe < maxProbe) {
       seed = s;
@@ -326,26 +477,26 @@ function planBlob(opts: BlobOptions): BlobPlan {
   const rootsOff = F.HEADER_SIZE;
   const bucketsOff = align(rootsOff + roots.length * F.ROOT_SIZE);
   const entriesOff = align(bucketsOff + bucketCount * F.BUCKET_SIZE);
-  const stringsOff = align(entriesOff + entries.length * F.ENTRY_SIZE);
+  const stringsOff = align(entriesOff + n * F.ENTRY_SIZE);
   const inodesOff = align(stringsOff + stringsSize);
   const fileSize = align(inodesOff + inodes.length * 4);
   return {
-    flags, roots, entries, reachable, pathsSize, stringsSize, rootOffs, bucketCount, table, tableSeed, seed, maxProbe, inodes,
+    flags, roots, rows, reachable, pathsSize, stringsSize, rootOffs, bucketCount, table, tableSeed, seed, maxProbe, inodes,
     rootsOff, bucketsOff, entriesOff, stringsOff, inodesOff, fileSize,
   };
 }
 
 /**
- * Fill `table` (2 uint32 per bucket: hash, entry index + 1; zeroed here)
- * with `entries` for `seed`: open addressing, linear probing
- * (psfs_format.h). Returns the longest probe chain.
+ * Fill `table` (2 uint32 per bucket: hash, row + 1; zeroed here) with
+ * `rows` for `seed`: open addressing, linear probing (psfs_format.h).
+ * Returns the longest probe chain.
  */
-function fillBuckets(table: Uint32Array, entries: BlobEntry[], seed: number): number {
+function fillBuckets(table: Uint32Array, rows: BlobRows, seed: number): number {
   table.fill(0);
   const mask = table.length / 2 - 1;
   let maxProbe = 1;
-  entries.forEach((e, i) => {
-    const h = F.hash(seed, e.path);
+  for (let k = 0; k < rows.count; k++) {
+    const h = F.hash(seed, rows.path(k));
     let slot = h & mask;
     let probe = 1;
     while (table[slot * 2 + 1] !== 0) {
@@ -353,9 +504,9 @@ function fillBuckets(table: Uint32Array, entries: BlobEntry[], seed: number): nu
       probe++;
     }
     table[slot * 2] = h;
-    table[slot * 2 + 1] = i + 1;
+    table[slot * 2 + 1] = k + 1;
     if (probe > maxProbe) maxProbe = probe;
-  });
+  }
   return maxProbe;
 }
 
@@ -369,7 +520,8 @@ const CHUNK = 1 << 20;
  * chunk buffer is reused: a sink must copy or write it before returning.
  */
 function emitBlob(plan: BlobPlan, sink: (chunk: Buffer, position: number) => void): void {
-  const { entries, roots, reachable } = plan;
+  const { rows, roots, reachable } = plan;
+  const n = rows.count;
   const buf = Buffer.alloc(CHUNK);
   let used = 0;
   let pos = F.HEADER_SIZE; // file position of buf[0]
@@ -382,15 +534,15 @@ function emitBlob(plan: BlobPlan, sink: (chunk: Buffer, position: number) => voi
     pos += used;
     used = 0;
   };
-  const room = (n: number): number => {
-    if (used + n > CHUNK) flush();
+  const room = (len: number): number => {
+    if (used + len > CHUNK) flush();
     const at = used;
-    used += n; // n <= CHUNK always: entries, buckets and strings are written piecewise
+    used += len; // len <= CHUNK always: entries, buckets and strings are written piecewise
     return at;
   };
   const padTo = (offset: number): void => {
-    const n = offset - (pos + used);
-    if (n > 0) buf.fill(0, room(n), used);
+    const len = offset - (pos + used);
+    if (len > 0) buf.fill(0, room(len), used);
   };
   const bytes = (b: Buffer): void => {
     for (let i = 0; i < b.length; i += CHUNK) {
@@ -407,7 +559,7 @@ function emitBlob(plan: BlobPlan, sink: (chunk: Buffer, position: number) => voi
   });
   padTo(plan.bucketsOff);
   const table = plan.table;
-  if (plan.tableSeed !== plan.seed) fillBuckets(table, entries, plan.seed);
+  if (plan.tableSeed !== plan.seed) fillBuckets(table, rows, plan.seed);
   for (let i = 0; i < plan.bucketCount; i++) {
     const o = room(F.BUCKET_SIZE);
     buf.writeUInt32LE(table[i * 2], o + F.BUCKET.hash);
@@ -416,37 +568,42 @@ function emitBlob(plan: BlobPlan, sink: (chunk: Buffer, position: number) => voi
   padTo(plan.entriesOff);
   let pathOff = 0;
   let targetOff = plan.pathsSize;
-  entries.forEach((e, i) => {
+  const E = F.ENTRY;
+  for (let k = 0; k < n; k++) {
     const o = room(F.ENTRY_SIZE);
-    const E = F.ENTRY;
+    const pathLen = rows.path(k).length;
+    const target = rows.target(k);
     buf.fill(0, o, o + F.ENTRY_SIZE);
     buf.writeUInt32LE(pathOff, o + E.pathOff);
-    buf.writeUInt32LE(e.path.length, o + E.pathLen);
-    buf.writeUInt32LE(e.target ? targetOff : 0, o + E.targetOff);
-    buf.writeUInt32LE(e.target ? e.target.length : 0, o + E.targetLen);
-    buf.writeUInt32LE(e.mode >>> 0, o + E.mode);
-    buf.writeUInt32LE(e.uid >>> 0, o + E.uid);
-    buf.writeUInt32LE(e.gid >>> 0, o + E.gid);
-    buf.writeUInt32LE(e.nlink >>> 0, o + E.nlink);
-    buf.writeBigUInt64LE(e.size, o + E.size);
-    buf.writeBigUInt64LE(e.blocks, o + E.blocks);
-    buf.writeBigUInt64LE(e.ino, o + E.ino);
-    buf.writeBigUInt64LE(e.dev, o + E.dev);
-    buf.writeBigUInt64LE(e.rdev, o + E.rdev);
-    buf.writeBigInt64LE(e.atime.sec, o + E.atimeSec);
-    buf.writeBigInt64LE(e.mtime.sec, o + E.mtimeSec);
-    buf.writeBigInt64LE(e.ctime.sec, o + E.ctimeSec);
-    buf.writeUInt32LE(e.atime.nsec, o + E.atimeNsec);
-    buf.writeUInt32LE(e.mtime.nsec, o + E.mtimeNsec);
-    buf.writeUInt32LE(e.ctime.nsec, o + E.ctimeNsec);
-    buf.writeUInt32LE(e.blksize >>> 0, o + E.blksize);
-    buf.writeUInt32LE((reachable[i] === 1 ? F.E_REACHABLE : 0) | (e.uncertain ? F.E_UNCERTAIN : 0), o + E.flags);
-    pathOff += e.path.length;
-    if (e.target) targetOff += e.target.length;
-  });
+    buf.writeUInt32LE(pathLen, o + E.pathLen);
+    buf.writeUInt32LE(target ? targetOff : 0, o + E.targetOff);
+    buf.writeUInt32LE(target ? target.length : 0, o + E.targetLen);
+    buf.writeUInt32LE(rows.mode(k) >>> 0, o + E.mode);
+    buf.writeUInt32LE(rows.uid(k) >>> 0, o + E.uid);
+    buf.writeUInt32LE(rows.gid(k) >>> 0, o + E.gid);
+    buf.writeUInt32LE(rows.nlink(k) >>> 0, o + E.nlink);
+    buf.writeBigUInt64LE(rows.size(k), o + E.size);
+    buf.writeBigUInt64LE(rows.blocks(k), o + E.blocks);
+    buf.writeBigUInt64LE(rows.ino(k), o + E.ino);
+    buf.writeBigUInt64LE(rows.dev(k), o + E.dev);
+    buf.writeBigUInt64LE(rows.rdev(k), o + E.rdev);
+    buf.writeBigInt64LE(rows.atimeSec(k), o + E.atimeSec);
+    buf.writeBigInt64LE(rows.mtimeSec(k), o + E.mtimeSec);
+    buf.writeBigInt64LE(rows.ctimeSec(k), o + E.ctimeSec);
+    buf.writeUInt32LE(rows.atimeNsec(k), o + E.atimeNsec);
+    buf.writeUInt32LE(rows.mtimeNsec(k), o + E.mtimeNsec);
+    buf.writeUInt32LE(rows.ctimeNsec(k), o + E.ctimeNsec);
+    buf.writeUInt32LE(rows.blksize(k) >>> 0, o + E.blksize);
+    buf.writeUInt32LE((reachable[k] === 1 ? F.E_REACHABLE : 0) | (rows.uncertain(k) ? F.E_UNCERTAIN : 0), o + E.flags);
+    pathOff += pathLen;
+    if (target) targetOff += target.length;
+  }
   padTo(plan.stringsOff);
-  for (const e of entries) bytes(e.path);
-  for (const e of entries) if (e.target) bytes(e.target);
+  for (let k = 0; k < n; k++) bytes(rows.path(k));
+  for (let k = 0; k < n; k++) {
+    const target = rows.target(k);
+    if (target) bytes(target);
+  }
   padTo(plan.inodesOff);
   for (let i = 0; i < plan.inodes.length; i++) buf.writeUInt32LE(plan.inodes[i], room(4));
   padTo(plan.fileSize);
@@ -459,7 +616,7 @@ function emitBlob(plan: BlobPlan, sink: (chunk: Buffer, position: number) => voi
   h.writeUInt32LE(F.HEADER_SIZE, H.headerSize);
   h.writeUInt32LE(plan.flags, H.flags);
   h.writeBigUInt64LE(BigInt(plan.fileSize), H.fileSize);
-  h.writeUInt32LE(entries.length, H.entryCount);
+  h.writeUInt32LE(n, H.entryCount);
   h.writeUInt32LE(F.ENTRY_SIZE, H.entrySize);
   h.writeBigUInt64LE(BigInt(plan.entriesOff), H.entriesOff);
   h.writeUInt32LE(plan.bucketCount, H.bucketCount);
@@ -490,7 +647,23 @@ function emitBlob(plan: BlobPlan, sink: (chunk: Buffer, position: number) => voi
  * @throws VriftError from encodeBlob, or on I/O failure (the temp file is removed)
  */
 export async function writeBlobFile(file: string, opts: BlobOptions): Promise<{ size: number; entryCount: number; digest: string }> {
-  const plan = planBlob(opts);
+  if (opts.entries.length > F.MAX_ENTRIES) throw new VriftError('encoding PSFS blob: too many entries');
+  return writeBlobRows(file, blobRowsOf(opts.entries), opts.roots, opts.flags ?? 0);
+}
+
+/**
+ * writeBlobFile over rows already in path-byte order (see encodeBlobRows
+ * for the rows and the memory): what `vrift build` uses, so that the blob
+ * phase holds no object per entry.
+ *
+ * @param file destination (written atomically, mode 0644)
+ * @param rows the entries, strictly increasing by path bytes
+ * @param roots domain roots; `flags` PSFS_H_* header flags
+ * @returns blob size in bytes, entry count and its digest ("sha256:<hex>")
+ * @throws VriftError from encodeBlobRows, or on I/O failure (the temp file is removed)
+ */
+export async function writeBlobRows(file: string, rows: BlobRows, roots: Buffer[], flags = 0): Promise<{ size: number; entryCount: number; digest: string }> {
+  const plan = planBlob(rows, roots, flags);
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${Date.now()}`);
   const digest = createHash('sha256');
   try {
@@ -515,5 +688,5 @@ export async function writeBlobFile(file: string, opts: BlobOptions): Promise<{ 
     const why = code ? `${code} in ${path.dirname(file)}; check that the directory exists, is writable and has space` : (err as Error).message;
     throw new VriftError(`writing PSFS blob ${file}: ${why}`, { cause: err });
   }
-  return { size: plan.fileSize, entryCount: plan.entries.length, digest: `sha256:${digest.digest('hex')}` };
+  return { size: plan.fileSize, entryCount: rows.count, digest: `sha256:${digest.digest('hex')}` };
 }

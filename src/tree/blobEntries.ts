@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { writeBlobFile, type BlobEntry, type BlobOptions, type Timespec } from '../blob/writer';
+import { blobEntryAt, blobRowsOf, ParentStack, writeBlobRows, type BlobEntry, type BlobRows, type Timespec } from '../blob/writer';
 import { H_CHECK_ROOT_MTIME, H_DEV_RUNTIME, H_IDENTITY_TAG, TAG_MAX } from '../blob/format';
 import { VriftError } from '../errors';
 import { writeLayer, writeFileLayer } from '../layer/tar';
@@ -293,107 +293,167 @@ export function blobEntriesFromPlan(plan: TreePlan | LayerEntry[], root?: Buffer
 }
 
 /**
- * The blob entry of one EntryTable row, read on demand (as PlanBlobEntry,
- * but over the table's columns: no object per path besides this view).
+ * Row indices of `table` in path-byte order (Buffer.compare order): a
+ * planned table is /vrift, its .cas subtree sorted by path bytes, then every
+ * other path sorted, i.e. at most two sorted runs, merged here in one pass
+ * (n comparisons). The .cas run is not contiguous in byte order in general
+ * (a destination "/vrift/.cas-x" sorts between "/vrift/.cas" and
+ * "/vrift/.cas/..."), hence a merge, not a concatenation. Any other order
+ * is sorted (n log n comparisons). 4 bytes per row.
+ *
+ * @returns order[k] = the row of the k-th path; equal paths stay adjacent (the encoder refuses them)
  */
-class TableBlobEntry implements BlobEntry {
-  constructor(
-    private readonly table: EntryTable,
-    private readonly columns: PlanColumns,
-    private readonly index: number,
-  ) {}
+export function tablePathOrder(table: EntryTable): Uint32Array {
+  const n = table.length;
+  const order = new Uint32Array(n);
+  let runs = 1;
+  let cut = n;
+  for (let i = 1; i < n; i++) {
+    if (table.comparePaths(i - 1, i) > 0) {
+      runs++;
+      cut = i;
+    }
+  }
+  if (runs > 2) {
+    for (let i = 0; i < n; i++) order[i] = i;
+    order.sort((x, y) => table.comparePaths(x, y));
+    return order;
+  }
+  // Two-cursor merge of rows [0, cut) and [cut, n) (one run: cut = n).
+  let a = 0;
+  let b = cut;
+  for (let k = 0; k < n; k++) order[k] = b >= n || (a < cut && table.comparePaths(a, b) <= 0) ? a++ : b++;
+  return order;
+}
 
-  get path(): Buffer { return this.table.path(this.index); }
-  get mode(): number { return this.table.mode[this.index]; }
-  get uid(): number { return this.table.uid; }
-  get gid(): number { return this.table.gid; }
-  get nlink(): number { return this.columns.nlink[this.index]; }
-  get size(): bigint {
-    const k = this.table.kind[this.index];
-    return BigInt(k === KIND_DIR ? this.columns.dirSize[this.index] : this.table.size[this.index]);
-  }
-  get blocks(): bigint {
-    const k = this.table.kind[this.index];
-    if (k === KIND_DIR) return BigInt(this.columns.dirSize[this.index] / 512);
-    if (k === KIND_SYMLINK) return this.table.size[this.index] > FS_MODEL.fastSymlinkMax ? 8n : 0n;
-    return ext4FileBlocks(BigInt(this.table.size[this.index]));
-  }
-  get blksize(): number { return FS_MODEL.blksize; }
-  get ino(): bigint { return SYNTHETIC_INO_BASE + BigInt(this.columns.inode[this.index]); }
-  get dev(): bigint { return 0n; }
-  get rdev(): bigint { return 0n; }
-  get atime(): Timespec { return this.mtime; }
-  get mtime(): Timespec { return { sec: BigInt(this.table.sec[this.index]), nsec: this.table.nsec[this.index] }; }
-  get ctime(): Timespec { return this.mtime; }
-  get target(): Buffer | undefined { return this.table.kind[this.index] === KIND_SYMLINK ? this.table.target(this.index) : undefined; }
-  get uncertain(): boolean | undefined { return this.columns.uncertain[this.index] === 1 ? true : undefined; }
+/** Output of blobRowsFromTable. */
+export interface TableBlobRows {
+  /** The domain's blob entries in path-byte order, read from the table and a few columns (live: a later change of the table's `nsec` shows). */
+  rows: BlobRows;
+  /** Paths whose st_size/st_blocks are estimates (large directories, files > 512 MiB), in table order; copies. */
+  uncertain: Buffer[];
 }
 
 /**
  * blobEntriesFromPlan over a planned EntryTable (every row lies under the
- * domain root; hardlinks follow their file): the same entries, as views over
- * the table's rows plus 17 bytes of columns per path.
+ * domain root; hardlinks follow their file), as BlobRows: the same field
+ * values, read from the table's columns plus 21 bytes per row (inode,
+ * nlink, directory st_size, uncertain, path order), with no object and no
+ * string per path: what `vrift build` holds through the blob phase.
+ * Directory sizes and subdirectory counts come from a stack of directories
+ * in path order (ParentStack), not from a map of directory paths.
  *
+ * @param table planned rows (layer order; row 0 the root)
+ * @param root the domain root
+ * @returns rows in path-byte order and the paths whose sizes are estimates
  * @throws VriftError when a hardlink precedes its target or the domain holds more than 2^32 - 1 inodes
  */
-export function blobEntriesFromTable(table: EntryTable, root: Buffer): PlanBlobEntries {
+export function blobRowsFromTable(table: EntryTable, root: Buffer): TableBlobRows {
   const n = table.length;
+  const order = tablePathOrder(table);
   const columns: PlanColumns = { inode: new Uint32Array(n), nlink: new Uint32Array(n), dirSize: new Float64Array(n), uncertain: new Uint8Array(n) };
-  const dirIndex = new Map<string, number>();
-  for (let i = 0; i < n; i++) if (table.kind[i] === KIND_DIR) dirIndex.set(table.path(i).toString('latin1'), i);
-  const need = new Float64Array(n).fill(24);
-  const subdirs = new Uint32Array(n);
-  for (let i = 0; i < n; i++) {
-    const p = table.path(i);
-    if (p.equals(root)) continue;
-    const slash = p.lastIndexOf(SLASH);
-    const parent = dirIndex.get(p.toString('latin1', 0, slash));
-    if (parent === undefined) continue; // encodeBlob refuses the incomplete domain
-    need[parent] += align4(8 + p.length - slash - 1);
-    if (table.kind[i] === KIND_DIR) subdirs[parent]++;
-  }
-  dirIndex.clear();
+  const { inode, nlink, dirSize } = columns;
 
+  // Directories, in path order: bytes of ext4 entries (24 + sum(align4(8 +
+  // name length))) gathered in dirSize, subdirectory counts in nlink; both
+  // become st_size and st_nlink below. A child whose parent is missing is
+  // skipped: the encoder refuses the incomplete domain.
+  const stack = new ParentStack((i) => table.path(i));
+  for (let k = 0; k < n; k++) {
+    const i = order[k];
+    const p = table.path(i);
+    const parent = stack.parent(p);
+    const isDir = table.kind[i] === KIND_DIR;
+    if (parent >= 0) {
+      dirSize[parent] += align4(8 + p.length - p.lastIndexOf(SLASH) - 1);
+      if (isDir) nlink[parent]++;
+    }
+    if (isDir) {
+      dirSize[i] += 24;
+      stack.push(i, p.length);
+    }
+  }
+
+  // Inodes numbered in layer order (row order), as blobEntriesFromPlan.
   let inodes = 0;
   const uncertain: Buffer[] = [];
-  const out: BlobEntry[] = new Array<BlobEntry>(n);
   for (let i = 0; i < n; i++) {
     const kind = table.kind[i];
     if (kind === KIND_HARDLINK) {
       const t = table.linkTarget(i);
       if (t < 0 || t >= i) throw new VriftError(`generating blob entries: hardlink ${table.path(i).toString()} precedes its target ${table.path(table.ref[i]).toString()}`);
-      columns.inode[i] = columns.inode[t];
+      inode[i] = inode[t];
     } else {
       if (inodes === 0xffffffff) throw new VriftError(`generating blob entries: more than ${0xffffffff} inodes under ${root.toString()}; split the tree into several images`);
-      columns.inode[i] = ++inodes;
+      inode[i] = ++inodes;
     }
     let estimated = false;
     if (kind === KIND_DIR) {
-      const ds = dirSizeForNeed(need[i]);
-      columns.dirSize[i] = Number(ds.size);
-      columns.nlink[i] = 2 + subdirs[i];
+      const ds = dirSizeForNeed(dirSize[i]);
+      dirSize[i] = Number(ds.size);
+      nlink[i] = 2 + nlink[i];
       estimated = !ds.exact;
     } else if (kind === KIND_SYMLINK) {
-      columns.nlink[i] = 1;
+      nlink[i] = 1;
     } else {
-      columns.nlink[i] = table.nlink[i];
+      nlink[i] = table.nlink[i];
       estimated = table.size[i] > FS_MODEL.inodeExtents * FS_MODEL.maxExtentBlocks * 4096;
     }
     if (estimated) {
       columns.uncertain[i] = 1;
       uncertain.push(Buffer.from(table.path(i)));
     }
-    out[i] = new TableBlobEntry(table, columns, i);
   }
-  return { entries: out, uncertain };
+
+  // Field values as blobEntriesFromPlan's (identity policy: st_ino
+  // synthetic, st_dev and st_rdev 0, atime = ctime = mtime; FS_MODEL sizes).
+  const size = (i: number): number => (table.kind[i] === KIND_DIR ? dirSize[i] : table.size[i]);
+  const sec = (k: number): bigint => BigInt(table.sec[order[k]]);
+  const nsec = (k: number): number => table.nsec[order[k]];
+  const rows: BlobRows = {
+    count: n,
+    path: (k) => table.path(order[k]),
+    mode: (k) => table.mode[order[k]],
+    uid: () => table.uid,
+    gid: () => table.gid,
+    nlink: (k) => nlink[order[k]],
+    size: (k) => BigInt(size(order[k])),
+    blocks: (k) => {
+      const i = order[k];
+      const kind = table.kind[i];
+      if (kind === KIND_DIR) return BigInt(dirSize[i] / 512);
+      if (kind === KIND_SYMLINK) return table.size[i] > FS_MODEL.fastSymlinkMax ? 8n : 0n;
+      return ext4FileBlocks(BigInt(table.size[i]));
+    },
+    blksize: () => FS_MODEL.blksize,
+    ino: (k) => SYNTHETIC_INO_BASE + BigInt(inode[order[k]]),
+    dev: () => 0n,
+    rdev: () => 0n,
+    atimeSec: sec,
+    atimeNsec: nsec,
+    mtimeSec: sec,
+    mtimeNsec: nsec,
+    ctimeSec: sec,
+    ctimeNsec: nsec,
+    target: (k) => (table.kind[order[k]] === KIND_SYMLINK ? table.target(order[k]) : undefined),
+    uncertain: (k) => columns.uncertain[order[k]] === 1,
+  };
+  return { rows, uncertain };
 }
 
 /**
- * assignIdentityTags over a planned EntryTable (every row under the domain
- * root): tags in the nanoseconds of each inode's mtime, hardlinks take their
- * file's. Mutates the table's `nsec` (and a hardlink's `sec`).
+ * Identity tags (PSFS_H_IDENTITY_TAG, docs/psfs-format.md) over a planned
+ * EntryTable (every row under the domain root): every inode gets mtime
+ * nanoseconds = its tag n + shift, where n counts inodes in row (layer)
+ * order exactly as blobRowsFromTable numbers st_ino (so st_ino =
+ * SYNTHETIC_INO_BASE + tag); a hardlink row takes its file's mtime. The
+ * kernel then reports the tag too, and the shim can give a kernel answer
+ * about a domain inode its blob identity. Mutates the table's `nsec` (and a
+ * hardlink's `sec`).
  *
- * @throws VriftError when a tag would exceed TAG_MAX or a hardlink precedes its target
+ * @param root domain root (for messages)
+ * @param shift added to every tag: the base's highest tag when merging, else 0
+ * @throws VriftError when a tag would exceed TAG_MAX (999999999) or a hardlink precedes its target
  */
 export function assignTableTags(table: EntryTable, root: Buffer, shift = 0): void {
   let n = 0;
@@ -412,43 +472,8 @@ export function assignTableTags(table: EntryTable, root: Buffer, shift = 0): voi
 }
 
 /**
- * Identity tags (PSFS_H_IDENTITY_TAG, docs/psfs-format.md): give every inode
- * of the domain mtime nanoseconds = its tag n + shift, where n counts inodes
- * in layer order exactly as blobEntriesFromPlan numbers st_ino (so st_ino =
- * SYNTHETIC_INO_BASE + tag); hardlink entries take their object's mtime.
- * The kernel then reports the tag too, and the shim can give a kernel
- * answer about a domain inode its blob identity. Mutates `entries`.
- *
- * @param entries layer entries in layer order (a TreePlan's)
- * @param root domain root (entries outside it are left alone)
- * @param shift added to every tag: the base's highest tag when merging, else 0
- * @throws VriftError when a tag would exceed TAG_MAX (999999999) or a hardlink precedes its target
- */
-export function assignIdentityTags(entries: LayerEntry[], root: Buffer, shift = 0): void {
-  // Hardlinks name regular-file entries only (writeLayer refuses anything
-  // else), so only those are remembered, by index, not by a string per path.
-  const files = fileIndexLookup();
-  let n = 0;
-  for (let i = 0; i < entries.length; i++) {
-    const e = entries[i];
-    if (!(e.path.equals(root) || isUnder(e.path, root))) continue;
-    if (e.type === 'hardlink') {
-      const t = files.get(e.linkTo);
-      if (t === undefined) throw new VriftError(`tagging inodes: hardlink ${e.path.toString()} precedes its target ${e.linkTo.toString()}`);
-      // The object's own Timespec: a hardlink shares its inode, and nothing mutates a Timespec in place.
-      e.mtime = entries[t].mtime;
-    } else {
-      const tag = shift + ++n;
-      if (tag > TAG_MAX) throw new VriftError(`tagging inodes: more than ${TAG_MAX} inodes under ${root.toString()}; split the tree into several images`);
-      e.mtime = { sec: e.mtime.sec, nsec: tag };
-    }
-    files.add(e, i);
-  }
-}
-
-/**
- * Fold a digest of the tree into the root's mtime nanoseconds (identity-tag
- * builds): sha256 over the roots and every blob entry in path order - path,
+ * The root's mtime nanoseconds of an identity-tag build: a digest of the
+ * tree, sha256 over the roots and every blob entry in path order - path,
  * type and mode, owner, nlink, size, blocks, blksize, st_ino, st_rdev,
  * times, symlink target, PSFS_E_UNCERTAIN - except the root's own
  * nanoseconds, mapped into (highest tag, TAG_MAX]. Above every tag, so the
@@ -456,45 +481,32 @@ export function assignIdentityTags(entries: LayerEntry[], root: Buffer, shift = 
  * kernel answer about the root (psfs_format.h PSFS_H_IDENTITY_TAG).
  * PSFS_H_CHECK_ROOT_MTIME then rejects a blob from another tree even when
  * both were built with the same SOURCE_DATE_EPOCH (same root seconds).
- * Sets the root's mtime/atime/ctime nanoseconds in the returned blob entries
- * and its mtime in `layerEntries` (what the layer's tar carries).
+ * The byte stream hashed is part of the output (the root's mtime): keep it.
  *
- * @param entries blob entries (tags assigned), roots[0]'s entry among them
- * @param roots blob roots; roots[0] is the root the shim checks
- * @param layerEntries the layer's entries (the root's mtime is set here too)
- * @returns the blob entries with the root's entry replaced
+ * @param rows blob entries in path-byte order (tags assigned), roots[0]'s among them
  * @throws VriftError when roots[0] has no entry or no nanosecond value is left above the tags
  */
-export function digestRootMtime(entries: BlobEntry[], roots: Buffer[], layerEntries: LayerEntry[]): BlobEntry[] {
+function treeDigestNsec(rows: BlobRows, roots: Buffer[]): number {
   const root = roots[0];
-  const nsec = treeDigestNsec(entries, roots);
-  for (const e of layerEntries) if (e.path.equals(root)) e.mtime = { sec: e.mtime.sec, nsec };
-  return withRootNsec(entries, root, nsec);
-}
-
-/** The root mtime nanoseconds digestRootMtime gives (see there); throws as it does. */
-function treeDigestNsec(entries: BlobEntry[], roots: Buffer[]): number {
-  const root = roots[0];
-  const sorted = [...entries].sort((a, b) => Buffer.compare(a.path, b.path));
   let maxTag = 0;
   let found = false;
-  for (const e of sorted) {
-    if (e.path.equals(root)) found = true;
-    else maxTag = Math.max(maxTag, e.mtime.nsec);
+  for (let k = 0; k < rows.count; k++) {
+    if (rows.path(k).equals(root)) found = true;
+    else maxTag = Math.max(maxTag, rows.mtimeNsec(k));
   }
   if (!found) throw new VriftError(`digesting ${root.toString()}: the root has no blob entry (internal error)`);
   if (maxTag >= TAG_MAX) throw new VriftError(`digesting ${root.toString()}: no mtime nanoseconds left above ${maxTag} identity tags; split the tree into several images`);
   const h = createHash('sha256');
   for (const r of roots) h.update(`root ${r.length}\0`).update(r);
-  for (const e of sorted) {
-    const self = e.path.equals(root);
-    const t = (x: { sec: bigint; nsec: number }): string => (self ? `${x.sec}` : `${x.sec}.${x.nsec}`);
-    const target = e.target;
-    h.update(`\n${e.path.length}\0`).update(e.path);
-    h.update(`\0${e.mode} ${e.uid} ${e.gid} ${e.nlink} ${e.size} ${e.blocks} ${e.blksize} ${e.ino} ${e.rdev} ${t(e.atime)} ${t(e.mtime)} ${t(e.ctime)} ${e.uncertain ? 1 : 0} ${target?.length ?? -1}\0`);
+  for (let k = 0; k < rows.count; k++) {
+    const p = rows.path(k);
+    const self = p.equals(root);
+    const t = (sec: bigint, nsec: number): string => (self ? `${sec}` : `${sec}.${nsec}`);
+    const target = rows.target(k);
+    h.update(`\n${p.length}\0`).update(p);
+    h.update(`\0${rows.mode(k)} ${rows.uid(k)} ${rows.gid(k)} ${rows.nlink(k)} ${rows.size(k)} ${rows.blocks(k)} ${rows.blksize(k)} ${rows.ino(k)} ${rows.rdev(k)} ${t(rows.atimeSec(k), rows.atimeNsec(k))} ${t(rows.mtimeSec(k), rows.mtimeNsec(k))} ${t(rows.ctimeSec(k), rows.ctimeNsec(k))} ${rows.uncertain(k) ? 1 : 0} ${target?.length ?? -1}\0`);
     if (target) h.update(target);
   }
-  sorted.length = 0;
   return maxTag + 1 + (h.digest().readUInt32BE(0) % (TAG_MAX - maxTag));
 }
 
@@ -512,20 +524,45 @@ const usrDirs = (): LayerEntry[] =>
     type: 'directory' as const, path: Buffer.from(p), mode: 0o040755, uid: 0, gid: 0, mtime: { sec: 0n, nsec: 0 },
   }));
 
+/** Output of treeBlobRows: writeBlobRows' arguments and the estimated paths. */
+export interface TreeBlob {
+  rows: BlobRows;
+  roots: Buffer[];
+  /** PSFS_H_DEV_RUNTIME | PSFS_H_CHECK_ROOT_MTIME | PSFS_H_IDENTITY_TAG. */
+  flags: number;
+  /** Paths whose st_size/st_blocks are estimates (blobRowsFromTable). */
+  uncertain: Buffer[];
+}
+
 /**
- * The blob options of a planned tree (tags assigned), merged with the base's
- * when given; sets the root's mtime nanoseconds in the table to the tree
- * digest (digestRootMtime).
+ * The blob of a planned tree (tags assigned by assignTableTags), merged
+ * with the base's when given. Sets the root's mtime nanoseconds in the table
+ * (row 0, what the layer's tar carries and the rows read) to the tree
+ * digest (treeDigestNsec).
+ *
+ * Without a merge the rows are blobRowsFromTable's: no object per entry.
+ * A merge (building on an image that already has a vrift tree) keeps
+ * BlobEntry objects: the base blob is decoded into objects anyway, and
+ * mergeBlobEntries works on them (sorted again by blobRowsOf).
+ *
+ * @param table planned rows, row 0 the root
+ * @param root the domain root (roots[0] of the blob)
+ * @throws VriftError from blobRowsFromTable or treeDigestNsec, or when row 0 is not the root
  */
-function treeBlobOptions(table: EntryTable, root: Buffer, merge: BuildVriftLayerOptions['merge']): { opts: BlobOptions; uncertain: Buffer[] } {
-  const fresh = blobEntriesFromTable(table, root);
-  const roots = merge ? [root, ...merge.roots.filter((r) => !r.equals(root))] : [root];
-  let entries = merge ? mergeBlobEntries(merge, fresh.entries, table) : fresh.entries;
-  const nsec = treeDigestNsec(entries, roots);
+export function treeBlobRows(table: EntryTable, root: Buffer, merge?: BuildVriftLayerOptions['merge']): TreeBlob {
+  const flags = H_DEV_RUNTIME | H_CHECK_ROOT_MTIME | H_IDENTITY_TAG;
   if (!table.pathEquals(0, root)) throw new VriftError(`digesting ${root.toString()}: the root is not the first planned entry (internal error)`);
-  table.nsec[0] = nsec; // what the layer carries; the views read it too
-  if (merge) entries = withRootNsec(entries, root, nsec);
-  return { opts: { roots, entries, flags: H_DEV_RUNTIME | H_CHECK_ROOT_MTIME | H_IDENTITY_TAG }, uncertain: fresh.uncertain };
+  const fresh = blobRowsFromTable(table, root);
+  if (!merge) {
+    // The rows read table.nsec: the root's digest shows through them once set.
+    table.nsec[0] = treeDigestNsec(fresh.rows, [root]);
+    return { rows: fresh.rows, roots: [root], flags, uncertain: fresh.uncertain };
+  }
+  const roots = [root, ...merge.roots.filter((r) => !r.equals(root))];
+  const entries = mergeBlobEntries(merge, Array.from({ length: fresh.rows.count }, (_, k) => blobEntryAt(fresh.rows, k)), table);
+  const nsec = treeDigestNsec(blobRowsOf(entries), roots);
+  table.nsec[0] = nsec;
+  return { rows: blobRowsOf(withRootNsec(entries, root, nsec)), roots, flags, uncertain: fresh.uncertain };
 }
 
 async function renameToDigest(layer: LayerFile, dir: string, prefix: string): Promise<LayerFile> {
@@ -599,14 +636,14 @@ export async function buildVriftLayer(opts: BuildVriftLayerOptions): Promise<Bui
 }
 
 /**
- * encodeTreeBlob, written to `<dir>/psfs-<digest hex>.blob` (temp file +
- * rename); the bytes are garbage when it returns.
+ * The blob of treeBlobRows, written to `<dir>/psfs-<digest hex>.blob`
+ * (temp file + rename); the bytes are never whole in memory.
  */
 async function writeTreeBlob(table: EntryTable, root: Buffer, merge: BuildVriftLayerOptions['merge'], dir: string): Promise<{ file: string; size: number; digest: string; uncertain: Buffer[] }> {
-  const { opts, uncertain } = treeBlobOptions(table, root, merge);
+  const { rows, roots, flags, uncertain } = treeBlobRows(table, root, merge);
   // Streamed to a file as it is encoded: the blob's bytes are never all in memory.
   const tmp = path.join(dir, `.psfs-${process.pid}-${randomBytes(4).toString('hex')}.blob`);
-  const { size, digest } = await writeBlobFile(tmp, opts);
+  const { size, digest } = await writeBlobRows(tmp, rows, roots, flags);
   const file = path.join(dir, `psfs-${digest.slice('sha256:'.length)}.blob`);
   try {
     await fsp.rename(tmp, file);

@@ -5,10 +5,11 @@
  */
 import * as F from '../../src/blob/format';
 import { crc32 } from '../../src/blob/crc32';
-import { encodeBlob, type BlobEntry } from '../../src/blob/writer';
+import { blobEntryAt, encodeBlob, encodeBlobRows, type BlobEntry } from '../../src/blob/writer';
 import { checkHeader, decodeBlob, readHeader } from '../../src/blob/reader';
 import { VriftError } from '../../src/errors';
-import { digestRootMtime } from '../../src/tree/blobEntries';
+import { EntryTable, KIND_DIR, KIND_FILE, KIND_HARDLINK } from '../../src/layer/table';
+import { assignTableTags, treeBlobRows } from '../../src/tree/blobEntries';
 import { PsfsWasm } from '../wasm/psfsWasm';
 
 const S_IFDIR = 0o040000;
@@ -130,7 +131,7 @@ describe("roots[0]'s tree digest above the tags (foreign-blob check)", () => {
     w = new PsfsWasm();
   });
   // The builder's layout: the root consumed tag 1 (its st_ino), then its
-  // nanoseconds became a digest above every tag (digestRootMtime).
+  // nanoseconds became a digest above every tag (treeBlobRows).
   const withDigest = (nsec: number): BlobEntry[] => {
     const e = entries();
     e[0] = ent('/r', S_IFDIR | 0o755, 1, { mtime: { sec: 1_700_000_000n, nsec } });
@@ -154,36 +155,55 @@ describe("roots[0]'s tree digest above the tags (foreign-blob check)", () => {
     expect(decodeBlob(blob).entries[w.tagged({ mode: S_IFDIR | 0o755, uid: 0, gid: 0, nlink: 1, size: 4096n, mtimeSec: 1_700_000_000n, mtimeNsec: 2 })].path.toString()).toBe('/r/d');
   });
 
-  test('digestRootMtime: above the tags, the same for the same tree, different for another tree with the same seconds', () => {
-    const layer = (): { path: Buffer; mtime: { sec: bigint; nsec: number } }[] => [{ path: Buffer.from('/r'), mtime: { sec: 1_700_000_000n, nsec: 1 } }];
-    const nsecOf = (es: BlobEntry[]): number => {
-      const l = layer();
-      const out = digestRootMtime(es, [Buffer.from('/r')], l as never);
-      const r = out.find((e) => e.path.toString() === '/r')!;
-      expect(r.atime.nsec).toBe(r.mtime.nsec); // identity policy: atime = ctime = mtime
-      expect(r.ctime.nsec).toBe(r.mtime.nsec);
-      expect(l[0].mtime).toEqual({ sec: 1_700_000_000n, nsec: r.mtime.nsec }); // what the layer's tar carries
-      return r.mtime.nsec;
+  /**
+   * A planned table (root first, then path order; the hardlink after its
+   * file): /r, /r/a (file, 2 links), /r/b (hardlink of /r/a), /r/d; tagged.
+   */
+  const planned = (change: { d?: string; size?: number; dMode?: number; rootNsec?: number } = {}): EntryTable => {
+    const t = new EntryTable(0, 0);
+    const add = (p: string, kind: number, mode: number): number => {
+      const i = t.add([Buffer.from(p)], kind, mode);
+      t.sec[i] = 1_700_000_000;
+      return i;
     };
-    const a = nsecOf(entries());
+    add('/r', KIND_DIR, S_IFDIR | 0o755);
+    for (const p of ['/r/a', '/r/b']) {
+      const i = add(p, p === '/r/a' ? KIND_FILE : KIND_HARDLINK, S_IFREG | 0o644);
+      t.size[i] = change.size ?? 5;
+      t.nlink[i] = 2;
+      t.ref[i] = 1;
+    }
+    add(change.d ?? '/r/d', KIND_DIR, S_IFDIR | (change.dMode ?? 0o755));
+    assignTableTags(t, Buffer.from('/r'));
+    if (change.rootNsec !== undefined) t.nsec[0] = change.rootNsec;
+    return t;
+  };
+
+  test('treeBlobRows: the root\'s nanoseconds above the tags, the same for the same tree, different for another tree with the same seconds', () => {
+    const nsecOf = (t: EntryTable): number => {
+      const { rows } = treeBlobRows(t, Buffer.from('/r'));
+      const r = blobEntryAt(rows, 0);
+      expect(r.path.toString()).toBe('/r');
+      expect(r.mtime).toEqual({ sec: 1_700_000_000n, nsec: t.nsec[0] }); // the rows read what the layer's tar carries
+      expect(r.atime).toEqual(r.mtime); // identity policy: atime = ctime = mtime
+      expect(r.ctime).toEqual(r.mtime);
+      return t.nsec[0];
+    };
+    const a = nsecOf(planned());
     expect(a).toBeGreaterThan(3);
     expect(a).toBeLessThanOrEqual(F.TAG_MAX);
-    expect(nsecOf(entries())).toBe(a);
+    expect(nsecOf(planned())).toBe(a);
     // The root's own nanoseconds do not count (they are what is being set).
-    const rootNsec = entries();
-    rootNsec[0] = { ...rootNsec[0], mtime: { sec: 1_700_000_000n, nsec: 77 } };
-    expect(nsecOf(rootNsec)).toBe(a);
-    // Any other difference does: a byte of a name, a size, a mode, a target.
-    const renamed = entries();
-    renamed[1] = { ...renamed[1], path: Buffer.from('/r/e') };
-    const resized = entries();
-    resized[2] = { ...resized[2], size: 6n };
-    resized[3] = { ...resized[3], size: 6n };
-    const chmod = entries();
-    chmod[1] = { ...chmod[1], mode: S_IFDIR | 0o700 };
-    for (const other of [renamed, resized, chmod]) expect(nsecOf(other)).not.toBe(a);
+    expect(nsecOf(planned({ rootNsec: 77 }))).toBe(a);
+    // Any other difference does: a byte of a name, a size, a mode.
+    for (const other of [planned({ d: '/r/e' }), planned({ size: 6 }), planned({ dMode: 0o700 })]) expect(nsecOf(other)).not.toBe(a);
     // And the writer keeps the root out of the table.
-    const blob = encodeBlob({ roots: [Buffer.from('/r')], entries: digestRootMtime(entries(), [Buffer.from('/r')], []), flags: FLAGS });
-    expect(readHeader(blob).inodeCount).toBe(3);
+    const tree = treeBlobRows(planned(), Buffer.from('/r'));
+    const blob = encodeBlobRows(tree.rows, tree.roots, tree.flags);
+    expect(tree.flags).toBe(FLAGS);
+    const h = readHeader(blob);
+    expect(h.inodeCount).toBe(3);
+    expect(blob.readUInt32LE(Number(h.inodesOff))).toBe(0); // tag 1 was the root's
+    expect(decodeBlob(blob).entries[0].mtime.nsec).toBe(a);
   });
 });

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import * as F from '../../src/blob/format';
-import { encodeBlob, writeBlobFile, type BlobEntry, type BlobOptions } from '../../src/blob/writer';
+import { blobRowsOf, encodeBlob, encodeBlobRows, writeBlobFile, type BlobEntry, type BlobOptions } from '../../src/blob/writer';
 import { checkHeader, decodeBlob, PSFS_EINVAL, PSFS_ENOTSUP } from '../../src/blob/reader';
 import { VriftError } from '../../src/errors';
 
@@ -135,6 +135,39 @@ describe('encodeBlob', () => {
   test('multiple roots', () => {
     const d = decodeBlob(encodeBlob({ roots: [Buffer.from('/x'), Buffer.from('/y/z')], entries: [dir('/x'), dir('/y/z'), file('/y/z/f')] }));
     expect(d.roots.map(String)).toEqual(['/x', '/y/z']);
+  });
+
+  test('names sorting between a directory and its children (bytes below "/"): parents and REACHABLE as a map of paths says', () => {
+    // Byte order is not depth-first: "/r/a" < "/r/a b" < "/r/a.b" < "/r/a.b/y" < "/r/a/x".
+    const names = ['a', 'a\x01', 'a b', 'a b/f', 'a-c', 'a.b', 'a.b/y', 'a.b/y/z', 'a/x', 'a/x.y', 'a/x.y/q', 'a/x/deep', 'a/x/deep/f', 'a0', 'a0/f', 'b\xff', 'b\xff/f'];
+    const closed = new Set(['a', 'a.b/y', 'a/x.y']); // 0o700: nothing below is reachable by every caller
+    const isFile = (n: string): boolean => /\/(f|z|q)$/.test(n) || n === 'a\x01';
+    const entries = [dir('/r'), ...names.map((n) => (isFile(n) ? file(Buffer.from(`/r/${n}`, 'latin1')) : dir(Buffer.from(`/r/${n}`, 'latin1'), closed.has(n) ? 0o700 : 0o755)))];
+    // The oracle: every directory between the root and the path, by its path.
+    const byPath = new Map(entries.map((e) => [e.path.toString('latin1'), e]));
+    const reachable = (p: string): boolean => {
+      for (let q = p.slice(0, p.lastIndexOf('/')); q.length > '/r'.length; q = q.slice(0, q.lastIndexOf('/'))) {
+        if ((byPath.get(q)!.mode & 0o111) !== 0o111) return false;
+      }
+      return true;
+    };
+    const d = decodeBlob(encodeBlob({ roots: [Buffer.from('/r')], entries: [...entries].reverse() }));
+    expect(d.entries.map((e) => e.path.toString('latin1'))).toEqual([...byPath.keys()].sort((x, y) => Buffer.compare(Buffer.from(x, 'latin1'), Buffer.from(y, 'latin1'))));
+    const got = d.entries.map((e) => [e.path.toString('latin1'), (e.flags & F.E_REACHABLE) !== 0]);
+    expect(got).toEqual(d.entries.map((e) => [e.path.toString('latin1'), reachable(e.path.toString('latin1'))]));
+    expect(got.filter(([, r]) => !r).map(([p]) => p)).toEqual(['/r/a.b/y/z', '/r/a/x', '/r/a/x.y', '/r/a/x.y/q', '/r/a/x/deep', '/r/a/x/deep/f']);
+    // The same parent missing, or a file, with such names in between.
+    const without = entries.filter((e) => e.path.toString('latin1') !== '/r/a');
+    expect(() => encodeBlob({ roots: [Buffer.from('/r')], entries: without })).toThrow(/"\/r\/a\/x": parent is missing or not a directory/);
+    expect(() => encodeBlob({ roots: [Buffer.from('/r')], entries: [...without, file('/r/a')] })).toThrow(/"\/r\/a\/x": parent is missing or not a directory/);
+  });
+
+  test('encodeBlobRows refuses rows out of path order', () => {
+    const es = [dir('/r'), file('/r/b'), file('/r/a')];
+    const rows = blobRowsOf(es);
+    expect(encodeBlobRows(rows, [Buffer.from('/r')]).equals(encodeBlob({ roots: [Buffer.from('/r')], entries: [...es].reverse() }))).toBe(true);
+    const swapped = { ...rows, path: (k: number) => rows.path(k === 1 ? 2 : k === 2 ? 1 : k) };
+    expect(() => encodeBlobRows(swapped, [Buffer.from('/r')])).toThrow(/"\/r\/a" comes after "\/r\/b": rows not in path-byte order \(internal error\)/);
   });
 
   const bad: [string, () => BlobOptions, RegExp][] = [

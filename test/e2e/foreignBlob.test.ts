@@ -3,7 +3,7 @@
  * (docs/shim-safety.md section 6): two `vrift build` images of different
  * trees with the same SOURCE_DATE_EPOCH have /vrift with the same mtime
  * seconds; its nanoseconds are a digest of the tree each blob describes
- * (src/tree/blobEntries.ts digestRootMtime), so PSFS_H_CHECK_ROOT_MTIME
+ * (src/tree/blobEntries.ts treeBlobRows), so PSFS_H_CHECK_ROOT_MTIME
  * rejects image A's blob in a container of image B: every call passes
  * through. Real engine; the foreign blob is bind-mounted and named by
  * VRIFT_BLOB (root-owned, 0644: the shim's ownership rules accept it).
