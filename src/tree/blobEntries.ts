@@ -591,6 +591,15 @@ export async function buildVriftLayer(opts: BuildVriftLayerOptions): Promise<Bui
   if (opts.merge) checkMergeConflicts(opts.merge, opts.adds.map((a) => path.posix.normalize(a.dest).replace(/\/+$/, '')));
   // Only what the layer needs is kept: the table (not the plan's object views).
   const { root, table, stats } = await planTree(opts.adds, opts);
+  try {
+    return await layerOfTable(opts, root, table, stats);
+  } finally {
+    table.close(); // its spilled path bytes: the layer is written
+  }
+}
+
+/** buildVriftLayer once the tree is planned: tags, the blob, the layer. */
+async function layerOfTable(opts: BuildVriftLayerOptions, root: Buffer, table: EntryTable, stats: BuildVriftLayerResult['stats']): Promise<BuildVriftLayerResult> {
   let shift = 0;
   if (opts.merge) {
     checkMergeConflicts(opts.merge, [], table);
