@@ -81,7 +81,8 @@ function grown<T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(
  *   bytes read, see hostPath); during planning a walked file's digest-cache
  *   key row;
  * - sha: 32 bytes per entry, the content sha256 of files (and of walked
- *   files before they become hardlinks).
+ *   files before they become hardlinks); keepShaOf drops it past the rows
+ *   that still need it.
  * uid and gid are the same for every entry of a table.
  *
  * With spillTo, every filled slab goes to an unlinked temp file and leaves
@@ -318,7 +319,17 @@ export class EntryTable implements LayerEntries {
 
   /** sha256 of entry i's content as 64 hex digits (files and hardlinks). */
   shaHex(i: number): string {
+    if (this.kind[i] === KIND_HARDLINK && (i + 1) * SHA_BYTES > this.sha.length) i = this.ref[i]; // keepShaOf dropped it: its file's
     return this.sha.toString('hex', i * SHA_BYTES, (i + 1) * SHA_BYTES);
+  }
+
+  /**
+   * Keep the sha256 column of rows 0..rows-1 only (a new, smaller buffer):
+   * once planned, the rows after them are directories, symlinks and
+   * hardlinks, which need none (a hardlink's is its file's).
+   */
+  keepShaOf(rows: number): void {
+    this.sha = Buffer.from(this.sha.subarray(0, rows * SHA_BYTES));
   }
 
   /** The host path tree entry i is read from: its source directory + the rest of its path. */

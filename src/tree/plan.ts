@@ -624,6 +624,8 @@ async function planTable(table: EntryTable, adds: TreeAdd[], dests: Buffer[], sr
   for (let i = casStart; i < n; i++) order[k++] = i;
   for (let i = 1; i < casStart; i++) order[k++] = i;
   table.reorder(order);
+  // Only /vrift and the .cas subtree (the objects) still need a sha256: 32 bytes a walked row less.
+  table.keepShaOf(1 + n - casStart);
 
   let dirs = 0;
   let symlinks = 0;

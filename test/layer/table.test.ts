@@ -137,3 +137,16 @@ test('spillTo a directory that cannot hold the file: one error saying what to do
   const t = new EntryTable(0, 0);
   expect(() => t.spillTo(path.join(dir, 'missing'))).toThrow(/^planning: creating a temp file in .*missing: ENOENT.*; set TMPDIR to a writable directory with space$/);
 });
+
+test('keepShaOf: the sha256 column shrinks to the rows kept; a hardlink past them reports its file\'s sha256', () => {
+  const t = new EntryTable(0, 0);
+  const f = t.add([B('/t/.cas/aa/obj')], KIND_FILE, 0o100644);
+  t.sha.write('5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03', f * 32, 32, 'hex');
+  t.add([B('/t/d')], KIND_DIR, 0o040755);
+  const l = t.add([B('/t/d/x')], KIND_HARDLINK, 0o100644);
+  t.ref[l] = f;
+  t.keepShaOf(1);
+  expect(t.sha.length).toBe(32);
+  expect(t.shaHex(l)).toBe('5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03');
+  expect(t.entry(l)).toMatchObject({ type: 'hardlink', sha256: '5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03' });
+});
