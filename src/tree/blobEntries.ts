@@ -652,7 +652,16 @@ async function writeTreeBlob(table: EntryTable, root: Buffer, merge: BuildVriftL
   const { rows, roots, flags, uncertain } = treeBlobRows(table, root, merge);
   // Streamed to a file as it is encoded: the blob's bytes are never all in memory.
   const tmp = path.join(dir, `.psfs-${process.pid}-${randomBytes(4).toString('hex')}.blob`);
-  const { size, digest } = await writeBlobRows(tmp, rows, roots, flags);
+  let written;
+  try {
+    written = await writeBlobRows(tmp, rows, roots, flags);
+  } catch (err) {
+    // The directory is the build's own, under TMPDIR: say which knob moves it.
+    const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
+    throw new VriftError(`${(err as Error).message} (the build's temp directory, under TMPDIR=${os.tmpdir()}: set TMPDIR to a directory with more space)`, { cause: err });
+  }
+  const { size, digest } = written;
   const file = path.join(dir, `psfs-${digest.slice('sha256:'.length)}.blob`);
   try {
     await fsp.rename(tmp, file);

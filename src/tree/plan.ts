@@ -145,6 +145,17 @@ async function symlinkEscapes(srcRoot: Buffer, linkDir: Buffer[], target: Buffer
   return false;
 }
 
+/**
+ * Whether a name starts with ".wh.": OCI image-spec layer.md ("Whiteouts")
+ * reserves those names in layers: ".wh.<name>" deletes <name> of the
+ * layers below and ".wh..wh..opq" hides a directory's lower contents, so a
+ * file so named would be applied as a deletion, not added.
+ */
+function isWhiteoutName(name: Buffer): boolean {
+  return name.length >= 4 && name[0] === 0x2e && name[1] === 0x77 && name[2] === 0x68 && name[3] === 0x2e;
+}
+const WHITEOUT_WHY = 'its name starts with ".wh.", which image layers reserve for whiteouts (OCI image-spec, layer.md): the engine would delete a path instead of adding this one';
+
 /** A directory vrift creates (/vrift, or one above a destination): its children by name (latin1). */
 interface VirtualDir {
   children: Map<string, { name: Buffer; dir: VirtualDir } | { name: Buffer; add: number }>;
@@ -259,7 +270,7 @@ async function walkOrdered(top: VirtualDir, root: Buffer, visit: WalkVisitor, sr
         n++;
         const name = d.items[j].name;
         batch.push(fsp.lstat(join(d.host, name), { bigint: true }).then((st) => void (d.stats[j] = st), (err) => {
-          throw new VriftError(`reading ${showPath(join(d.host!, name))}: ${(err as Error).message}; make it readable or remove it from the source`, { cause: err });
+          throw readError(join(d.host!, name), err, 'lstat');
         }));
       }
       await Promise.all(batch);
@@ -273,13 +284,43 @@ async function walkOrdered(top: VirtualDir, root: Buffer, visit: WalkVisitor, sr
   }
 }
 
+/**
+ * The error for a source path that cannot be read (lstat of a name, or
+ * readdir of a directory), with the fix for its cause: a name gone or
+ * replaced (the source changed while building), a directory without search
+ * (x) or read (r) permission, a host path longer than the kernel takes.
+ */
+function readError(host: Buffer, err: unknown, call: 'lstat' | 'readdir'): VriftError {
+  const e = err as NodeJS.ErrnoException;
+  const what = call === 'readdir' ? `reading directory ${showPath(host)}` : `reading ${showPath(host)}`;
+  let fix: string;
+  switch (e.code) {
+    case 'ENOENT':
+    case 'ENOTDIR':
+      fix = 'it was removed or replaced while vrift walked the source; build again once the source is stable';
+      break;
+    case 'EACCES':
+    case 'EPERM':
+      fix = call === 'readdir'
+        ? 'the directory needs read and search permission (r-x) for the user running vrift; chmod it or remove it from the source'
+        : 'its directory needs search permission (x) for the user running vrift; chmod it or remove it from the source';
+      break;
+    case 'ENAMETOOLONG':
+      fix = `the host path is ${host.length} bytes, longer than the kernel takes (PATH_MAX ${PATH_MAX}); move the source to a shorter host path (the image path may be fine)`;
+      break;
+    default:
+      fix = 'make it readable or remove it from the source';
+  }
+  return new VriftError(`${what}: ${e.message}; ${fix}`, { cause: err });
+}
+
 /** The items of host directory `dir` (readdir with d_type; Node lstat's a name whose d_type is DT_UNKNOWN). */
 async function listHost(dir: Buffer): Promise<WalkItem[]> {
   let ents;
   try {
     ents = await fsp.readdir(dir, { encoding: 'buffer', withFileTypes: true });
   } catch (err) {
-    throw new VriftError(`reading directory ${showPath(dir)}: ${(err as Error).message}; make it readable or remove it from the source`, { cause: err });
+    throw readError(dir, err, 'readdir');
   }
   return itemsOf(ents.map((e) => ({ name: e.name as unknown as Buffer, isDir: e.isDirectory() })));
 }
@@ -341,6 +382,9 @@ function checkDest(add: TreeAdd, root: string): Buffer {
     throw new VriftError(`checking destination ${JSON.stringify(dest)} (${where}): ${cas} is reserved for content-addressed objects; choose another path under ${root}`);
   }
   if (Buffer.byteLength(norm) >= PATH_MAX) throw new VriftError(`checking destination ${JSON.stringify(dest)}: longer than PATH_MAX`);
+  if (norm.split('/').some((c) => isWhiteoutName(Buffer.from(c)))) {
+    throw new VriftError(`checking destination ${JSON.stringify(dest)} (${where}): a component ${WHITEOUT_WHY}; choose another path under ${root}`);
+  }
   return Buffer.from(norm);
 }
 
@@ -439,9 +483,9 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
   // and the layer writer and the blob read the rows in that order.
   const table = new EntryTable(uid, gid, dests.map((dest, i) => ({ dest, src: srcRoots[i] })));
   table.casRoot = root;
-  const tmpDir = path.resolve(opts.tmpDir ?? os.tmpdir());
-  await fsp.mkdir(tmpDir, { recursive: true }).catch(() => undefined); // spillTo says what is wrong with it
-  table.spillTo(tmpDir);
+  // A build's own temp directory may not exist yet (buildVriftLayer makes it); TMPDIR is never created.
+  if (opts.tmpDir !== undefined) await fsp.mkdir(opts.tmpDir, { recursive: true }).catch(() => undefined); // spillTo says what is wrong with it
+  table.spillTo(path.resolve(opts.tmpDir ?? os.tmpdir()));
   try {
     return await planTable(table, adds, dests, srcRoots, root, epoch, opts);
   } catch (err) {
@@ -492,6 +536,9 @@ async function planTable(table: EntryTable, adds: TreeAdd[], dests: Buffer[], sr
     entry: async (parts, st, host, dir) => {
       const dirDest = parts[0];
       const n = parts[2];
+      if (isWhiteoutName(n)) {
+        throw new VriftError(`checking ${showPath(host)}: ${WHITEOUT_WHY}; rename it or remove it from the source`);
+      }
       if (dirDest.length + 1 + n.length >= PATH_MAX) {
         const dest = Buffer.concat(parts);
         throw new VriftError(`planning ${showPath(dest)} (from ${showPath(host)}): the path is ${dest.length} bytes, longer than PATH_MAX; shorten it or choose a shorter destination`);

@@ -120,6 +120,21 @@ describe('checkTmpDir', () => {
   });
 });
 
+describe('TMPDIR inside a source', () => {
+  test('build and layer refuse it before any work (exit 2): the build\'s temp files would land in the tree', () => {
+    fs.mkdirSync(`${src}/tmp`, { recursive: true });
+    for (const args of [
+      ['build', '--base', 'docker-archive:/nonexistent.tar', '--add', `${src}:/vrift/x`, '--tag', 't:1', '--output', `${tmp}/o.tar`, '--quiet'],
+      ['layer', '--add', `${src}:/vrift/x`, '--out-dir', `${tmp}/lo`],
+    ]) {
+      const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, VRIFT_DEBUG: '', TMPDIR: `${src}/tmp` } });
+      expect(r.stderr).toBe(`vrift: writing ${src}/tmp: it is inside the source ${src} of --add ${src}:/vrift/x, so the next build would take it into the tree; give a TMPDIR outside every --add source\n`);
+      expect(r.status).toBe(EXIT.usage);
+    }
+    expect(fs.readdirSync(`${src}/tmp`)).toEqual([]);
+  });
+});
+
 describe('checkCacheDir', () => {
   test('a file, or a path through a file, is refused up front; a missing directory under a writable one and an existing one pass', async () => {
     await expect(checkCacheDir(`${src}/f`)).rejects.toThrow(`opening the digest cache ${src}/f: ${src}/f is not a directory; pass --cache-dir <a directory you can write>`);

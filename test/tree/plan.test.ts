@@ -8,6 +8,9 @@ import { VriftError } from '../../src/errors';
 import type { LayerEntry } from '../../src/layer/types';
 import { CAS_MAX_LINKS } from '../../src/cas';
 
+/** The built CLI (bin/vrift.js -> dist/: `npm run build` first). */
+const BIN = path.join(__dirname, '..', '..', 'bin', 'vrift.js');
+
 let dir: string;
 let src: string;
 let out: string;
@@ -136,6 +139,52 @@ test('an engine path limit (--load) applies to a destination too, even when its 
   );
   const ok = await planTree([{ src, dest: dest.slice(0, -1) }], { cacheDir: false, pathLimit });
   expect(ok.entries.map((e) => e.path.toString())).toEqual(['/vrift', dest.slice(0, -1)]);
+});
+
+test('a name starting with ".wh." (an OCI whiteout) is refused, in a source and in a destination: the engine would delete a path instead', async () => {
+  await fsp.mkdir(path.join(src, 'd'));
+  await fsp.writeFile(path.join(src, 'd', '.wh..wh..opq'), 'x');
+  const why = 'its name starts with ".wh.", which image layers reserve for whiteouts (OCI image-spec, layer.md): the engine would delete a path instead of adding this one';
+  await expect(planTree([{ src, dest: '/vrift/w' }], { cacheDir: false })).rejects.toThrow(`checking "${src}/d/.wh..wh..opq": ${why}; rename it or remove it from the source`);
+  await fsp.rm(path.join(src, 'd', '.wh..wh..opq'));
+  await fsp.writeFile(path.join(src, 'd', '.wh'), 'x'); // ".wh" alone and "a.wh.b" are ordinary names
+  await fsp.writeFile(path.join(src, 'd', 'a.wh.b'), 'x');
+  expect((await planTree([{ src, dest: '/vrift/w' }], { cacheDir: false })).stats.files).toBe(2);
+  await expect(planTree([{ src, dest: '/vrift/a/.wh.b' }], { cacheDir: false })).rejects.toThrow(`checking destination "/vrift/a/.wh.b" (--add ${src}:/vrift/a/.wh.b): a component ${why}; choose another path under /vrift`);
+});
+
+test('unreadable source paths: each error names the cause and its fix (uid 65534; a host path over PATH_MAX whose image path fits)', async () => {
+  // As uid 65534 (root reads everything): a directory without search permission, one without read permission.
+  await fsp.mkdir(path.join(src, 'nosearch'), { mode: 0o744 });
+  await fsp.writeFile(path.join(src, 'nosearch', 'f'), 'x');
+  await fsp.chmod(path.join(src, 'nosearch'), 0o744);
+  await fsp.chmod(dir, 0o755);
+  await fsp.chmod(src, 0o755);
+  const asNobody = (args: string[]) => execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VRIFT_DEBUG: '', TMPDIR: os.tmpdir() } });
+  const stderrOf = (args: string[]): string => {
+    try {
+      asNobody(args);
+    } catch (err) {
+      return (err as { stderr: string }).stderr;
+    }
+    throw new Error('expected a failure');
+  };
+  const layer = (s: string) => ['layer', '--add', `${s}:/vrift/x`, '--out-dir', path.join(os.tmpdir(), `vrift-plan-nobody-${process.pid}`), '--cache-dir', path.join(os.tmpdir(), `vrift-plan-nobody-cache-${process.pid}`)];
+  expect(stderrOf(layer(src))).toMatch(new RegExp(`^vrift: reading "${src}/nosearch/f": EACCES: .*; its directory needs search permission \\(x\\) for the user running vrift; chmod it or remove it from the source\n$`));
+  await fsp.chmod(path.join(src, 'nosearch'), 0o311);
+  expect(stderrOf(layer(src))).toMatch(new RegExp(`^vrift: reading directory "${src}/nosearch": EACCES: .*; the directory needs read and search permission \\(r-x\\) for the user running vrift; chmod it or remove it from the source\n$`));
+  await fsp.chmod(path.join(src, 'nosearch'), 0o755);
+  await fsp.rm(path.join(src, 'nosearch'), { recursive: true });
+
+  // A source root 3,900 bytes deep on the host: its names' host paths pass PATH_MAX, their image paths do not.
+  execFileSync('bash', ['-c', 'cd "$1" && for i in $(seq 1 26); do d=$(printf "d%.0s" $(seq 1 149)); mkdir "$d" && cd "$d"; done && mkdir deep && printf x > deep/$(printf "n%.0s" $(seq 1 250))', '_', src]);
+  const deep = `${src}${`/${'d'.repeat(149)}`.repeat(26)}/deep`;
+  expect(deep.length).toBeLessThan(4096);
+  try {
+    await expect(planTree([{ src: deep, dest: '/vrift/deep' }], { cacheDir: false })).rejects.toThrow(new RegExp(`: ENAMETOOLONG: .*; the host path is ${deep.length + 251} bytes, longer than the kernel takes \\(PATH_MAX 4096\\); move the source to a shorter host path \\(the image path may be fine\\)$`));
+  } finally {
+    execFileSync('rm', ['-rf', path.join(src, 'd'.repeat(149))]); // GNU rm descends relative to each directory; fs.rm passes PATH_MAX
+  }
 });
 
 test('a symlink may go up with ".." as long as it stays inside its source', async () => {

@@ -141,9 +141,10 @@ export async function parseAdds(values: string[]): Promise<TreeAdd[]> {
 }
 
 /**
- * Refuse an --output or --cache-dir that lies inside an --add source: the
- * next build would put the previous image (or the digest cache, written while
- * this build plans) into the tree, and no two builds would give the same image.
+ * Refuse an --output, --cache-dir or TMPDIR that lies inside an --add
+ * source: the next build would put the previous image (or the digest cache,
+ * written while this build plans, or this build's temp files) into the
+ * tree, and no two builds would give the same image.
  * Paths are compared after realpath of their nearest existing ancestor.
  * @throws VriftError (exit 2) naming the flag and the source
  */
@@ -230,6 +231,7 @@ export async function runBuild(a: BuildArgs, log: (line: string) => void, progre
   await refuseInsideSources(adds, [
     ['--output', a.output],
     ['--cache-dir', a['cache-dir']],
+    ['TMPDIR', os.tmpdir()],
   ]);
   await checkTmpDir();
   await checkCacheDir(a['cache-dir']);

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { VriftError, EXIT } from '../../errors';
@@ -122,7 +123,7 @@ export async function runLayer(a: LayerArgs, log: (line: string) => void): Promi
   const sourceDateEpoch = sourceDateEpochFromEnv(process.env.SOURCE_DATE_EPOCH);
   const chown = parseChown(a.chown);
   const adds = await parseAdds(a.add);
-  await refuseInsideSources(adds, [['--cache-dir', a['cache-dir']]]);
+  await refuseInsideSources(adds, [['--cache-dir', a['cache-dir']], ['TMPDIR', os.tmpdir()]]);
   await checkCacheDir(a['cache-dir']);
   const outDir = path.resolve(a['out-dir']);
   const existing = await fsp.readdir(outDir).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : err));
@@ -146,6 +147,7 @@ export async function runLayer(a: LayerArgs, log: (line: string) => void): Promi
   // (measured, docs/integrations/docker-build.md), so the directory written
   // and the blob agree exactly.
   const entries = plan.entries;
+  plan.table.close(); // every entry is an object now: the table's spilled paths are not read again
   const { entries: blobEntries, uncertain } = blobEntriesFromPlan(entries, plan.root);
   const blob = encodeBlob({ roots: [plan.root], entries: blobEntries, flags: F.H_DEV_RUNTIME | F.H_CHECK_ROOT_MTIME });
 
