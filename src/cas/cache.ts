@@ -29,6 +29,8 @@ export interface FileKey {
   /** st_ctim in ns: catches a rewrite whose mtime was set back (touch -r, cp -p over it). */
   ctimeNs: bigint;
   ino: bigint;
+  /** st_dev: with `ino`, the walked file's identity (checked when it is hashed, not recorded). Optional for callers that only look up. */
+  dev?: bigint;
 }
 
 /** One record of the cache file (every value a decimal or hex string). */
@@ -319,7 +321,7 @@ export class DigestCache {
     const absPath = batch.path(i);
     const key = batch.key(i);
     this.misses++;
-    const { hex, size } = await sha256File(absPath, key.size);
+    const { hex, size } = await sha256File(absPath, key.size, key.dev === undefined ? undefined : { dev: key.dev, ino: key.ino });
     if (size !== key.size) {
       throw new VriftError(`hashing file ${JSON.stringify(absPath.toString())}: it changed while being read (${key.size} bytes at lstat, ${size} read); build again once the source is stable`);
     }

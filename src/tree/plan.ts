@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
-import { promises as fsp, type BigIntStats } from 'node:fs';
+import { constants as fsConstants, promises as fsp, type BigIntStats } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { VriftError } from '../errors';
@@ -37,11 +38,12 @@ export function parseSourceDateEpoch(value: string | undefined): number | undefi
   return Number(value);
 }
 
-/** Digest-cache keys of the walked files in columns (24 bytes a file instead of an object of bigints). */
+/** Digest-cache keys (and st_dev) of the walked files in columns (32 bytes a file instead of an object of bigints). */
 class FileKeys {
   private mtimeNs = new BigInt64Array(1024);
   private ctimeNs = new BigInt64Array(1024);
   private ino = new BigUint64Array(1024);
+  private dev = new BigUint64Array(1024);
   private n = 0;
 
   /** Store a file's key; returns its row. */
@@ -55,16 +57,18 @@ class FileKeys {
       this.mtimeNs = grow(this.mtimeNs, (n) => new BigInt64Array(n));
       this.ctimeNs = grow(this.ctimeNs, (n) => new BigInt64Array(n));
       this.ino = grow(this.ino, (n) => new BigUint64Array(n));
+      this.dev = grow(this.dev, (n) => new BigUint64Array(n));
     }
     this.mtimeNs[this.n] = st.mtimeNs;
     this.ctimeNs[this.n] = st.ctimeNs;
     this.ino[this.n] = st.ino;
+    this.dev[this.n] = st.dev;
     return this.n++;
   }
 
   /** The FileKey of `row` for a file of `size` bytes. */
   get(row: number, size: bigint): FileKey {
-    return { size, mtimeNs: this.mtimeNs[row], ctimeNs: this.ctimeNs[row], ino: this.ino[row] };
+    return { size, mtimeNs: this.mtimeNs[row], ctimeNs: this.ctimeNs[row], ino: this.ino[row], dev: this.dev[row] };
   }
 }
 
@@ -171,10 +175,10 @@ interface SourceDir {
 interface WalkVisitor {
   /** A created directory (its path is `parts` concatenated). */
   created(parts: Buffer[]): void;
-  /** The directory of destination `add` (its source root). */
-  source(parts: Buffer[], add: number): Promise<void>;
-  /** A path inside a source: `parts` = [its directory's path, "/", name], its lstat, its host path, where it is. */
-  entry(parts: Buffer[], st: BigIntStats, host: Buffer, dir: SourceDir): Promise<void>;
+  /** The directory of destination `add` (its source root) and its lstat. */
+  source(parts: Buffer[], add: number, st: BigIntStats): Promise<void>;
+  /** A path inside a source: `parts` = [its directory's path, "/", name], its lstat, its host path, where it is, the path that reaches it through its directory's descriptor. */
+  entry(parts: Buffer[], st: BigIntStats, host: Buffer, dir: SourceDir, at: Buffer): Promise<void>;
 }
 
 /** One child of a directory, in walk order: the path itself, or (`sub`) what is under it. */
@@ -187,12 +191,19 @@ interface WalkItem {
   node?: VirtualDir;
   add?: number;
   isDir?: boolean;
+  /** For `sub`: its directory's own item, which holds the (st_dev, st_ino) its lstat gave. */
+  self?: WalkItem;
+  dev?: bigint;
+  ino?: bigint;
 }
 
 /** An open directory of walkOrdered: its items in order, the next one, the lstats of a batch ahead. */
 interface OpenDir {
   path: Buffer;
   host?: Buffer;
+  /** The host directory held open, and the path that reaches it through that descriptor (pinDir). */
+  fd?: FileHandle;
+  at?: Buffer;
   src?: SourceDir;
   items: WalkItem[];
   next: number;
@@ -205,10 +216,40 @@ const byKey = (a: WalkItem, b: WalkItem): number => Buffer.compare(a.key, b.key)
 function itemsOf(names: { name: Buffer; isDir: boolean; node?: VirtualDir; add?: number }[]): WalkItem[] {
   const items: WalkItem[] = [];
   for (const c of names) {
-    items.push({ key: c.name, name: c.name, sub: false, node: c.node, add: c.add, isDir: c.isDir });
-    if (c.isDir) items.push({ key: Buffer.concat([c.name, SLASH_BUF]), name: c.name, sub: true, node: c.node, add: c.add, isDir: true });
+    const self: WalkItem = { key: c.name, name: c.name, sub: false, node: c.node, add: c.add, isDir: c.isDir };
+    items.push(self);
+    if (c.isDir) items.push({ key: Buffer.concat([c.name, SLASH_BUF]), name: c.name, sub: true, node: c.node, add: c.add, isDir: true, self });
   }
   return items.sort(byKey);
+}
+
+/** Whether /proc/self/fd reaches open directories (Linux with /proc mounted): pinDir's paths. */
+let procFd: boolean | undefined;
+
+/**
+ * Open host directory `host` (reached as `at`: its parent's pinned path
+ * and its name) and check it is the directory the walk lstat'ed: O_NOFOLLOW
+ * and O_DIRECTORY, then (st_dev, st_ino). Its names are then read and
+ * lstat'ed as /proc/self/fd/<fd>/<name>: through the descriptor, so a
+ * directory of the source swapped for a symlink while it is walked cannot
+ * lead the walk (and the files hashed) outside the source. Without
+ * /proc/self/fd the host path is used as it is.
+ */
+async function pinDir(host: Buffer, at: Buffer, want: { dev?: bigint; ino?: bigint }): Promise<{ fd?: FileHandle; at: Buffer }> {
+  procFd ??= await fsp.access('/proc/self/fd').then(() => true, () => false);
+  if (!procFd) return { at: host };
+  let fd: FileHandle;
+  try {
+    fd = await fsp.open(at, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
+  } catch (err) {
+    throw readError(host, err, 'readdir');
+  }
+  const st = await fd.stat({ bigint: true });
+  if (st.dev !== want.dev || st.ino !== want.ino) {
+    await fd.close();
+    throw readError(host, Object.assign(new Error('another directory is at its path now'), { code: 'ENOENT' }), 'readdir');
+  }
+  return { fd, at: Buffer.from(`/proc/self/fd/${fd.fd}`) };
 }
 
 /**
@@ -217,70 +258,82 @@ function itemsOf(names: { name: Buffer; isDir: boolean; node?: VirtualDir; add?:
  * first. Byte order is not plain depth-first order: "a.b" (0x2e) sorts
  * between "a" and "a/x" (0x2f), so a directory's own path and the paths
  * under it are two items of its parent, keyed by its name and by its name
- * and "/". Each directory is listed with its file types (readdir d_type)
- * and its names are lstat'ed LSTAT_BATCH at a time, in order; memory is one
- * listing per open directory, not one row per path of the tree.
+ * and "/". Each directory is held open while it is walked (pinDir) and
+ * listed with its file types (readdir d_type); its names are lstat'ed
+ * LSTAT_BATCH at a time, in order. Memory is one listing and one
+ * descriptor per open directory, not one row per path of the tree.
  *
  * @throws VriftError when a directory cannot be read, a name cannot be
- *   lstat'ed, or a name changes type between readdir and lstat (the
+ *   lstat'ed, or a name changes type or identity while it is walked (the
  *   source changed while building); and whatever `visit` throws
  */
 async function walkOrdered(top: VirtualDir, root: Buffer, visit: WalkVisitor, srcRoots: Buffer[]): Promise<void> {
   const virtualItems = (d: VirtualDir): WalkItem[] =>
     itemsOf([...d.children.values()].map((c) => ('dir' in c ? { name: c.name, isDir: true, node: c.dir } : { name: c.name, isDir: true, add: c.add })));
   const stack: OpenDir[] = [{ path: root, items: virtualItems(top), next: 0, stats: [] }];
-  while (stack.length) {
-    const d = stack[stack.length - 1];
-    if (d.next === d.items.length) {
-      stack.pop();
-      continue;
-    }
-    const k = d.next++;
-    const it = d.items[k];
-    const parts = [d.path, SLASH_BUF, it.name];
-    if (!d.host) {
-      // A child of a created directory: a created directory or a destination.
-      if (!it.sub) {
-        if (it.node) visit.created(parts);
-        else await visit.source(parts, it.add!);
+  try {
+    while (stack.length) {
+      const d = stack[stack.length - 1];
+      if (d.next === d.items.length) {
+        await stack.pop()!.fd?.close();
         continue;
       }
-      const p = Buffer.concat(parts);
-      if (it.node) {
-        stack.push({ path: p, items: virtualItems(it.node), next: 0, stats: [] });
-      } else {
-        const src: SourceDir = { add: it.add!, rel: [] };
-        stack.push({ path: p, host: srcRoots[it.add!], src, items: await listHost(srcRoots[it.add!]), next: 0, stats: [] });
+      const k = d.next++;
+      const it = d.items[k];
+      const parts = [d.path, SLASH_BUF, it.name];
+      if (!d.host) {
+        // A child of a created directory: a created directory or a destination.
+        if (it.node) {
+          if (!it.sub) visit.created(parts);
+          else stack.push({ path: Buffer.concat(parts), items: virtualItems(it.node), next: 0, stats: [] });
+          continue;
+        }
+        const srcRoot = srcRoots[it.add!];
+        if (!it.sub) {
+          const st = await fsp.lstat(srcRoot, { bigint: true });
+          [it.dev, it.ino] = [st.dev, st.ino];
+          await visit.source(parts, it.add!, st);
+          continue;
+        }
+        const pin = await pinDir(srcRoot, srcRoot, it.self!);
+        stack.push({ path: Buffer.concat(parts), host: srcRoot, ...pin, src: { add: it.add!, rel: [] }, items: [], next: 0, stats: [] });
+        stack[stack.length - 1].items = await listHost(srcRoot, pin.at);
+        continue;
       }
-      continue;
-    }
-    const host = join(d.host, it.name);
-    if (it.sub) {
-      stack.push({ path: Buffer.concat(parts), host, src: { add: d.src!.add, rel: [...d.src!.rel, it.name] }, items: await listHost(host), next: 0, stats: [] });
-      continue;
-    }
-    if (d.stats[k] === undefined) {
-      // lstat the next LSTAT_BATCH names of this directory at once: a
-      // directory of 20k files statted all at once held 20k requests and
-      // BigIntStats (~200 MiB).
-      d.stats = [];
-      const batch: Promise<void>[] = [];
-      for (let j = k, n = 0; j < d.items.length && n < LSTAT_BATCH; j++) {
-        if (d.items[j].sub) continue;
-        n++;
-        const name = d.items[j].name;
-        batch.push(fsp.lstat(join(d.host, name), { bigint: true }).then((st) => void (d.stats[j] = st), (err) => {
-          throw readError(join(d.host!, name), err, 'lstat');
-        }));
+      const host = join(d.host, it.name);
+      const at = join(d.at!, it.name);
+      if (it.sub) {
+        const pin = await pinDir(host, at, it.self!);
+        stack.push({ path: Buffer.concat(parts), host, ...pin, src: { add: d.src!.add, rel: [...d.src!.rel, it.name] }, items: [], next: 0, stats: [] });
+        stack[stack.length - 1].items = await listHost(host, pin.at);
+        continue;
       }
-      await Promise.all(batch);
+      if (d.stats[k] === undefined) {
+        // lstat the next LSTAT_BATCH names of this directory at once: a
+        // directory of 20k files statted all at once held 20k requests and
+        // BigIntStats (~200 MiB).
+        d.stats = [];
+        const batch: Promise<void>[] = [];
+        for (let j = k, n = 0; j < d.items.length && n < LSTAT_BATCH; j++) {
+          if (d.items[j].sub) continue;
+          n++;
+          const name = d.items[j].name;
+          batch.push(fsp.lstat(join(d.at!, name), { bigint: true }).then((st) => void (d.stats[j] = st), (err) => {
+            throw readError(join(d.host!, name), err, 'lstat');
+          }));
+        }
+        await Promise.all(batch);
+      }
+      const st = d.stats[k]!;
+      d.stats[k] = undefined;
+      if (st.isDirectory() !== it.isDir) {
+        throw new VriftError(`reading ${showPath(host)}: it changed type while being read (a ${it.isDir ? 'directory' : 'non-directory'} when listed, now ${st.isDirectory() ? 'a directory' : 'not one'}); build again once the source is stable`);
+      }
+      [it.dev, it.ino] = [st.dev, st.ino];
+      await visit.entry(parts, st, host, d.src!, at);
     }
-    const st = d.stats[k]!;
-    d.stats[k] = undefined;
-    if (st.isDirectory() !== it.isDir) {
-      throw new VriftError(`reading ${showPath(host)}: it changed type while being read (a ${it.isDir ? 'directory' : 'non-directory'} when listed, now ${st.isDirectory() ? 'a directory' : 'not one'}); build again once the source is stable`);
-    }
-    await visit.entry(parts, st, host, d.src!);
+  } finally {
+    for (const d of stack) await d.fd?.close();
   }
 }
 
@@ -297,6 +350,8 @@ function readError(host: Buffer, err: unknown, call: 'lstat' | 'readdir'): Vrift
   switch (e.code) {
     case 'ENOENT':
     case 'ENOTDIR':
+    case 'ELOOP':
+    case 'EINVAL':
       fix = 'it was removed or replaced while vrift walked the source; build again once the source is stable';
       break;
     case 'EACCES':
@@ -314,11 +369,11 @@ function readError(host: Buffer, err: unknown, call: 'lstat' | 'readdir'): Vrift
   return new VriftError(`${what}: ${e.message}; ${fix}`, { cause: err });
 }
 
-/** The items of host directory `dir` (readdir with d_type; Node lstat's a name whose d_type is DT_UNKNOWN). */
-async function listHost(dir: Buffer): Promise<WalkItem[]> {
+/** The items of host directory `dir`, read as `at` (pinDir) (readdir with d_type; Node lstat's a name whose d_type is DT_UNKNOWN). */
+async function listHost(dir: Buffer, at: Buffer): Promise<WalkItem[]> {
   let ents;
   try {
-    ents = await fsp.readdir(dir, { encoding: 'buffer', withFileTypes: true });
+    ents = await fsp.readdir(at, { encoding: 'buffer', withFileTypes: true });
   } catch (err) {
     throw readError(dir, err, 'readdir');
   }
@@ -530,10 +585,10 @@ async function planTable(table: EntryTable, adds: TreeAdd[], dests: Buffer[], sr
   const created: number[] = [table.add([root], KIND_DIR, S_IFDIR | 0o755)];
   await walkOrdered(top, root, {
     created: (parts) => created.push(table.add(parts, KIND_DIR, S_IFDIR | 0o755)),
-    source: async (parts, i) => {
-      row(parts, KIND_DIR, await fsp.lstat(srcRoots[i], { bigint: true }));
+    source: async (parts, _i, st) => {
+      row(parts, KIND_DIR, st);
     },
-    entry: async (parts, st, host, dir) => {
+    entry: async (parts, st, host, dir, at) => {
       const dirDest = parts[0];
       const n = parts[2];
       if (isWhiteoutName(n)) {
@@ -552,7 +607,12 @@ async function planTable(table: EntryTable, adds: TreeAdd[], dests: Buffer[], sr
       } else if (st.isFile()) {
         row(parts, KIND_FILE, st);
       } else if (st.isSymbolicLink()) {
-        const target = await fsp.readlink(host, { encoding: 'buffer' });
+        let target: Buffer;
+        try {
+          target = await fsp.readlink(at, { encoding: 'buffer' });
+        } catch (err) {
+          throw readError(host, err, 'lstat'); // EINVAL: not a symlink any more
+        }
         const srcRoot = srcRoots[dir.add];
         const esc = await symlinkEscapes(srcRoot, dir.rel, target);
         if (esc) {

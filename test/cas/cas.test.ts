@@ -40,6 +40,26 @@ test('sha256File of a missing file throws VriftError naming it', async () => {
   await expect(sha256File(dir)).rejects.toThrow(`hashing file "${dir}": it was deleted or replaced after the source was walked (EISDIR)`);
 });
 
+test('sha256File with the walked identity hashes only that file: not a symlink put at its path, not another file reached through a directory swapped for a symlink', async () => {
+  await fsp.mkdir(path.join(dir, 'src', 'd'), { recursive: true });
+  await fsp.mkdir(path.join(dir, 'secret', 'd'), { recursive: true });
+  await fsp.writeFile(path.join(dir, 'src', 'd', 'f'), 'innocent-content12');
+  await fsp.writeFile(path.join(dir, 'secret', 'd', 'f'), 'TOP-SECRET-CONTENT'); // same size
+  const f = path.join(dir, 'src', 'd', 'f');
+  const st = await fsp.lstat(f, { bigint: true });
+  const id = { dev: st.dev, ino: st.ino };
+  expect((await sha256File(f, st.size, id)).hex).toBe(createHash('sha256').update('innocent-content12').digest('hex'));
+  // The directory on the way swapped for a symlink to another tree: another inode at the path.
+  await fsp.rename(path.join(dir, 'src', 'd'), path.join(dir, 'src', 'd.real'));
+  await fsp.symlink(path.join(dir, 'secret', 'd'), path.join(dir, 'src', 'd'));
+  await expect(sha256File(f, st.size, id)).rejects.toThrow(`hashing file "${f}": it was deleted or replaced after the source was walked (another file is at its path now); build again once the source is stable`);
+  // The file itself a symlink now (to the very file walked): O_NOFOLLOW refuses it.
+  await fsp.rm(path.join(dir, 'src', 'd'));
+  await fsp.mkdir(path.join(dir, 'src', 'd'));
+  await fsp.symlink(path.join(dir, 'src', 'd.real', 'f'), f);
+  await expect(sha256File(f, st.size, id)).rejects.toThrow(`hashing file "${f}": it was deleted or replaced after the source was walked (ELOOP); build again once the source is stable`);
+});
+
 /** A FileBatch of host files (lstat now), walked from `roots` (default: the test's directory). */
 const batchOf = async (files: string[], roots: string[] = [dir]): Promise<FileBatch> => {
   const keys = await Promise.all(files.map(keyOf));

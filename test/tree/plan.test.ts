@@ -1,4 +1,5 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -181,11 +182,46 @@ test('unreadable source paths: each error names the cause and its fix (uid 65534
   const deep = `${src}${`/${'d'.repeat(149)}`.repeat(26)}/deep`;
   expect(deep.length).toBeLessThan(4096);
   try {
-    await expect(planTree([{ src: deep, dest: '/vrift/deep' }], { cacheDir: false })).rejects.toThrow(new RegExp(`: ENAMETOOLONG: .*; the host path is ${deep.length + 251} bytes, longer than the kernel takes \\(PATH_MAX 4096\\); move the source to a shorter host path \\(the image path may be fine\\)$`));
+    // The walk reaches each name through its directory's descriptor (short paths); reading the file takes its whole host path.
+    await expect(planTree([{ src: deep, dest: '/vrift/deep' }], { cacheDir: false })).rejects.toThrow(new RegExp(`^hashing file ".*/deep/n{250}": ENAMETOOLONG; the host path is ${deep.length + 251} bytes, longer than the kernel takes \\(PATH_MAX 4096\\); move the source to a shorter host path \\(the image path may be fine\\)$`));
   } finally {
     execFileSync('rm', ['-rf', path.join(src, 'd'.repeat(149))]); // GNU rm descends relative to each directory; fs.rm passes PATH_MAX
   }
 });
+
+test('a source directory swapped for a symlink to elsewhere while it is walked never brings the other tree in: the plan holds the source\'s files or fails "replaced"', async () => {
+  // 40k names "d.NNNNN" sort between "d" and "d/": the walk lstats d, then works through them before it lists d.
+  const secret = path.join(dir, 'secret');
+  await fsp.mkdir(path.join(secret, 'd'), { recursive: true });
+  await fsp.writeFile(path.join(secret, 'd', 'f'), 'TOP-SECRET-CONTENT');
+  await fsp.mkdir(path.join(src, 'd'));
+  await fsp.writeFile(path.join(src, 'd', 'f'), 'innocent-content12'); // same size
+  execFileSync('bash', ['-c', 'cd "$1" && for i in $(seq 10000 49999); do : > d.$i; done', '_', src]);
+  const secretSha = createHash('sha256').update('TOP-SECRET-CONTENT').digest('hex');
+  const innocentSha = createHash('sha256').update('innocent-content12').digest('hex');
+  // Swap d <-> a symlink to the secret directory, over and over, while planning.
+  const swapper = spawn('bash', ['-c', 'cd "$1"; while :; do mv d d.real && ln -s "$2" d; sleep 0.002; rm d && mv d.real d; sleep 0.002; done', '_', src, path.join(secret, 'd')], { stdio: 'ignore' });
+  let failed = 0;
+  try {
+    for (let run = 0; run < 4; run++) {
+      try {
+        const plan = await planTree([{ src, dest: '/vrift/s' }], { cacheDir: false });
+        // d may have been seen as d.real, or missed by a listing racing a rename (POSIX allows it): whatever was planned holds the source's bytes only.
+        const shas = plan.objects.map((o) => o.sha256);
+        expect(shas).not.toContain(secretSha);
+        if (plan.entries.some((e) => /^\/vrift\/s\/d(\.real)?\/f$/.test(e.path.toString()))) expect(shas).toContain(innocentSha);
+      } catch (err) {
+        // Or d was listed as the symlink (its absolute target is refused), or changed under the walk.
+        expect((err as Error).message).toMatch(/(removed or replaced while vrift walked the source; build again|deleted or replaced after the source was walked .*; build again|changed type while being read .*; build again|it has an absolute target)/);
+        failed++;
+      }
+    }
+  } finally {
+    swapper.kill('SIGKILL');
+    await new Promise((r) => swapper.once('exit', r));
+  }
+  expect(failed).toBeLessThanOrEqual(4); // either outcome is fine; neither may carry the secret
+}, 120_000);
 
 test('a symlink may go up with ".." as long as it stays inside its source', async () => {
   await fsp.mkdir(path.join(src, 'a'));
