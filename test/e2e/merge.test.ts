@@ -21,6 +21,7 @@ const B = `vrift-merge/b:${process.pid}`;
 const BAD = `vrift-merge/bad:${process.pid}`;
 const DRIFT = `vrift-merge/drift:${process.pid}`;
 const PREVRIFT = `vrift-merge/prevrift:${process.pid}`;
+const RMBLOB = `vrift-merge/rmblob:${process.pid}`;
 let work: string;
 let a: Summary;
 let b: Summary;
@@ -80,7 +81,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  for (const t of [A, B, BAD, DRIFT, PREVRIFT]) spawnSync('docker', ['rmi', '-f', t], { stdio: 'ignore' });
+  for (const t of [A, B, BAD, DRIFT, PREVRIFT, RMBLOB]) spawnSync('docker', ['rmi', '-f', t], { stdio: 'ignore' });
   if (work) await fsp.rm(work, { recursive: true, force: true });
 });
 
@@ -200,5 +201,16 @@ test('a base whose /vrift was written after its blob (RUN step) is refused', () 
   const r = vrift(['build', '--quiet', '--base', `docker-daemon:${DRIFT}`, '--add', `${path.join(work, 'y')}:/vrift/y`, '--tag', BAD, '--load'], { env: env() });
   expect(r.status).toBe(1);
   expect(r.stderr).toMatch(/^vrift: merging onto docker-daemon:.*: the base's \/vrift differs from its blob: 1 paths not in its blob \(first: \/vrift\/x\/lib\/late.txt\)/);
+  expect(imageExists(BAD)).toBe(false);
+});
+
+test('a base whose blob a later layer removed (RUN rm: a whiteout) is refused, naming the layer; nothing built', () => {
+  const ctx = path.join(work, 'rmblob');
+  mkdirSync(ctx);
+  writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${A}\nRUN rm /usr/lib/vrift/psfs.blob\n`);
+  classicBuild(RMBLOB, ctx);
+  const r = vrift(['build', '--quiet', '--base', `docker-daemon:${RMBLOB}`, '--add', `${path.join(work, 'y')}:/vrift/y`, '--tag', BAD, '--load'], { env: env() });
+  expect(r.status).toBe(1);
+  expect(r.stderr).toBe(`vrift: merging onto docker-daemon:${RMBLOB}: layer ${a.layers.length + 1} removes /usr/lib/vrift/psfs.blob (usr/lib/vrift/.wh.psfs.blob) that layer ${a.layers.length} holds, so the base's /vrift has no PSFS blob; build from the base's original base (before the layer that removed it) with every --add at once\n`);
   expect(imageExists(BAD)).toBe(false);
 });
