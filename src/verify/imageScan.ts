@@ -196,12 +196,36 @@ export async function scanLayer(layer: Layer, index: number, what: string): Prom
   };
 }
 
-/** Destinations named by `vrift build --add <dest>` history entries (src/image/build.ts treeCreatedBy). */
+/**
+ * Destinations named by `vrift build --add <dest>` history entries
+ * (src/image/build.ts treeCreatedBy), read left to right. A token starting
+ * with `"` is a JSON string (written for destinations with whitespace,
+ * control characters, `"` or `\`: quoteDest) and parsed exactly; any other
+ * token runs to the next whitespace, as every version wrote it (images built
+ * before quoting was added read as they did then: an unquoted destination
+ * with a space in it comes back cut at the space).
+ * @param createdBy the config's history `created_by` values, any order
+ * @returns the destinations, e.g. ["/vrift/app", "/vrift/a b"]
+ */
 export function destsFromHistory(createdBy: (string | undefined)[]): string[] {
   const out: string[] = [];
   for (const c of createdBy) {
     if (!c || !c.startsWith('vrift build')) continue;
-    for (const m of c.matchAll(/--add (\S+)/g)) out.push(m[1]);
+    for (const m of c.matchAll(/--add ("(?:[^"\\]|\\.)*"|\S+)/g)) {
+      const tok = m[1];
+      if (tok.startsWith('"')) {
+        try {
+          const v: unknown = JSON.parse(tok);
+          if (typeof v === 'string') {
+            out.push(v);
+            continue;
+          }
+        } catch {
+          // not a JSON string: an old unquoted token, read as before
+        }
+        out.push(/^\S+/.exec(tok)![0]);
+      } else out.push(tok);
+    }
   }
   return out;
 }
