@@ -136,14 +136,31 @@ export interface BuildResult {
 }
 
 /**
- * The history `created_by` of the tree layer. Host source paths are left out
- * on purpose: building the same tree from another checkout must give the same
- * config digest (issue 5, reproducible builds).
+ * The history `created_by` of the tree layer, e.g.
+ * `vrift build --add /vrift/app --add "/vrift/a b" --chown 1:2`. Host source
+ * paths are left out on purpose: building the same tree from another checkout
+ * must give the same config digest (issue 5, reproducible builds). A later
+ * `vrift build` on this image reads the destinations back
+ * (src/verify/imageScan.ts destsFromHistory), so each is written as one token:
+ * as is when it has no whitespace, control character, `"` or `\`
+ * (what every earlier version wrote, so those config digests stay the same),
+ * else as a JSON string (quoteDest).
  */
 export function treeCreatedBy(adds: TreeAdd[], chown?: { uid: number; gid: number }): string {
-  const parts = ['vrift build', ...adds.map((a) => `--add ${a.dest}`)];
+  const parts = ['vrift build', ...adds.map((a) => `--add ${quoteDest(a.dest)}`)];
   if (chown) parts.push(`--chown ${chown.uid}:${chown.gid}`);
   return parts.join(' ');
+}
+
+/**
+ * A destination as one `created_by` token: unchanged when it holds no
+ * whitespace (JS \s), C0/DEL control character, `"` or `\` (and is not
+ * empty), else JSON.stringify of it (readable in `docker history`,
+ * parsed back exactly by JSON.parse).
+ */
+export function quoteDest(dest: string): string {
+  const plain = dest !== '' && !/[\s"\\]/.test(dest) && ![...dest].some((c) => c < ' ' || c === '\x7f');
+  return plain ? dest : JSON.stringify(dest);
 }
 
 /**

@@ -45,12 +45,18 @@ export interface LayerScan {
   blob?: Buffer;
   /** The shim bytes when this layer has /usr/lib/vrift/libvrift.so. */
   shim?: Buffer;
+  /**
+   * Member names (normalized, no leading "/") by which this layer hides the
+   * blob, the shim or /vrift of lower layers (hidingEntry): a whiteout, an
+   * opaque marker, or a non-directory at the path or at a parent directory.
+   */
+  hides: { blob?: string; shim?: string; vrift?: string };
 }
 
 /** An image read for vrift's purposes. */
 export interface VriftImageScan {
   layers: LayerScan[];
-  /** The blob visible in the final filesystem (topmost layer that has one), if any. */
+  /** The blob visible in the final filesystem (topmost layer that has one, unless a layer above it hides it), if any. */
   blob?: Buffer;
   blobDigest?: string;
   /** Index of the layer the visible blob comes from. */
@@ -58,11 +64,28 @@ export interface VriftImageScan {
   /** The shim visible in the final filesystem, if any. */
   shim?: Buffer;
   shimLayer?: number;
+  /**
+   * When the topmost blob (shim) is hidden by a later layer: the index of the
+   * layer holding it, the index of the layer hiding it and the member doing so
+   * (e.g. `usr/lib/vrift/.wh.psfs.blob`). `blob` (`shim`) is then undefined.
+   */
+  blobRemoved?: Removal;
+  shimRemoved?: Removal;
   /** Config label dev.vrift.blob.digest, if set. */
   labelBlobDigest?: string;
   labelVersion?: string;
   /** Destinations recorded by `vrift build` in the config history (`--add <dest>`). */
   historyDests: string[];
+}
+
+/** A file of a lower layer hidden by a later one (VriftImageScan.blobRemoved). 0-based layer indexes. */
+export interface Removal {
+  /** The topmost layer that holds the file. */
+  layer: number;
+  /** The layer above it that hides it. */
+  by: number;
+  /** The member of layer `by` that hides it, normalized, without leading "/". */
+  entry: string;
 }
 
 const BLOB_NAME = BLOB_IMAGE_PATH.slice(1);
@@ -86,6 +109,42 @@ function kindOf(type: string | null | undefined, base: string): PathKind {
   }
 }
 
+const OPAQUE = '.wh..wh..opq';
+
+/**
+ * Whether the layer member `name` (normalized, no leading "/") of tar type
+ * `type` hides `target` (same form) as found in the layers below it, per the
+ * OCI image spec, layer.md "Whiteouts"
+ * (https://github.com/opencontainers/image-spec/blob/main/layer.md#whiteouts)
+ * and "Changeset over existing files":
+ * - `.wh.<n>` in directory D deletes D/<n> of lower layers, and everything under it;
+ * - `.wh..wh..opq` in D makes D opaque: no lower-layer child of D stays;
+ * - any other member replaces a lower non-directory at its path (a
+ *   directory member too), and a member that is not a directory replaces a
+ *   lower directory at its path with everything under it (a directory
+ *   replaced by a file or symlink).
+ * Whiteouts apply to lower layers only (the same layer may whiteout a
+ * directory and add a file in it): the caller decides visibility per layer.
+ * A hard link at `target` counts as replacing it (the scan keeps only regular
+ * file bodies).
+ */
+export function hidingEntry(name: string, type: string | null | undefined, target: string): boolean {
+  const slash = name.lastIndexOf('/');
+  const dir = slash < 0 ? '' : name.slice(0, slash);
+  const base = name.slice(slash + 1);
+  const under = (p: string): boolean => target === p || target.startsWith(`${p}/`);
+  if (base === OPAQUE) return dir === '' || target.startsWith(`${dir}/`);
+  if (base.startsWith('.wh.')) {
+    const victim = base.slice(4);
+    // `.wh.`, `.wh..` name the directory itself or its parent: not a valid whiteout, ignored.
+    if (victim === '' || victim === '.' || victim === '..') return false;
+    return under(dir === '' ? victim : `${dir}/${victim}`);
+  }
+  // A member at the path itself replaces the file; a directory there too (it removes a non-directory).
+  if (name === target) return type !== 'file' && type !== 'contiguous-file';
+  return type !== 'directory' && target.startsWith(`${name}/`);
+}
+
 /**
  * Stream one layer's uncompressed tar and collect its /vrift paths, blob and shim.
  * @throws VriftError when the layer cannot be read or is not a tar
@@ -94,11 +153,18 @@ export async function scanLayer(layer: Layer, index: number, what: string): Prom
   const vriftPaths = new Map<string, PathKind>();
   let blob: Buffer | undefined;
   let shim: Buffer | undefined;
+  const hides: LayerScan['hides'] = {};
   const input = await layer.openUncompressed();
   try {
     // Names stay bytes (readTarHeaders): keys are latin1 strings, one char per byte.
     await readTarHeaders(input, (h) => {
       const name = normalizeMemberName(h.name.toString('latin1'));
+      if (name !== null) {
+        // First hiding member wins (any one is enough; the first names it in messages).
+        if (hides.blob === undefined && hidingEntry(name, h.type, BLOB_NAME)) hides.blob = name;
+        if (hides.shim === undefined && hidingEntry(name, h.type, SHIM_NAME)) hides.shim = name;
+        if (hides.vrift === undefined && name !== ROOT_NAME && hidingEntry(name, h.type, ROOT_NAME)) hides.vrift = name;
+      }
       if (name !== null && (name === ROOT_NAME || name.startsWith(`${ROOT_NAME}/`))) {
         const base = name.slice(name.lastIndexOf('/') + 1);
         vriftPaths.set(`/${name}`, kindOf(h.type, base));
@@ -126,21 +192,50 @@ export async function scanLayer(layer: Layer, index: number, what: string): Prom
     vriftPaths,
     blob,
     shim,
+    hides,
   };
 }
 
-/** Destinations named by `vrift build --add <dest>` history entries (src/image/build.ts treeCreatedBy). */
+/**
+ * Destinations named by `vrift build --add <dest>` history entries
+ * (src/image/build.ts treeCreatedBy), read left to right. A token starting
+ * with `"` is a JSON string (written for destinations with whitespace,
+ * control characters, `"` or `\`: quoteDest) and parsed exactly; any other
+ * token runs to the next whitespace, as every version wrote it (images built
+ * before quoting was added read as they did then: an unquoted destination
+ * with a space in it comes back cut at the space).
+ * @param createdBy the config's history `created_by` values, any order
+ * @returns the destinations, e.g. ["/vrift/app", "/vrift/a b"]
+ */
 export function destsFromHistory(createdBy: (string | undefined)[]): string[] {
   const out: string[] = [];
   for (const c of createdBy) {
     if (!c || !c.startsWith('vrift build')) continue;
-    for (const m of c.matchAll(/--add (\S+)/g)) out.push(m[1]);
+    for (const m of c.matchAll(/--add ("(?:[^"\\]|\\.)*"|\S+)/g)) {
+      const tok = m[1];
+      if (tok.startsWith('"')) {
+        try {
+          const v: unknown = JSON.parse(tok);
+          if (typeof v === 'string') {
+            out.push(v);
+            continue;
+          }
+        } catch {
+          // not a JSON string: an old unquoted token, read as before
+        }
+        out.push(/^\S+/.exec(tok)![0]);
+      } else out.push(tok);
+    }
   }
   return out;
 }
 
 /**
- * Scan every layer of `image` (base first).
+ * Scan every layer of `image` (base first). The visible blob and shim are
+ * what a container of the image sees: the topmost layer's copy, unless a
+ * layer above it hides it (hidingEntry: whiteout, opaque directory, or a
+ * non-directory at a parent path; OCI image spec layer.md "Whiteouts"), in
+ * which case `blobRemoved` / `shimRemoved` say which layer did.
  * @param where names the image in errors, e.g. `docker-archive:app.tar`
  * @param onLayer called before each layer is read (progress)
  * @throws VriftError when a layer cannot be read
@@ -159,15 +254,30 @@ export async function scanImage(image: Image, where: string, onLayer?: (i: numbe
     labelVersion: config.config?.Labels?.[LABEL_VERSION],
     historyDests: destsFromHistory((config.history ?? []).map((h) => h.created_by)),
   };
+  // Top down: a layer's own file is visible unless a layer above it hid it (whiteouts act on lower layers only).
+  let blobHiddenBy: number | undefined;
+  let shimHiddenBy: number | undefined;
+  let blobDone = false;
+  let shimDone = false;
   for (let i = scans.length - 1; i >= 0; i--) {
-    if (r.blob === undefined && scans[i].blob) {
-      r.blob = scans[i].blob;
-      r.blobLayer = i;
+    const l = scans[i];
+    if (!blobDone && l.blob) {
+      blobDone = true;
+      if (blobHiddenBy === undefined) {
+        r.blob = l.blob;
+        r.blobLayer = i;
+      } else r.blobRemoved = { layer: i, by: blobHiddenBy, entry: scans[blobHiddenBy].hides.blob! };
     }
-    if (r.shim === undefined && scans[i].shim) {
-      r.shim = scans[i].shim;
-      r.shimLayer = i;
+    if (!shimDone && l.shim) {
+      shimDone = true;
+      if (shimHiddenBy === undefined) {
+        r.shim = l.shim;
+        r.shimLayer = i;
+      } else r.shimRemoved = { layer: i, by: shimHiddenBy, entry: scans[shimHiddenBy].hides.shim! };
     }
+    // The lowest hiding layer above the file is the one named in messages.
+    if (l.hides.blob !== undefined) blobHiddenBy = i;
+    if (l.hides.shim !== undefined) shimHiddenBy = i;
   }
   if (r.blob) r.blobDigest = `sha256:${createHash('sha256').update(r.blob).digest('hex')}`;
   return r;
@@ -175,7 +285,8 @@ export async function scanImage(image: Image, where: string, onLayer?: (i: numbe
 
 /**
  * The /vrift paths of the final filesystem, from the layers' tar headers
- * (whiteouts applied, opaque directories honoured), each with the number of
+ * (whiteouts applied, opaque directories honoured, /vrift itself whited out
+ * included: OCI image spec layer.md "Whiteouts"), each with the number of
  * layers that hold it as a directory (overlayfs reports st_nlink 1 for a
  * directory present in more than one layer).
  */
@@ -185,6 +296,8 @@ export function mergedVriftPaths(layers: LayerScan[]): Map<string, { kind: PathK
     for (const k of [...out.keys()]) if (k.startsWith(`${dir}/`) || (!keepSelf && k === dir)) out.delete(k);
   };
   for (const l of layers) {
+    // `/.wh.vrift` (or an opaque root): nothing of the lower layers' /vrift stays.
+    if (l.hides.vrift !== undefined) out.clear();
     // Whiteouts first: they apply to lower layers only.
     for (const [p, kind] of l.vriftPaths) {
       if (kind !== 'w') continue;
@@ -219,10 +332,15 @@ export interface VriftBase {
  * the /vrift paths the engine will show, which must be exactly the blob's
  * keys (a later layer that wrote into /vrift would make the merged blob lie).
  * @param where names the base in messages
- * @throws VriftError when the blob is missing, does not match the label or does not decode, or /vrift drifted from it
+ * @throws VriftError when the blob is missing or hidden by a later layer (whiteout), does not match the label or does not decode, or /vrift drifted from it
  */
 export async function readVriftBase(image: Image, where: string, onLayer?: (i: number, n: number) => void): Promise<VriftBase> {
   const scan = await scanImage(image, where, onLayer);
+  if (scan.blobRemoved) {
+    // The tree is still in the layers but no blob describes it for the shim: merging the old blob would resurrect it.
+    const { layer, by, entry } = scan.blobRemoved;
+    throw new VriftError(`merging onto ${where}: layer ${by + 1} removes ${BLOB_IMAGE_PATH} (${entry}) that layer ${layer + 1} holds, so the base's /vrift has no PSFS blob; build from the base's original base (before the layer that removed it) with every --add at once`);
+  }
   if (!scan.blob || !scan.blobDigest) {
     throw new VriftError(`merging onto ${where}: the config has the ${LABEL_BLOB_DIGEST} label but no layer holds ${BLOB_IMAGE_PATH}; the base is not a complete vrift image, build from its original base`);
   }

@@ -11,7 +11,7 @@ import { sha256Digest } from '../image/digest';
 import { describeShim } from '../image/shimInfo';
 import { openSource, type SourceRef } from '../image/source';
 import { LABEL_BLOB_DIGEST } from '../image/build';
-import { SHIM_IMAGE_PATH } from '../layer/types';
+import { BLOB_IMAGE_PATH, SHIM_IMAGE_PATH } from '../layer/types';
 import { scanImage } from './imageScan';
 import { humanBytes } from '../progress';
 
@@ -27,6 +27,8 @@ export interface InspectLayer {
   vriftPaths: number;
   /** Whether this layer holds /usr/lib/vrift/psfs.blob. */
   hasBlob: boolean;
+  /** Whether this layer hides the blob of lower layers (whiteout, opaque directory, non-directory parent; imageScan.ts hidingEntry). */
+  hidesBlob: boolean;
 }
 
 /** The JSON `vrift inspect --json` prints. */
@@ -58,6 +60,15 @@ export interface InspectReport {
   /** Logical bytes of tree files vs bytes of CAS objects, from the blob. */
   dedup: null | { logicalBytes: number; casBytes: number; ratio: number };
   shim: null | { path: string; layer: number; arch: string; libc: string; size: number; sha256: string };
+  /**
+   * When a layer holds the blob (shim) but a later layer hides it: `blob`
+   * (`shim`) is null and this names both layers (0-based) and the hiding
+   * member, e.g. `usr/lib/vrift/.wh.psfs.blob`; null otherwise.
+   */
+  blobRemoved: null | { layer: number; by: number; entry: string };
+  shimRemoved: null | { layer: number; by: number; entry: string };
+  /** Config label dev.vrift.blob.digest, null when absent (also in `blob.label`). */
+  label: string | null;
 }
 
 /** A visible blob that does not decode: the rest of the report stands, `vrift inspect` exits 1. */
@@ -75,14 +86,29 @@ export interface InspectBlobProblem {
 
 const S_IFMT = 0o170000;
 
+/** A dev.vrift.blob.digest label on an image that holds no PSFS blob (the label was copied or set by hand). */
+function strayLabelError(image: string, label: string): VriftError {
+  return new VriftError(
+    `inspecting ${image}: the ${LABEL_BLOB_DIGEST} label says ${label} but the image holds no PSFS blob (no layer has ${BLOB_IMAGE_PATH}); the label was copied or set by hand: remove it, or build the image with \`vrift build\``,
+  );
+}
+
 /**
- * The error `vrift inspect` exits with (1) after printing its report: the
- * blob does not decode, or the dev.vrift.blob.digest label names another
- * blob than the one the image holds; undefined when the blob is fine (or
- * absent, or unlabelled: blobs written by `vrift-mkblob` in a Dockerfile
- * carry no label).
+ * The error `vrift inspect` exits with (1) after printing its report: a later
+ * layer removed the blob (whiteout), the dev.vrift.blob.digest label is set
+ * but no layer holds a blob, the blob does not decode, or the label names
+ * another blob than the one the image holds; undefined when the blob is fine
+ * (or absent without a label, or unlabelled: blobs written by `vrift-mkblob`
+ * in a Dockerfile carry no label).
  */
 export function blobProblemError(r: InspectReport): VriftError | undefined {
+  if (r.blobRemoved) {
+    const { layer, by, entry } = r.blobRemoved;
+    return new VriftError(
+      `inspecting ${r.image}: the PSFS blob ${BLOB_IMAGE_PATH} of layer ${layer + 1} was removed by layer ${by + 1} (${entry}): the image has no blob, so the shim answers nothing from memory (every stat passes through); rebuild the image with \`vrift build\` and keep later layers from deleting /usr/lib/vrift`,
+    );
+  }
+  if (!r.blob && r.label) return strayLabelError(r.image, r.label);
   const b = r.blob;
   if (b && !b.problem && b.label && !b.labelMatches) {
     // The label is written with the blob by `vrift build`: another blob means a later layer replaced it (or the label was edited).
@@ -102,13 +128,16 @@ export function blobProblemError(r: InspectReport): VriftError | undefined {
  * @returns the report; a visible blob that does not decode is reported as such
  *   (InspectBlobProblem, see blobProblemError), with the rest of the report
  * @throws VriftError when the image cannot be read or has no vrift layers
+ *   (naming the dev.vrift.blob.digest label when the config has one)
  */
 export async function inspectImage(src: SourceRef, docker: () => Docker, tmpRoot?: string): Promise<InspectReport> {
   const opened = await openSource(src, docker, tmpRoot);
   try {
     const image = opened.image;
     const scan = await scanImage(image, src.raw);
-    if (!scan.layers.some((l) => l.role !== 'base') && !scan.labelBlobDigest) {
+    const noVriftLayers = !scan.layers.some((l) => l.role !== 'base');
+    if (noVriftLayers && scan.labelBlobDigest) throw strayLabelError(src.raw, scan.labelBlobDigest);
+    if (noVriftLayers) {
       throw new VriftError(`inspecting ${src.raw}: the image has no vrift layers (no /vrift tree, PSFS blob or shim) and no ${'dev.vrift.blob.digest'} label; build one with \`vrift build --base ${src.raw} --add <dir>:/vrift/<name> ...\``);
     }
     const report: InspectReport = {
@@ -118,11 +147,14 @@ export async function inspectImage(src: SourceRef, docker: () => Docker, tmpRoot
       vriftVersion: scan.labelVersion ?? null,
       layers: scan.layers.map((l) => ({
         index: l.index, role: l.role, digest: l.digest, diffID: l.diffID, size: l.size, mediaType: l.mediaType,
-        vriftPaths: l.vriftPaths.size, hasBlob: l.blob !== undefined,
+        vriftPaths: l.vriftPaths.size, hasBlob: l.blob !== undefined, hidesBlob: l.hides.blob !== undefined,
       })),
       blob: null,
       dedup: null,
       shim: null,
+      blobRemoved: scan.blobRemoved ?? null,
+      shimRemoved: scan.shimRemoved ?? null,
+      label: scan.labelBlobDigest ?? null,
     };
     let decoded: ReturnType<typeof decodeBlob> | undefined;
     // What is known of the blob file whether or not it decodes.
@@ -186,6 +218,12 @@ export async function inspectImage(src: SourceRef, docker: () => Docker, tmpRoot
 const short = (d: string): string => d.replace(/^sha256:/, '').slice(0, 12);
 
 
+/** The `label` line: the label and whether it names the blob (null: there is no blob); just `(none)` without a label. */
+function labelLine(label: string | null, matches: boolean | null): string {
+  if (label === null) return 'label      (none)';
+  return `label      ${label} ${matches === null ? '(the image has no blob)' : matches ? '(matches the blob)' : '(DOES NOT match the blob)'}`;
+}
+
 /** The report as a readable table (what `vrift inspect` prints without --json). */
 export function formatInspect(r: InspectReport): string {
   const lines: string[] = [];
@@ -197,23 +235,29 @@ export function formatInspect(r: InspectReport): string {
   lines.push('LAYER  ROLE  DIGEST        DIFFID        SIZE        /vrift PATHS');
   for (const l of r.layers) {
     const role = l.role === 'base' ? '-' : l.role;
-    lines.push(`${String(l.index + 1).padEnd(6)} ${role.padEnd(5)} ${short(l.digest).padEnd(13)} ${short(l.diffID).padEnd(13)} ${humanBytes(l.size).padEnd(11)} ${l.vriftPaths || ''}${l.hasBlob ? ' +blob' : ''}`);
+    lines.push(`${String(l.index + 1).padEnd(6)} ${role.padEnd(5)} ${short(l.digest).padEnd(13)} ${short(l.diffID).padEnd(13)} ${humanBytes(l.size).padEnd(11)} ${l.vriftPaths || ''}${l.hasBlob ? ' +blob' : ''}${l.hidesBlob ? ' -blob' : ''}`);
   }
   lines.push('');
   if (r.blob?.problem) {
     const b = r.blob;
     lines.push(`blob       ${b.problem} (${b.reason}): ${b.digest} (${humanBytes(b.size)}, layer ${b.layer + 1})`);
-    lines.push(`label      ${b.label ?? '(none)'} ${b.labelMatches ? '(matches the blob)' : '(DOES NOT match the blob)'}`);
+    lines.push(labelLine(b.label, b.labelMatches));
   } else if (r.blob) {
     const b = r.blob;
     lines.push(`domain     ${b.roots.join(', ')}`);
     lines.push(`entries    ${b.entries} (${b.files} files, ${b.dirs} dirs, ${b.symlinks} symlinks, ${b.casObjects} CAS objects)`);
     lines.push(`blob       ${b.digest} (${humanBytes(b.size)}, layer ${b.layer + 1}, flags ${b.flags.join('|') || 'none'})`);
-    lines.push(`label      ${b.label ?? '(none)'} ${b.labelMatches ? '(matches the blob)' : '(DOES NOT match the blob)'}`);
+    lines.push(labelLine(b.label, b.labelMatches));
+  } else if (r.blobRemoved) {
+    lines.push(`blob       REMOVED: layer ${r.blobRemoved.layer + 1} has ${BLOB_IMAGE_PATH}, layer ${r.blobRemoved.by + 1} deletes it (${r.blobRemoved.entry})`);
+    lines.push(labelLine(r.label, null));
   } else {
-    lines.push('blob       none (no /usr/lib/vrift/psfs.blob in any layer)');
+    lines.push(`blob       none (no ${BLOB_IMAGE_PATH} in any layer)`);
+    if (r.label) lines.push(labelLine(r.label, null));
   }
   if (r.dedup) lines.push(`dedup      ${r.dedup.ratio.toFixed(3)}x (${humanBytes(r.dedup.logicalBytes)} of tree files in ${humanBytes(r.dedup.casBytes)} of CAS objects)`);
-  lines.push(r.shim ? `shim       ${r.shim.path} linux/${r.shim.arch} ${r.shim.libc}, ${r.shim.size} bytes, ${r.shim.sha256} (layer ${r.shim.layer + 1})` : 'shim       none');
+  lines.push(r.shim ? `shim       ${r.shim.path} linux/${r.shim.arch} ${r.shim.libc}, ${r.shim.size} bytes, ${r.shim.sha256} (layer ${r.shim.layer + 1})`
+    : r.shimRemoved ? `shim       REMOVED: layer ${r.shimRemoved.layer + 1} has ${SHIM_IMAGE_PATH}, layer ${r.shimRemoved.by + 1} deletes it (${r.shimRemoved.entry})`
+      : 'shim       none');
   return `${lines.join('\n')}\n`;
 }

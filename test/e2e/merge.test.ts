@@ -5,7 +5,10 @@
  * the stat values equal the kernel's; the shim layer is not added twice.
  * A's tree has names that are not valid UTF-8: the merge reads the base's
  * layer names as bytes, so B's blob covers them and verify passes.
- * Conflicting destinations and a base whose /vrift drifted are refused.
+ * Conflicting destinations, a base whose /vrift drifted and a base whose
+ * blob a later layer deleted are refused. Destinations with whitespace are
+ * JSON-quoted in the base's history and read back exactly (overlaps judged
+ * on the whole name).
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, promises as fsp, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -21,6 +24,8 @@ const B = `vrift-merge/b:${process.pid}`;
 const BAD = `vrift-merge/bad:${process.pid}`;
 const DRIFT = `vrift-merge/drift:${process.pid}`;
 const PREVRIFT = `vrift-merge/prevrift:${process.pid}`;
+const RMBLOB = `vrift-merge/rmblob:${process.pid}`;
+const SP = `vrift-merge/sp:${process.pid}`;
 let work: string;
 let a: Summary;
 let b: Summary;
@@ -80,7 +85,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  for (const t of [A, B, BAD, DRIFT, PREVRIFT]) spawnSync('docker', ['rmi', '-f', t], { stdio: 'ignore' });
+  for (const t of [A, B, BAD, DRIFT, PREVRIFT, RMBLOB, SP]) spawnSync('docker', ['rmi', '-f', t], { stdio: 'ignore' });
   if (work) await fsp.rm(work, { recursive: true, force: true });
 });
 
@@ -201,4 +206,46 @@ test('a base whose /vrift was written after its blob (RUN step) is refused', () 
   expect(r.status).toBe(1);
   expect(r.stderr).toMatch(/^vrift: merging onto docker-daemon:.*: the base's \/vrift differs from its blob: 1 paths not in its blob \(first: \/vrift\/x\/lib\/late.txt\)/);
   expect(imageExists(BAD)).toBe(false);
+});
+
+test('a base whose blob a later layer removed (RUN rm: a whiteout) is refused, naming the layer; nothing built', () => {
+  const ctx = path.join(work, 'rmblob');
+  mkdirSync(ctx);
+  writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${A}\nRUN rm /usr/lib/vrift/psfs.blob\n`);
+  classicBuild(RMBLOB, ctx);
+  const r = vrift(['build', '--quiet', '--base', `docker-daemon:${RMBLOB}`, '--add', `${path.join(work, 'y')}:/vrift/y`, '--tag', BAD, '--load'], { env: env() });
+  expect(r.status).toBe(1);
+  expect(r.stderr).toBe(`vrift: merging onto docker-daemon:${RMBLOB}: layer ${a.layers.length + 1} removes /usr/lib/vrift/psfs.blob (usr/lib/vrift/.wh.psfs.blob) that layer ${a.layers.length} holds, so the base's /vrift has no PSFS blob; build from the base's original base (before the layer that removed it) with every --add at once\n`);
+  expect(imageExists(BAD)).toBe(false);
+});
+
+describe('destinations with whitespace in the base\'s history (created_by quoting)', () => {
+  const SPACE = '/vrift/a b';
+  const NL = '/vrift/n\nl';
+  beforeAll(() => {
+    const s1 = tree('s1', 's');
+    const r = vrift(['build', '--quiet', '--base', BASE_IMAGE, '--add', `${s1}:${SPACE}`, '--add', `${s1}:${NL}`, '--tag', SP, '--load', '--cache-dir', path.join(work, 'cache')], { env: env() });
+    if (r.status !== 0) throw new Error(`build SP failed: ${r.stderr}`);
+  });
+
+  test('docker history shows them JSON-quoted', () => {
+    const h = spawnSync('docker', ['history', '--no-trunc', '--format', '{{.CreatedBy}}', SP], { encoding: 'utf8' }).stdout;
+    expect(h).toContain('vrift build --add "/vrift/a b" --add "/vrift/n\\nl"');
+  });
+
+  test('a destination beside them (/vrift/a/c) is merged, not refused as overlapping', () => {
+    const out = path.join(work, 'sp2.tar');
+    const r = vrift(['build', '--quiet', '--base', `docker-daemon:${SP}`, '--add', `${path.join(work, 'y')}:/vrift/a/c`, '--tag', BAD, '--output', out], { env: env() });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+
+  test('destinations inside them are refused as overlapping, each named exactly', () => {
+    for (const [dest, base] of [[`${SPACE}/c`, SPACE], [`${NL}/x`, NL]]) {
+      const r = vrift(['build', '--quiet', '--base', `docker-daemon:${SP}`, '--add', `${path.join(work, 'y')}:${dest}`, '--tag', BAD, '--load'], { env: env() });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toBe(`vrift: merging onto docker-daemon:${SP}: destination ${dest} overlaps ${base}, added by an earlier vrift build of the base; use a destination that neither contains nor lies inside ${base}\n`);
+      expect(imageExists(BAD)).toBe(false);
+    }
+  });
 });

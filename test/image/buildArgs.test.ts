@@ -1,7 +1,8 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { parseAdds, parseChown, sourceDateEpochFromEnv } from '../../src/cli/commands/build';
-import { treeCreatedBy } from '../../src/image/build';
+import { quoteDest, treeCreatedBy } from '../../src/image/build';
+import { destsFromHistory } from '../../src/verify/imageScan';
 import { parseReference } from '../../src/image/reference';
 import { parseSourceRef } from '../../src/image/source';
 import { tmpDir } from './helpers';
@@ -68,5 +69,22 @@ describe('vrift build argument parsing', () => {
 
   test('history created_by names destinations only, so the host checkout path does not change the config digest', () => {
     expect(treeCreatedBy([{ src: '/tmp/x/a', dest: '/vrift/python' }], { uid: 1, gid: 2 })).toBe('vrift build --add /vrift/python --chown 1:2');
+  });
+
+  test('created_by destinations with whitespace, quotes, backslashes or control characters are JSON-quoted and read back exactly; plain ones as before', () => {
+    const dests = ['/vrift/python', '/vrift/a b', '/vrift/n\nl', '/vrift/t\tab', '/vrift/q"x', '/vrift/b\\s', '/vrift/x --add /vrift/y', '/vrift/\u2028', '/vrift/caf\u00e9'];
+    const c = treeCreatedBy(dests.map((dest) => ({ src: '/src', dest })), { uid: 1, gid: 2 });
+    expect(c).toBe('vrift build --add /vrift/python --add "/vrift/a b" --add "/vrift/n\\nl" --add "/vrift/t\\tab" --add "/vrift/q\\"x" --add "/vrift/b\\\\s" --add "/vrift/x --add /vrift/y" --add "/vrift/\u2028" --add /vrift/caf\u00e9 --chown 1:2');
+    expect(c).not.toContain('\n');
+    expect(destsFromHistory(['FROM x', c, undefined])).toEqual(dests);
+    expect(quoteDest('/vrift/python')).toBe('/vrift/python');
+    expect(quoteDest('/vrift/c\x01')).toBe('"/vrift/c\\u0001"');
+    expect(quoteDest('/vrift/d\x7f')).toBe('"/vrift/d\x7f"');
+    expect(destsFromHistory([treeCreatedBy([{ src: '/s', dest: '/vrift/c\x01' }, { src: '/s', dest: '/vrift/d\x7f' }])])).toEqual(['/vrift/c\x01', '/vrift/d\x7f']);
+  });
+
+  test('created_by of earlier versions (destinations unquoted) reads as it did: cut at the first whitespace', () => {
+    expect(destsFromHistory(['vrift build --add /vrift/a b --add /vrift/c --chown 0:0', 'vrift build: shim /usr/lib/vrift/libvrift.so', 'RUN --add /x'])).toEqual(['/vrift/a', '/vrift/c']);
+    expect(destsFromHistory(['vrift build --add /vrift/"q --add /vrift/d'])).toEqual(['/vrift/"q', '/vrift/d']);
   });
 });

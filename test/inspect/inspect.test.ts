@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { promises as fsp, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { BASE_IMAGE, ROOT, sh, vrift } from '../e2e/helpers';
-import { buildFixture, type BuiltFixture } from '../verify/fixture';
+import { buildFixture, classicBuild, type BuiltFixture } from '../verify/fixture';
 
 jest.setTimeout(300_000);
 
@@ -167,6 +167,107 @@ test('an image whose blob is valid but not the one its label names: the report, 
     const table = vrift(['inspect', `docker-daemon:${tag}`]);
     expect(table.status).toBe(1);
     expect(table.stdout).toContain('(DOES NOT match the blob)');
+  } finally {
+    spawnSync('docker', ['rmi', '-f', tag], { stdio: 'ignore' });
+  }
+});
+
+/** `docker build` of `FROM <from>` plus `lines` (classic builder, no network) into a context with `files`. */
+function derive(tag: string, from: string, lines: string[], files: Record<string, Buffer | string> = {}): void {
+  const ctx = path.join(fx.work, tag.replace(/[/:]/g, '_'));
+  sh('mkdir', ['-p', ctx]);
+  for (const [n, b] of Object.entries(files)) writeFileSync(path.join(ctx, n), b);
+  writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${from}\n${lines.join('\n')}\n`);
+  classicBuild(tag, ctx);
+}
+
+describe('whiteouts of a later layer (OCI image spec layer.md "Whiteouts")', () => {
+  const RMBLOB = `vrift-test/inspect-rmblob:${process.pid}`;
+  const RMDIR = `vrift-test/inspect-rmdir:${process.pid}`;
+  const OPAQUE = `vrift-test/inspect-opaque:${process.pid}`;
+  afterAll(() => {
+    for (const t of [RMBLOB, RMDIR, OPAQUE]) spawnSync('docker', ['rmi', '-f', t], { stdio: 'ignore' });
+  });
+
+  test('RUN rm of the blob (usr/lib/vrift/.wh.psfs.blob): blob null, blobRemoved names both layers, exit 1 saying so; the shim is still reported', () => {
+    derive(RMBLOB, fx.tag, ['RUN rm /usr/lib/vrift/psfs.blob']);
+    const good = inspect(`docker-archive:${fx.archive}`);
+    const n = good.layers.length;
+    const r = vrift(['inspect', `docker-daemon:${RMBLOB}`, '--json']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(`vrift: inspecting docker-daemon:${RMBLOB}: the PSFS blob /usr/lib/vrift/psfs.blob of layer ${n} was removed by layer ${n + 1} (usr/lib/vrift/.wh.psfs.blob): the image has no blob, so the shim answers nothing from memory (every stat passes through); rebuild the image with \`vrift build\` and keep later layers from deleting /usr/lib/vrift\n`);
+    const rep = JSON.parse(r.stdout);
+    expect(rep.blob).toBeNull();
+    expect(rep.dedup).toBeNull();
+    expect(rep.blobRemoved).toEqual({ layer: n - 1, by: n, entry: 'usr/lib/vrift/.wh.psfs.blob' });
+    expect(rep.label).toBe(good.blob.digest);
+    expect(rep.layers[n - 1]).toMatchObject({ hasBlob: true, hidesBlob: false });
+    expect(rep.layers[n]).toMatchObject({ hasBlob: false, hidesBlob: true });
+    expect(rep.shim).toEqual(good.shim);
+    expect(rep.shimRemoved).toBeNull();
+    const table = vrift(['inspect', `docker-daemon:${RMBLOB}`]);
+    expect(table.status).toBe(1);
+    expect(table.stdout).toContain(`blob       REMOVED: layer ${n} has /usr/lib/vrift/psfs.blob, layer ${n + 1} deletes it (usr/lib/vrift/.wh.psfs.blob)\n`);
+    expect(table.stdout).toContain(`label      ${good.blob.digest} (the image has no blob)\n`);
+    expect(table.stdout).toMatch(new RegExp(`^${n + 1} .* -blob$`, 'm'));
+  });
+
+  test('RUN rm -rf /usr/lib/vrift (a whiteout of the parent directory, usr/lib/.wh.vrift): blob and shim both removed, exit 1', () => {
+    derive(RMDIR, fx.tag, ['RUN rm -rf /usr/lib/vrift']);
+    const n = inspect(`docker-archive:${fx.archive}`).layers.length;
+    const r = vrift(['inspect', `docker-daemon:${RMDIR}`, '--json']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`of layer ${n} was removed by layer ${n + 1} (usr/lib/.wh.vrift)`);
+    const rep = JSON.parse(r.stdout);
+    expect(rep.blob).toBeNull();
+    expect(rep.blobRemoved).toEqual({ layer: n - 1, by: n, entry: 'usr/lib/.wh.vrift' });
+    expect(rep.shim).toBeNull();
+    expect(rep.shimRemoved).toEqual({ layer: n - 2, by: n, entry: 'usr/lib/.wh.vrift' });
+    const table = vrift(['inspect', `docker-daemon:${RMDIR}`]);
+    expect(table.stdout).toContain(`shim       REMOVED: layer ${n - 1} has /usr/lib/vrift/libvrift.so, layer ${n + 1} deletes it (usr/lib/.wh.vrift)\n`);
+  });
+
+  test('RUN rm -rf + mkdir /usr/lib/vrift (an opaque directory, usr/lib/vrift/.wh..wh..opq): blob and shim removed, exit 1', () => {
+    derive(OPAQUE, fx.tag, ['RUN rm -rf /usr/lib/vrift && mkdir /usr/lib/vrift && echo x > /usr/lib/vrift/other']);
+    const n = inspect(`docker-archive:${fx.archive}`).layers.length;
+    const r = vrift(['inspect', `docker-daemon:${OPAQUE}`, '--json']);
+    expect(r.status).toBe(1);
+    const rep = JSON.parse(r.stdout);
+    expect(rep.blob).toBeNull();
+    expect(rep.blobRemoved).toEqual({ layer: n - 1, by: n, entry: 'usr/lib/vrift/.wh..wh..opq' });
+    expect(rep.shim).toBeNull();
+    expect(rep.shimRemoved).toEqual({ layer: n - 2, by: n, entry: 'usr/lib/vrift/.wh..wh..opq' });
+  });
+});
+
+test('a dev.vrift.blob.digest label on an image with no vrift layers: exit 1, one line naming the label and saying there is no blob', () => {
+  const tag = `vrift-test/inspect-stray:${process.pid}`;
+  const label = `sha256:${'1'.repeat(64)}`;
+  derive(tag, BASE_IMAGE, [`LABEL dev.vrift.blob.digest=${label}`]);
+  try {
+    const r = vrift(['inspect', `docker-daemon:${tag}`]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(`vrift: inspecting docker-daemon:${tag}: the dev.vrift.blob.digest label says ${label} but the image holds no PSFS blob (no layer has /usr/lib/vrift/psfs.blob); the label was copied or set by hand: remove it, or build the image with \`vrift build\`\n`);
+    expect(r.stdout).toBe('');
+  } finally {
+    spawnSync('docker', ['rmi', '-f', tag], { stdio: 'ignore' });
+  }
+});
+
+test('a blob without a label (a Dockerfile COPY, as vrift-mkblob images have): exit 0, the label line says just "(none)"', () => {
+  const tag = `vrift-test/inspect-nolabel:${process.pid}`;
+  const dir = path.join(fx.work, 'nolabel-tree');
+  sh('mkdir', ['-p', `${dir}/d`]);
+  writeFileSync(`${dir}/d/f`, 'x');
+  const blob = path.join(fx.work, 'nolabel.blob');
+  expect(vrift(['blob', dir, '-o', blob]).status).toBe(0);
+  derive(tag, BASE_IMAGE, ['COPY psfs.blob /usr/lib/vrift/psfs.blob'], { 'psfs.blob': readFileSync(blob) });
+  try {
+    const r = vrift(['inspect', `docker-daemon:${tag}`]);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^label +\(none\)$/m);
+    expect(r.stdout).not.toContain('DOES NOT match');
   } finally {
     spawnSync('docker', ['rmi', '-f', tag], { stdio: 'ignore' });
   }
