@@ -24,6 +24,17 @@ afterAll(async () => {
   }
 });
 
+/** `tag`: the fixture image plus one layer made by `change(containerId)` (docker create + cp + commit: no process runs). */
+function commitOnFixture(tag: string, change: (id: string) => void): void {
+  const id = sh('docker', ['create', fx.tag, 'true']).trim();
+  try {
+    change(id);
+    sh('docker', ['commit', id, tag]);
+  } finally {
+    spawnSync('docker', ['rm', '-f', id], { stdio: 'ignore' });
+  }
+}
+
 interface Report {
   image: string;
   configDigest: string;
@@ -110,18 +121,14 @@ test('an image without vrift layers: one clear error line, exit 1', () => {
 test('an image whose visible blob is corrupt: the rest is reported, blob "corrupt (<reason>)", exit 1 with advice to rebuild the image', () => {
   // The fixture image plus one layer holding a psfs.blob with one body byte flipped (docker cp + commit: no process runs).
   const tag = `vrift-test/inspect-corrupt:${process.pid}`;
-  const id = sh('docker', ['create', fx.tag, 'true']).trim();
-  try {
+  commitOnFixture(tag, (id) => {
     const blob = path.join(fx.work, 'corrupt.blob');
     sh('docker', ['cp', `${id}:/usr/lib/vrift/psfs.blob`, blob]);
     const b = readFileSync(blob);
     b[b.length - 1] ^= 0xff;
     writeFileSync(blob, b);
     sh('docker', ['cp', blob, `${id}:/usr/lib/vrift/psfs.blob`]);
-    sh('docker', ['commit', id, tag]);
-  } finally {
-    spawnSync('docker', ['rm', '-f', id], { stdio: 'ignore' });
-  }
+  });
   try {
     const good = inspect(`docker-archive:${fx.archive}`);
     const r = vrift(['inspect', `docker-daemon:${tag}`, '--json']);
@@ -150,13 +157,7 @@ test('an image whose blob is valid but not the one its label names: the report, 
   writeFileSync(`${other}/d/f`, 'x');
   expect(vrift(['blob', other, '-o', blob]).status).toBe(0);
   const digest = `sha256:${createHash('sha256').update(readFileSync(blob)).digest('hex')}`;
-  const id = sh('docker', ['create', fx.tag, 'true']).trim();
-  try {
-    sh('docker', ['cp', blob, `${id}:/usr/lib/vrift/psfs.blob`]);
-    sh('docker', ['commit', id, tag]);
-  } finally {
-    spawnSync('docker', ['rm', '-f', id], { stdio: 'ignore' });
-  }
+  commitOnFixture(tag, (id) => sh('docker', ['cp', blob, `${id}:/usr/lib/vrift/psfs.blob`]));
   try {
     const good = inspect(`docker-archive:${fx.archive}`);
     const r = vrift(['inspect', `docker-daemon:${tag}`, '--json']);
