@@ -51,7 +51,7 @@ const SLAB_BITS = 20;
 const SLAB = 1 << SLAB_BITS;
 const SLAB_MASK = SLAB - 1;
 const SHA_BYTES = 32;
-/** Reads in one spilled slab in a row after which the whole slab is read (a scan, not random lookups). */
+/** Forward reads in one spilled slab in a row after which the whole slab is read (a scan, not random lookups). */
 const SCAN_AFTER = 8;
 
 /** Closes the spill file of a table nobody closed (the file is already unlinked: only the descriptor is left). */
@@ -88,8 +88,8 @@ function grown<T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(
  * With spillTo, every filled slab goes to an unlinked temp file and leaves
  * memory: a table then holds its columns and one slab of path bytes, not
  * the paths of the whole tree. Paths are read back by offset: a scan
- * (several reads in one slab) reads that slab whole, a lookup reads just
- * its bytes.
+ * (several forward reads in one slab) reads that slab whole, a lookup
+ * reads just its bytes.
  */
 export class EntryTable implements LayerEntries {
   length = 0;
@@ -100,7 +100,10 @@ export class EntryTable implements LayerEntries {
   private readSlab = -1;
   private readBuf: Buffer | undefined;
   private runSlab = -1;
+  private runAt = 0;
   private run = 0;
+  /** Spilled slabs read back whole so far (scans; lookups read only their bytes). */
+  slabReads = 0;
   pathAt = new Uint32Array(1024);
   pathLen = new Uint16Array(1024);
   kind = new Uint8Array(1024);
@@ -155,9 +158,14 @@ export class EntryTable implements LayerEntries {
     this.spillFd = -1;
   }
 
-  /** Slabs held in memory (the rest are spilled). */
+  /** Slabs held in memory. */
   get residentSlabs(): number {
     return this.slabs.filter((b) => b !== undefined).length;
+  }
+
+  /** Slabs in the spill file, not in memory. */
+  get spilledSlabs(): number {
+    return this.slabs.length - this.residentSlabs;
   }
 
   /** Write full slab s to the spill file and drop it from memory. */
@@ -199,8 +207,11 @@ export class EntryTable implements LayerEntries {
     const slab = this.slabs[s];
     if (slab) return slab.subarray(o, o + len);
     if (s === this.readSlab) return this.readBuf!.subarray(o, o + len);
-    this.run = s === this.runSlab ? this.run + 1 : 1;
+    // A scan reads forward in one slab; lookups in a random order (the digest
+    // cache's hash order) would load whole slabs for nothing.
+    this.run = s === this.runSlab && at >= this.runAt ? this.run + 1 : 1;
     this.runSlab = s;
+    this.runAt = at;
     const whole = this.run >= SCAN_AFTER;
     const buf = Buffer.allocUnsafe(whole ? SLAB : len);
     const from = whole ? s * SLAB : at;
@@ -214,6 +225,7 @@ export class EntryTable implements LayerEntries {
       throw new VriftError(`reading path bytes back from the temp file: ${(err as Error).message}`, { cause: err });
     }
     if (!whole) return buf;
+    this.slabReads++;
     this.readSlab = s;
     this.readBuf = buf;
     return buf.subarray(o, o + len);

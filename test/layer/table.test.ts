@@ -102,7 +102,7 @@ test('paths fill 1 MiB slabs without straddling one; columns grow past their fir
 test('spillTo: filled slabs leave memory for an unlinked temp file and read back exactly, by lookups and by scans; close releases it', () => {
   const t = new EntryTable(0, 0);
   t.spillTo(dir);
-  // ~5.6 MiB of paths: 5 slabs spilled, the last one resident.
+  // ~3.8 MiB of paths and targets: the filled slabs spilled, the last one resident.
   const paths: string[] = [];
   for (let i = 0; i < 60_000; i++) {
     paths.push(`/vrift/p-${String(i % 97).padStart(2, '0')}/${'m'.repeat(i % 80)}/f-${i}`);
@@ -113,16 +113,19 @@ test('spillTo: filled slabs leave memory for an unlinked temp file and read back
     }
   }
   expect(t.residentSlabs).toBe(1);
+  expect(t.spilledSlabs).toBeGreaterThanOrEqual(3);
   expect(readdirSync(dir)).toEqual([]); // unlinked at once: nothing is left behind
   // Lookups in a scattered order (each reads only its bytes), then a scan (slab by slab).
   for (let k = 0; k < 60_000; k += 1) {
     const i = (k * 7919) % 60_000;
     expect(t.path(i).toString()).toBe(paths[i]);
   }
+  expect(t.slabReads).toBe(0); // lookups never load a whole 1 MiB slab
   for (let i = 0; i < 60_000; i++) {
     expect(t.path(i).toString()).toBe(paths[i]);
     if (i % 3 === 0) expect(t.target(i).toString()).toBe(`target-${i}`);
   }
+  expect(t.slabReads).toBe(t.spilledSlabs); // the scan: each spilled slab once
   for (let i = 1; i < 60_000; i += 997) {
     expect(Math.sign(t.comparePaths(i - 1, i))).toBe(Math.sign(Buffer.compare(B(paths[i - 1]), B(paths[i]))));
     expect(t.pathEquals(i, B(paths[i]))).toBe(true);
