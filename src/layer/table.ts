@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { VriftError } from '../errors';
-import { CAS_DIR } from '../cas/path';
+import { casObjectPath } from '../cas/path';
 import type { LayerEntry } from './types';
 
 /** Entry kinds (the LayerEntry `type`s). */
@@ -268,10 +268,8 @@ export class EntryTable implements LayerEntries {
 
   /** The derived path of CAS object row i (see addCasObject). */
   private casPath(i: number): Buffer {
-    const hex = this.shaHex(i);
     const v = this.pathAt[i];
-    const suffix = v === 0 ? '' : `.${(this.mode[i] & 0o7777).toString(8).padStart(4, '0')}.${this.sec[i]}.${v - 1}`;
-    return Buffer.concat([this.casRoot, Buffer.from(`/${CAS_DIR}/${hex.slice(0, 2)}/${hex.slice(2)}${suffix}`, 'latin1')]);
+    return casObjectPath(this.casRoot, this.shaHex(i), v === 0 ? undefined : { perm: this.mode[i] & 0o7777, mtime: this.sec[i], batch: v - 1 });
   }
 
   /**

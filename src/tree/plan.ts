@@ -295,6 +295,7 @@ async function walkOrdered(top: VirtualDir, root: Buffer, visit: WalkVisitor, sr
           await visit.source(parts, it.add!, st);
           continue;
         }
+        // Pushed before it is listed: a listing that fails still finds its descriptor on the stack (closed below).
         const pin = await pinDir(srcRoot, srcRoot, it.self!);
         stack.push({ path: Buffer.concat(parts), host: srcRoot, ...pin, src: { add: it.add!, rel: [] }, items: [], next: 0, stats: [] });
         stack[stack.length - 1].items = await listHost(srcRoot, pin.at);

@@ -231,6 +231,21 @@ export function destsFromHistory(createdBy: (string | undefined)[]): string[] {
 }
 
 /**
+ * Which layer's `what` a container sees: the topmost layer holding one,
+ * unless a layer above it hides it (whiteouts act on lower layers only, so a
+ * layer's own file wins over its own whiteout); then `removed` names the
+ * lowest hiding layer above it.
+ */
+function visibleIn(scans: LayerScan[], what: 'blob' | 'shim'): { layer?: number; removed?: Removal } {
+  let hiddenBy: number | undefined;
+  for (let i = scans.length - 1; i >= 0; i--) {
+    if (scans[i][what]) return hiddenBy === undefined ? { layer: i } : { removed: { layer: i, by: hiddenBy, entry: scans[hiddenBy].hides[what]! } };
+    if (scans[i].hides[what] !== undefined) hiddenBy = i;
+  }
+  return {};
+}
+
+/**
  * Scan every layer of `image` (base first). The visible blob and shim are
  * what a container of the image sees: the topmost layer's copy, unless a
  * layer above it hides it (hidingEntry: whiteout, opaque directory, or a
@@ -254,31 +269,12 @@ export async function scanImage(image: Image, where: string, onLayer?: (i: numbe
     labelVersion: config.config?.Labels?.[LABEL_VERSION],
     historyDests: destsFromHistory((config.history ?? []).map((h) => h.created_by)),
   };
-  // Top down: a layer's own file is visible unless a layer above it hid it (whiteouts act on lower layers only).
-  let blobHiddenBy: number | undefined;
-  let shimHiddenBy: number | undefined;
-  let blobDone = false;
-  let shimDone = false;
-  for (let i = scans.length - 1; i >= 0; i--) {
-    const l = scans[i];
-    if (!blobDone && l.blob) {
-      blobDone = true;
-      if (blobHiddenBy === undefined) {
-        r.blob = l.blob;
-        r.blobLayer = i;
-      } else r.blobRemoved = { layer: i, by: blobHiddenBy, entry: scans[blobHiddenBy].hides.blob! };
-    }
-    if (!shimDone && l.shim) {
-      shimDone = true;
-      if (shimHiddenBy === undefined) {
-        r.shim = l.shim;
-        r.shimLayer = i;
-      } else r.shimRemoved = { layer: i, by: shimHiddenBy, entry: scans[shimHiddenBy].hides.shim! };
-    }
-    // The lowest hiding layer above the file is the one named in messages.
-    if (l.hides.blob !== undefined) blobHiddenBy = i;
-    if (l.hides.shim !== undefined) shimHiddenBy = i;
-  }
+  const blob = visibleIn(scans, 'blob');
+  if (blob.layer !== undefined) [r.blob, r.blobLayer] = [scans[blob.layer].blob, blob.layer];
+  if (blob.removed) r.blobRemoved = blob.removed;
+  const shim = visibleIn(scans, 'shim');
+  if (shim.layer !== undefined) [r.shim, r.shimLayer] = [scans[shim.layer].shim, shim.layer];
+  if (shim.removed) r.shimRemoved = shim.removed;
   if (r.blob) r.blobDigest = `sha256:${createHash('sha256').update(r.blob).digest('hex')}`;
   return r;
 }
