@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { VriftError } from '../errors';
 import { sha256File } from './hash';
+import { PagedArray, RecordSorter } from '../paged';
 
 /**
  * Directory of the cache files inside the cache directory (the format
@@ -106,41 +107,51 @@ function fnv1a(b: Buffer): number {
   return h;
 }
 
-/** Batch file indexes by path hash: `find` gives every index whose path equals `p`. */
+/**
+ * Batch file indexes by path hash: `find` gives every index whose path
+ * equals `p`. Paged and sorted in bounded memory (src/paged.ts): 8 bytes a
+ * file, out of memory past the page pool.
+ */
 class PathIndex {
-  private readonly hashes: Uint32Array;
-  readonly order: Uint32Array;
+  private readonly hashes = new PagedArray(Uint32Array);
+  readonly order = new PagedArray(Uint32Array);
+  readonly count: number;
 
   constructor(private readonly batch: FileBatch) {
-    const h = new Uint32Array(batch.count);
-    for (let i = 0; i < batch.count; i++) h[i] = fnv1a(batch.path(i));
-    const order = new Uint32Array(batch.count);
-    for (let i = 0; i < batch.count; i++) order[i] = i;
-    order.sort((a, b) => h[a] - h[b] || a - b);
-    this.hashes = new Uint32Array(batch.count);
-    for (let k = 0; k < order.length; k++) this.hashes[k] = h[order[k]];
-    this.order = order;
+    this.count = batch.count;
+    // Records (hash, index), big-endian: by bytes, by hash then index.
+    const sorter = new RecordSorter(8);
+    for (let i = 0; i < batch.count; i++) {
+      const { buf, off } = sorter.push();
+      buf.writeUInt32BE(fnv1a(batch.path(i)), off);
+      buf.writeUInt32BE(i, off + 4);
+    }
+    let k = 0;
+    for (const { buf, off } of sorter.sorted()) {
+      this.hashes.set(k, buf.readUInt32BE(off));
+      this.order.set(k++, buf.readUInt32BE(off + 4));
+    }
   }
 
   /** Indexes of the batch files whose path is `p` (usually none or one). */
   find(p: Buffer): number[] {
     const h = fnv1a(p);
     let lo = 0;
-    let hi = this.hashes.length;
+    let hi = this.count;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.hashes[mid] < h) lo = mid + 1;
+      if (this.hashes.get(mid) < h) lo = mid + 1;
       else hi = mid;
     }
     const out: number[] = [];
-    for (let k = lo; k < this.hashes.length && this.hashes[k] === h; k++) if (this.batch.path(this.order[k]).equals(p)) out.push(this.order[k]);
+    for (let k = lo; k < this.count && this.hashes.get(k) === h; k++) if (this.batch.path(this.order.get(k)).equals(p)) out.push(this.order.get(k));
     return out;
   }
 
   /** Whether the file at position k of `order` has the same path as an earlier one there (the same source added twice). */
   repeats(k: number): boolean {
-    for (let j = k - 1; j >= 0 && this.hashes[j] === this.hashes[k]; j--) {
-      if (this.batch.path(this.order[j]).equals(this.batch.path(this.order[k]))) return true;
+    for (let j = k - 1; j >= 0 && this.hashes.get(j) === this.hashes.get(k); j--) {
+      if (this.batch.path(this.order.get(j)).equals(this.batch.path(this.order.get(k)))) return true;
     }
     return false;
   }
@@ -218,8 +229,9 @@ export interface DigestCacheOptions {
  * only touches its mtime (last use); then prunes the cache directory: files
  * unused for PRUNE_AGE_MS, temp files of crashed saves (STALE_TMP_MS), and
  * the single digests-v1.json of earlier versions. Nothing is held per
- * record, only ~14 bytes per batch file (an index by path hash, a root, a
- * state).
+ * record, and what it keeps per batch file (an index by path hash, a root,
+ * a state: 13 bytes) is paged (src/paged.ts): memory bounded whatever the
+ * batch's size.
  *
  * A missing or corrupt cache file counts as empty (the cache is an
  * optimisation, never a source of truth for anything but the hash of an
@@ -233,9 +245,9 @@ export class DigestCache {
   hits = 0;
   misses = 0;
   private index: PathIndex | undefined;
-  private state = new Uint8Array(0);
+  private state = new PagedArray(Uint8Array);
   /** Per batch file: its root (index into roots) or NO_ROOT. */
-  private group = new Uint32Array(0);
+  private group = new PagedArray(Uint32Array);
   private roots: Buffer[] = [];
   /** Per root: records its file held, and how many of them matched a batch file. */
   private read: number[] = [];
@@ -264,19 +276,19 @@ export class DigestCache {
    */
   async lookup(batch: FileBatch, found: (i: number, hex: string) => void): Promise<void> {
     this.index = new PathIndex(batch);
-    this.state = new Uint8Array(batch.count);
+    this.state = new PagedArray(Uint8Array);
     this.roots = [];
     for (const r of batch.roots) if (!this.roots.some((x) => x.equals(r))) this.roots.push(r);
     this.read = this.roots.map(() => 0);
     this.used = this.roots.map(() => 0);
-    this.group = new Uint32Array(batch.count).fill(NO_ROOT);
+    this.group = new PagedArray(Uint32Array); // every file's is set below
     for (let i = 0; i < batch.count; i++) {
       const p = batch.path(i);
       let best = NO_ROOT;
       for (let g = 0; g < this.roots.length; g++) {
         if (isUnder(p, this.roots[g]) && (best === NO_ROOT || this.roots[g].length > this.roots[best].length)) best = g;
       }
-      this.group[i] = best;
+      this.group.set(i, best);
     }
     if (!this.dir) return;
     for (let g = 0; g < this.roots.length; g++) {
@@ -294,8 +306,8 @@ export class DigestCache {
         let hit = false;
         for (const i of at) {
           const k = batch.key(i);
-          if (this.group[i] === g && this.state[i] === UNKNOWN && rec.size === String(k.size) && rec.mtimeNs === String(k.mtimeNs) && rec.ctimeNs === String(k.ctimeNs) && rec.ino === String(k.ino)) {
-            this.state[i] = FOUND;
+          if (this.group.get(i) === g && this.state.get(i) === UNKNOWN && rec.size === String(k.size) && rec.mtimeNs === String(k.mtimeNs) && rec.ctimeNs === String(k.ctimeNs) && rec.ino === String(k.ino)) {
+            this.state.set(i, FOUND);
             this.hits++;
             hit = true;
             found(i, rec.sha256);
@@ -308,7 +320,7 @@ export class DigestCache {
 
   /** Whether lookup found file i. */
   found(i: number): boolean {
-    return this.state[i] === FOUND;
+    return this.state.get(i) === FOUND;
   }
 
   /**
@@ -328,7 +340,7 @@ export class DigestCache {
     // "Racy" files (modified within RACY_NS of now) are not recorded: a rewrite
     // of the same size within the filesystem's timestamp granularity would
     // leave the key unchanged (the git index has the same problem and cure).
-    this.state[i] = BigInt(Date.now()) * 1_000_000n - key.mtimeNs > RACY_NS ? RECORD_IT : RACY;
+    this.state.set(i, BigInt(Date.now()) * 1_000_000n - key.mtimeNs > RACY_NS ? RECORD_IT : RACY);
     return hex;
   }
 
@@ -347,7 +359,7 @@ export class DigestCache {
     const index = this.index;
     if (!this.dir || !index) return;
     const dirty = this.roots.map((_, g) => this.read[g] !== this.used[g]);
-    for (let i = 0; i < batch.count; i++) if (this.state[i] === RECORD_IT && this.group[i] !== NO_ROOT) dirty[this.group[i]] = true;
+    for (let i = 0; i < batch.count; i++) if (this.state.get(i) === RECORD_IT && this.group.get(i) !== NO_ROOT) dirty[this.group.get(i)] = true;
     let file = path.join(this.dir, CACHE_SUBDIR);
     try {
       if (dirty.includes(true)) await fsp.mkdir(file, { recursive: true });
@@ -370,9 +382,9 @@ export class DigestCache {
       try {
         let chunk = PREFIX;
         let first = true;
-        for (let k = 0; k < index.order.length; k++) {
-          const i = index.order[k];
-          if (this.group[i] !== g || (this.state[i] !== FOUND && this.state[i] !== RECORD_IT) || index.repeats(k)) continue;
+        for (let k = 0; k < index.count; k++) {
+          const i = index.order.get(k);
+          if (this.group.get(i) !== g || (this.state.get(i) !== FOUND && this.state.get(i) !== RECORD_IT) || index.repeats(k)) continue;
           const key = batch.key(i);
           const rec: CacheRecord = { size: String(key.size), mtimeNs: String(key.mtimeNs), ctimeNs: String(key.ctimeNs), ino: String(key.ino), sha256: shaOf(i) };
           chunk += `${first ? '' : ','}"${batch.path(i).toString('base64')}":${JSON.stringify(rec)}`;

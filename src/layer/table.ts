@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { VriftError } from '../errors';
 import { casObjectPath } from '../cas/path';
 import type { LayerEntry } from './types';
+import { PagedArray } from '../paged';
 
 /** Entry kinds (the LayerEntry `type`s). */
 export const KIND_DIR = 0;
@@ -63,13 +64,6 @@ const spillCloser = new FinalizationRegistry<number>((fd) => {
   }
 });
 
-/** A typed array of `n` elements holding `a`'s first elements. */
-function grown<T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(a: T, n: number): T {
-  const b = new (a.constructor as new (n: number) => T)(n);
-  b.set(a.subarray(0, Math.min(a.length, n)) as never);
-  return b;
-}
-
 /**
  * Columns, indexed by entry number:
  * - path: bytes in 1 MiB slabs (`pathAt` + `pathLen`, a global byte offset);
@@ -104,16 +98,19 @@ export class EntryTable implements LayerEntries {
   private run = 0;
   /** Spilled slabs read back whole so far (scans; lookups read only their bytes). */
   slabReads = 0;
-  pathAt = new Uint32Array(1024);
-  pathLen = new Uint16Array(1024);
-  kind = new Uint8Array(1024);
-  mode = new Uint16Array(1024);
-  sec = new Float64Array(1024);
-  nsec = new Uint32Array(1024);
-  size = new Float64Array(1024);
-  nlink = new Uint32Array(1024);
-  ref = new Uint32Array(1024);
-  sha = Buffer.alloc(1024 * SHA_BYTES);
+  pathAt = new PagedArray(Uint32Array);
+  pathLen = new PagedArray(Uint16Array);
+  kind = new PagedArray(Uint8Array);
+  mode = new PagedArray(Uint16Array);
+  sec = new PagedArray(Float64Array);
+  nsec = new PagedArray(Uint32Array);
+  size = new PagedArray(Float64Array);
+  nlink = new PagedArray(Uint32Array);
+  ref = new PagedArray(Uint32Array);
+  /** 32 bytes a row (see keepShaOf); read and written through the sha* methods. */
+  private sha = new PagedArray(Uint8Array);
+  /** Rows whose sha256 is kept (keepShaOf). */
+  private shaRows = Infinity;
 
   /**
    * The domain root CAS object paths are derived under (addCasObject):
@@ -150,8 +147,8 @@ export class EntryTable implements LayerEntries {
     spillCloser.register(this, this.spillFd, this);
   }
 
-  /** Release the spill file (paths in spilled slabs cannot be read after this). Idempotent. */
-  close(): void {
+  /** Release the spill file of the path slabs. */
+  private closeSlabs(): void {
     if (this.spillFd < 0) return;
     spillCloser.unregister(this);
     fs.closeSync(this.spillFd);
@@ -237,13 +234,12 @@ export class EntryTable implements LayerEntries {
    */
   add(parts: Buffer[], kind: number, mode: number): number {
     const i = this.length;
-    if (i === this.kind.length) this.resize(i * 2);
     const at = this.putBytes(parts);
     if (this.used === at) throw new VriftError('planning: an empty path (internal error)'); // pathLen 0 marks a derived CAS path
-    this.pathAt[i] = at;
-    this.pathLen[i] = this.used - at;
-    this.kind[i] = kind;
-    this.mode[i] = mode;
+    this.pathAt.set(i, at);
+    this.pathLen.set(i, this.used - at);
+    this.kind.set(i, kind);
+    this.mode.set(i, mode);
     this.length++;
     return i;
   }
@@ -257,89 +253,80 @@ export class EntryTable implements LayerEntries {
    */
   addCasObject(variant: number, mode: number): number {
     const i = this.length;
-    if (i === this.kind.length) this.resize(i * 2);
-    this.pathAt[i] = variant;
-    this.pathLen[i] = 0; // no stored path: no path is empty
-    this.kind[i] = KIND_FILE;
-    this.mode[i] = mode;
+    this.pathAt.set(i, variant);
+    this.pathLen.set(i, 0); // no stored path: no path is empty
+    this.kind.set(i, KIND_FILE);
+    this.mode.set(i, mode);
     this.length++;
     return i;
   }
 
   /** The derived path of CAS object row i (see addCasObject). */
   private casPath(i: number): Buffer {
-    const v = this.pathAt[i];
-    return casObjectPath(this.casRoot, this.shaHex(i), v === 0 ? undefined : { perm: this.mode[i] & 0o7777, mtime: this.sec[i], batch: v - 1 });
-  }
-
-  /**
-   * Make room for `n` rows in all (one resize to exactly that, when more
-   * than the capacity): planning knows how many rows the CAS objects can
-   * add, and doubling would leave up to half of every column unused.
-   */
-  reserve(n: number): void {
-    if (n > this.kind.length) this.resize(n);
-  }
-
-  private resize(n: number): void {
-    this.pathAt = grown(this.pathAt, n);
-    this.pathLen = grown(this.pathLen, n);
-    this.kind = grown(this.kind, n);
-    this.mode = grown(this.mode, n);
-    this.sec = grown(this.sec, n);
-    this.nsec = grown(this.nsec, n);
-    this.size = grown(this.size, n);
-    this.nlink = grown(this.nlink, n);
-    this.ref = grown(this.ref, n);
-    const sha = Buffer.alloc(n * SHA_BYTES);
-    this.sha.copy(sha, 0, 0, Math.min(this.sha.length, sha.length));
-    this.sha = sha;
+    const v = this.pathAt.get(i);
+    return casObjectPath(this.casRoot, this.shaHex(i), v === 0 ? undefined : { perm: this.mode.get(i) & 0o7777, mtime: this.sec.get(i), batch: v - 1 });
   }
 
   /** Path bytes of entry i (a view: do not keep many). */
   path(i: number): Buffer {
-    if (this.pathLen[i] === 0) return this.casPath(i);
-    return this.bytesAt(this.pathAt[i], this.pathLen[i]);
+    if (this.pathLen.get(i) === 0) return this.casPath(i);
+    return this.bytesAt(this.pathAt.get(i), this.pathLen.get(i));
   }
 
   /** Compare the paths of entries i and j by bytes (Buffer.compare order), without a view. */
   comparePaths(i: number, j: number): number {
-    if (this.pathLen[i] === 0 || this.pathLen[j] === 0) return Buffer.compare(this.path(i), this.path(j));
-    const a = this.pathAt[i];
-    const b = this.pathAt[j];
+    if (this.pathLen.get(i) === 0 || this.pathLen.get(j) === 0) return Buffer.compare(this.path(i), this.path(j));
+    const a = this.pathAt.get(i);
+    const b = this.pathAt.get(j);
     const sa = this.slabs[a >>> SLAB_BITS];
     const sb = this.slabs[b >>> SLAB_BITS];
     if (!sa || !sb) return Buffer.compare(this.path(i), this.path(j)); // each read gets its own buffer
     const ao = a & SLAB_MASK;
     const bo = b & SLAB_MASK;
-    return sa.compare(sb, bo, bo + this.pathLen[j], ao, ao + this.pathLen[i]);
+    return sa.compare(sb, bo, bo + this.pathLen.get(j), ao, ao + this.pathLen.get(i));
   }
 
   /** Whether entry i's path equals `p`. */
   pathEquals(i: number, p: Buffer): boolean {
-    if (this.pathLen[i] === 0) return this.casPath(i).equals(p);
-    if (this.pathLen[i] !== p.length) return false;
+    if (this.pathLen.get(i) === 0) return this.casPath(i).equals(p);
+    if (this.pathLen.get(i) !== p.length) return false;
     return this.path(i).equals(p);
   }
 
   /** A symlink's target bytes. */
   target(i: number): Buffer {
-    return this.bytesAt(this.ref[i], this.size[i]);
+    return this.bytesAt(this.ref.get(i), this.size.get(i));
   }
 
   /** sha256 of entry i's content as 64 hex digits (files and hardlinks). */
   shaHex(i: number): string {
-    if (this.kind[i] === KIND_HARDLINK && (i + 1) * SHA_BYTES > this.sha.length) i = this.ref[i]; // keepShaOf dropped it: its file's
-    return this.sha.toString('hex', i * SHA_BYTES, (i + 1) * SHA_BYTES);
+    if (i >= this.shaRows && this.kind.get(i) === KIND_HARDLINK) i = this.ref.get(i); // keepShaOf dropped it: its file's
+    return this.sha.bytes(i * SHA_BYTES, SHA_BYTES).toString('hex');
+  }
+
+  /** Set entry i's sha256 from 64 hex digits. */
+  setShaHex(i: number, hex: string): void {
+    this.sha.bytes(i * SHA_BYTES, SHA_BYTES, true).write(hex, 'hex');
+  }
+
+  /** Give entry `to` entry `from`'s sha256. */
+  copySha(to: number, from: number): void {
+    this.setShaHex(to, this.shaHex(from));
+  }
+
+  /** Entry i's sha256 as 32 bytes (a copy). */
+  shaBytes(i: number): Buffer {
+    return Buffer.from(this.sha.bytes(i * SHA_BYTES, SHA_BYTES));
   }
 
   /**
-   * Keep the sha256 column of rows 0..rows-1 only (a new, smaller buffer):
-   * once planned, the rows after them are directories, symlinks and
-   * hardlinks, which need none (a hardlink's is its file's).
+   * Keep the sha256 of rows 0..rows-1 only: once planned, the rows after
+   * them are directories, symlinks and hardlinks, which need none (a
+   * hardlink's is its file's).
    */
   keepShaOf(rows: number): void {
-    this.sha = Buffer.from(this.sha.subarray(0, rows * SHA_BYTES));
+    this.shaRows = rows;
+    this.sha.truncate(rows * SHA_BYTES);
   }
 
   /** The host path tree entry i is read from: its source directory + the rest of its path. */
@@ -354,31 +341,31 @@ export class EntryTable implements LayerEntries {
   }
 
   linkTarget(i: number): number {
-    if (this.kind[i] !== KIND_HARDLINK) return -1;
-    const t = this.ref[i];
-    return this.kind[t] === KIND_FILE ? t : -1;
+    if (this.kind.get(i) !== KIND_HARDLINK) return -1;
+    const t = this.ref.get(i);
+    return this.kind.get(t) === KIND_FILE ? t : -1;
   }
 
   /** Entry i as a LayerEntry object (new objects each call; mtime { sec, nsec }). */
   entry(i: number): LayerEntry {
     const path = this.path(i);
-    const mode = this.mode[i];
+    const mode = this.mode.get(i);
     const { uid, gid } = this;
-    const mtime = { sec: BigInt(this.sec[i]), nsec: this.nsec[i] };
-    switch (this.kind[i]) {
+    const mtime = { sec: BigInt(this.sec.get(i)), nsec: this.nsec.get(i) };
+    switch (this.kind.get(i)) {
       case KIND_DIR:
         return { type: 'directory', path, mode, uid, gid, mtime };
       case KIND_SYMLINK:
         return { type: 'symlink', path, mode, uid, gid, mtime, target: this.target(i) };
       case KIND_FILE:
         return {
-          type: 'file', path, mode, uid, gid, mtime, size: BigInt(this.size[i]), source: { file: this.hostPath(this.ref[i]) },
-          sha256: this.shaHex(i), nlink: this.nlink[i],
+          type: 'file', path, mode, uid, gid, mtime, size: BigInt(this.size.get(i)), source: { file: this.hostPath(this.ref.get(i)) },
+          sha256: this.shaHex(i), nlink: this.nlink.get(i),
         };
       default:
         return {
-          type: 'hardlink', path, mode, uid, gid, mtime, linkTo: this.path(this.ref[i]), size: BigInt(this.size[i]),
-          sha256: this.shaHex(i), nlink: this.nlink[i],
+          type: 'hardlink', path, mode, uid, gid, mtime, linkTo: this.path(this.ref.get(i)), size: BigInt(this.size.get(i)),
+          sha256: this.shaHex(i), nlink: this.nlink.get(i),
         };
     }
   }
@@ -394,40 +381,46 @@ export class EntryTable implements LayerEntries {
   }
 
   /**
-   * Put the entries in `order` (order[k] = old index of the new entry k, a
-   * permutation of 0..length-1); hardlink and file `ref`s follow. In place
-   * (following the permutation's cycles): new columns and freeing the old
-   * ones cost their size again at once, and the freed blocks stayed in the
-   * process as malloc fragmentation (measured, 80k files: ~15 MiB of RSS).
+   * Rows [1, from) and [from, length) trade places (row 0 stays): the
+   * planner's layer order (/vrift, then the .cas subtree it added last,
+   * then the walked rows). File and hardlink `ref`s follow. Three
+   * reversals, each two cursors moving inwards: every column is read
+   * sequentially, never at random, so a table larger than the page pool
+   * (src/paged.ts) is not paged in and out row by row.
    */
-  reorder(order: Uint32Array): void {
+  rotate(from: number): void {
     const n = this.length;
-    const inv = new Uint32Array(n);
-    for (let k = 0; k < n; k++) inv[order[k]] = k;
+    if (from < 1 || from > n) throw new Error(`rotate(${from}) of ${n} rows (internal error)`);
     const cols = [this.pathAt, this.pathLen, this.kind, this.mode, this.sec, this.nsec, this.size, this.nlink, this.ref];
-    const held = new Float64Array(cols.length);
-    const heldSha = Buffer.alloc(SHA_BYTES);
-    const sha = this.sha;
-    const done = new Uint8Array(n);
-    for (let s = 0; s < n; s++) {
-      if (done[s]) continue;
-      // Cycle s -> order[s] -> ...: each slot takes the entry at order[slot]; the first one is held.
-      for (let c = 0; c < cols.length; c++) held[c] = cols[c][s];
-      sha.copy(heldSha, 0, s * SHA_BYTES, (s + 1) * SHA_BYTES);
-      let k = s;
-      for (;;) {
-        done[k] = 1;
-        const j = order[k];
-        if (j === s) {
-          for (let c = 0; c < cols.length; c++) cols[c][k] = held[c];
-          heldSha.copy(sha, k * SHA_BYTES);
-          break;
-        }
-        for (let c = 0; c < cols.length; c++) cols[c][k] = cols[c][j];
-        sha.copy(sha, k * SHA_BYTES, j * SHA_BYTES, (j + 1) * SHA_BYTES);
-        k = j;
+    const swap = (a: number, b: number): void => {
+      for (const c of cols) {
+        const t = c.get(a);
+        c.set(a, c.get(b));
+        c.set(b, t);
       }
+      if (b < this.shaRows) {
+        const t = this.shaBytes(a);
+        this.shaBytes(b).copy(this.sha.bytes(a * SHA_BYTES, SHA_BYTES, true));
+        t.copy(this.sha.bytes(b * SHA_BYTES, SHA_BYTES, true));
+      }
+    };
+    const reverse = (a: number, b: number): void => {
+      for (b--; a < b; a++, b--) swap(a, b);
+    };
+    reverse(1, from);
+    reverse(from, n);
+    reverse(1, n);
+    const moved = (r: number): number => (r === 0 ? 0 : r >= from ? r - from + 1 : r + n - from);
+    for (let k = 0; k < n; k++) {
+      const kind = this.kind.get(k);
+      if (kind === KIND_FILE || kind === KIND_HARDLINK) this.ref.set(k, moved(this.ref.get(k)));
     }
-    for (let k = 0; k < n; k++) if (this.kind[k] === KIND_FILE || this.kind[k] === KIND_HARDLINK) this.ref[k] = inv[this.ref[k]];
+  }
+
+  /** Free the columns' pages and the spill files: the table is empty afterwards. Idempotent. */
+  close(): void {
+    this.length = 0;
+    this.closeSlabs();
+    for (const c of [this.pathAt, this.pathLen, this.kind, this.mode, this.sec, this.nsec, this.size, this.nlink, this.ref, this.sha]) c.close();
   }
 }

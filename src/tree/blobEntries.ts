@@ -7,6 +7,7 @@ import { H_CHECK_ROOT_MTIME, H_DEV_RUNTIME, H_IDENTITY_TAG, TAG_MAX } from '../b
 import { VriftError } from '../errors';
 import { collectGarbage } from '../gc';
 import { writeLayer, writeFileLayer } from '../layer/tar';
+import { PagedArray } from '../paged';
 import { concatEntries, EntryTable, KIND_DIR, KIND_FILE, KIND_HARDLINK, KIND_SYMLINK } from '../layer/table';
 import {
   BLOB_IMAGE_PATH, SHIM_IMAGE_PATH,
@@ -300,11 +301,11 @@ export function blobEntriesFromPlan(plan: TreePlan | LayerEntry[], root?: Buffer
  * "/vrift/.cas/..."), hence a merge, not a concatenation. Any other order
  * is sorted (n log n comparisons). 4 bytes per row.
  *
- * @returns order[k] = the row of the k-th path; equal paths stay adjacent (the encoder refuses them)
+ * @returns order.get(k) = the row of the k-th path (a paged array, src/paged.ts); equal paths stay adjacent (the encoder refuses them)
  */
-export function tablePathOrder(table: EntryTable): Uint32Array {
+export function tablePathOrder(table: EntryTable): PagedArray {
   const n = table.length;
-  const order = new Uint32Array(n);
+  const order = new PagedArray(Uint32Array);
   let runs = 1;
   let cut = n;
   for (let i = 1; i < n; i++) {
@@ -314,14 +315,17 @@ export function tablePathOrder(table: EntryTable): Uint32Array {
     }
   }
   if (runs > 2) {
-    for (let i = 0; i < n; i++) order[i] = i;
-    order.sort((x, y) => table.comparePaths(x, y));
+    // Not a planned table (tests, hand-made tables): sorted in memory.
+    const all = new Uint32Array(n);
+    for (let i = 0; i < n; i++) all[i] = i;
+    all.sort((x, y) => table.comparePaths(x, y));
+    all.forEach((r, k) => order.set(k, r));
     return order;
   }
   // Two-cursor merge of rows [0, cut) and [cut, n) (one run: cut = n).
   let a = 0;
   let b = cut;
-  for (let k = 0; k < n; k++) order[k] = b >= n || (a < cut && table.comparePaths(a, b) <= 0) ? a++ : b++;
+  for (let k = 0; k < n; k++) order.set(k, b >= n || (a < cut && table.comparePaths(a, b) <= 0) ? a++ : b++);
   return order;
 }
 
@@ -350,8 +354,11 @@ export interface TableBlobRows {
 export function blobRowsFromTable(table: EntryTable, root: Buffer): TableBlobRows {
   const n = table.length;
   const order = tablePathOrder(table);
-  const columns: PlanColumns = { inode: new Uint32Array(n), nlink: new Uint32Array(n), dirSize: new Float64Array(n), uncertain: new Uint8Array(n) };
-  const { inode, nlink, dirSize } = columns;
+  // Paged (src/paged.ts): memory bounded whatever the tree's size.
+  const inode = new PagedArray(Uint32Array);
+  const nlink = new PagedArray(Uint32Array);
+  const dirSize = new PagedArray(Float64Array);
+  const isUncertain = new PagedArray(Uint8Array);
 
   // Directories, in path order: bytes of ext4 entries (24 + sum(align4(8 +
   // name length))) gathered in dirSize, subdirectory counts in nlink; both
@@ -359,16 +366,16 @@ export function blobRowsFromTable(table: EntryTable, root: Buffer): TableBlobRow
   // skipped: the encoder refuses the incomplete domain.
   const stack = new ParentStack((i) => table.path(i));
   for (let k = 0; k < n; k++) {
-    const i = order[k];
+    const i = order.get(k);
     const p = table.path(i);
     const parent = stack.parent(p);
-    const isDir = table.kind[i] === KIND_DIR;
+    const isDir = table.kind.get(i) === KIND_DIR;
     if (parent >= 0) {
-      dirSize[parent] += align4(8 + p.length - p.lastIndexOf(SLASH) - 1);
-      if (isDir) nlink[parent]++;
+      dirSize.set(parent, dirSize.get(parent) + align4(8 + p.length - p.lastIndexOf(SLASH) - 1));
+      if (isDir) nlink.set(parent, nlink.get(parent) + 1);
     }
     if (isDir) {
-      dirSize[i] += 24;
+      dirSize.set(i, dirSize.get(i) + 24);
       stack.push(i, p.length);
     }
   }
@@ -377,55 +384,55 @@ export function blobRowsFromTable(table: EntryTable, root: Buffer): TableBlobRow
   let inodes = 0;
   const uncertain: Buffer[] = [];
   for (let i = 0; i < n; i++) {
-    const kind = table.kind[i];
+    const kind = table.kind.get(i);
     if (kind === KIND_HARDLINK) {
       const t = table.linkTarget(i);
-      if (t < 0 || t >= i) throw new VriftError(`generating blob entries: hardlink ${table.path(i).toString()} precedes its target ${table.path(table.ref[i]).toString()}`);
-      inode[i] = inode[t];
+      if (t < 0 || t >= i) throw new VriftError(`generating blob entries: hardlink ${table.path(i).toString()} precedes its target ${table.path(table.ref.get(i)).toString()}`);
+      inode.set(i, inode.get(t));
     } else {
       if (inodes === 0xffffffff) throw new VriftError(`generating blob entries: more than ${0xffffffff} inodes under ${root.toString()}; split the tree into several images`);
-      inode[i] = ++inodes;
+      inode.set(i, ++inodes);
     }
     let estimated = false;
     if (kind === KIND_DIR) {
-      const ds = dirSizeForNeed(dirSize[i]);
-      dirSize[i] = Number(ds.size);
-      nlink[i] = 2 + nlink[i];
+      const ds = dirSizeForNeed(dirSize.get(i));
+      dirSize.set(i, Number(ds.size));
+      nlink.set(i, 2 + nlink.get(i));
       estimated = !ds.exact;
     } else if (kind === KIND_SYMLINK) {
-      nlink[i] = 1;
+      nlink.set(i, 1);
     } else {
-      nlink[i] = table.nlink[i];
-      estimated = table.size[i] > FS_MODEL.inodeExtents * FS_MODEL.maxExtentBlocks * 4096;
+      nlink.set(i, table.nlink.get(i));
+      estimated = table.size.get(i) > FS_MODEL.inodeExtents * FS_MODEL.maxExtentBlocks * 4096;
     }
     if (estimated) {
-      columns.uncertain[i] = 1;
+      isUncertain.set(i, 1);
       uncertain.push(Buffer.from(table.path(i)));
     }
   }
 
   // Field values as blobEntriesFromPlan's (identity policy: st_ino
   // synthetic, st_dev and st_rdev 0, atime = ctime = mtime; FS_MODEL sizes).
-  const size = (i: number): number => (table.kind[i] === KIND_DIR ? dirSize[i] : table.size[i]);
-  const sec = (k: number): bigint => BigInt(table.sec[order[k]]);
-  const nsec = (k: number): number => table.nsec[order[k]];
+  const size = (i: number): number => (table.kind.get(i) === KIND_DIR ? dirSize.get(i) : table.size.get(i));
+  const sec = (k: number): bigint => BigInt(table.sec.get(order.get(k)));
+  const nsec = (k: number): number => table.nsec.get(order.get(k));
   const rows: BlobRows = {
     count: n,
-    path: (k) => table.path(order[k]),
-    mode: (k) => table.mode[order[k]],
+    path: (k) => table.path(order.get(k)),
+    mode: (k) => table.mode.get(order.get(k)),
     uid: () => table.uid,
     gid: () => table.gid,
-    nlink: (k) => nlink[order[k]],
-    size: (k) => BigInt(size(order[k])),
+    nlink: (k) => nlink.get(order.get(k)),
+    size: (k) => BigInt(size(order.get(k))),
     blocks: (k) => {
-      const i = order[k];
-      const kind = table.kind[i];
-      if (kind === KIND_DIR) return BigInt(dirSize[i] / 512);
-      if (kind === KIND_SYMLINK) return table.size[i] > FS_MODEL.fastSymlinkMax ? 8n : 0n;
-      return ext4FileBlocks(BigInt(table.size[i]));
+      const i = order.get(k);
+      const kind = table.kind.get(i);
+      if (kind === KIND_DIR) return BigInt(dirSize.get(i) / 512);
+      if (kind === KIND_SYMLINK) return table.size.get(i) > FS_MODEL.fastSymlinkMax ? 8n : 0n;
+      return ext4FileBlocks(BigInt(table.size.get(i)));
     },
     blksize: () => FS_MODEL.blksize,
-    ino: (k) => SYNTHETIC_INO_BASE + BigInt(inode[order[k]]),
+    ino: (k) => SYNTHETIC_INO_BASE + BigInt(inode.get(order.get(k))),
     dev: () => 0n,
     rdev: () => 0n,
     atimeSec: sec,
@@ -434,8 +441,8 @@ export function blobRowsFromTable(table: EntryTable, root: Buffer): TableBlobRow
     mtimeNsec: nsec,
     ctimeSec: sec,
     ctimeNsec: nsec,
-    target: (k) => (table.kind[order[k]] === KIND_SYMLINK ? table.target(order[k]) : undefined),
-    uncertain: (k) => columns.uncertain[order[k]] === 1,
+    target: (k) => (table.kind.get(order.get(k)) === KIND_SYMLINK ? table.target(order.get(k)) : undefined),
+    uncertain: (k) => isUncertain.get(order.get(k)) === 1,
   };
   return { rows, uncertain };
 }
@@ -457,15 +464,15 @@ export function blobRowsFromTable(table: EntryTable, root: Buffer): TableBlobRow
 export function assignTableTags(table: EntryTable, root: Buffer, shift = 0): void {
   let n = 0;
   for (let i = 0; i < table.length; i++) {
-    if (table.kind[i] === KIND_HARDLINK) {
+    if (table.kind.get(i) === KIND_HARDLINK) {
       const t = table.linkTarget(i);
-      if (t < 0 || t >= i) throw new VriftError(`tagging inodes: hardlink ${table.path(i).toString()} precedes its target ${table.path(table.ref[i]).toString()}`);
-      table.sec[i] = table.sec[t];
-      table.nsec[i] = table.nsec[t];
+      if (t < 0 || t >= i) throw new VriftError(`tagging inodes: hardlink ${table.path(i).toString()} precedes its target ${table.path(table.ref.get(i)).toString()}`);
+      table.sec.set(i, table.sec.get(t));
+      table.nsec.set(i, table.nsec.get(t));
     } else {
       const tag = shift + ++n;
       if (tag > TAG_MAX) throw new VriftError(`tagging inodes: more than ${TAG_MAX} inodes under ${root.toString()}; split the tree into several images`);
-      table.nsec[i] = tag;
+      table.nsec.set(i, tag);
     }
   }
 }
@@ -554,13 +561,13 @@ export function treeBlobRows(table: EntryTable, root: Buffer, merge?: BuildVrift
   const fresh = blobRowsFromTable(table, root);
   if (!merge) {
     // The rows read table.nsec: the root's digest shows through them once set.
-    table.nsec[0] = treeDigestNsec(fresh.rows, [root]);
+    table.nsec.set(0, treeDigestNsec(fresh.rows, [root]));
     return { rows: fresh.rows, roots: [root], flags, uncertain: fresh.uncertain };
   }
   const roots = [root, ...merge.roots.filter((r) => !r.equals(root))];
   const entries = mergeBlobEntries(merge, Array.from({ length: fresh.rows.count }, (_, k) => blobEntryAt(fresh.rows, k)), table);
   const nsec = treeDigestNsec(blobRowsOf(entries), roots);
-  table.nsec[0] = nsec;
+  table.nsec.set(0, nsec);
   return { rows: blobRowsOf(withRootNsec(entries, root, nsec)), roots, flags, uncertain: fresh.uncertain };
 }
 
@@ -628,7 +635,7 @@ async function layerOfTable(opts: BuildVriftLayerOptions, root: Buffer, table: E
     ];
     // Expected tar bytes: a 512-byte header per entry plus file data padded to 512 (PAX headers aside).
     let tarBytes = head.reduce((n, e) => n + 512 + (e.type === 'file' ? Math.ceil(Number(e.size) / 512) * 512 : 0), 1024);
-    for (let i = 0; i < table.length; i++) tarBytes += 512 + (table.kind[i] === KIND_FILE ? Math.ceil(table.size[i] / 512) * 512 : 0);
+    for (let i = 0; i < table.length; i++) tarBytes += 512 + (table.kind.get(i) === KIND_FILE ? Math.ceil(table.size.get(i) / 512) * 512 : 0);
     const compressing = opts.progress?.phase('compressing', tarBytes);
     const layer = await writeLayer(concatEntries(head, table), path.join(dir, `vrift-layer-${process.pid}-${randomBytes(4).toString('hex')}.tar.gz`), { onTarBytes: compressing ? (n) => compressing.add(n) : undefined, compression: opts.compression });
     compressing?.end();

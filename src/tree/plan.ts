@@ -8,6 +8,7 @@ import { DigestCache, type FileBatch, type FileKey } from '../cas/cache';
 import { showPath } from '../cas/hash';
 import { casSuffix, CAS_DIR, CAS_MAX_LINKS } from '../cas/path';
 import { PATH_MAX } from '../blob/format';
+import { configurePaging, PagedArray, RecordSorter } from '../paged';
 import { EntryTable, KIND_DIR, KIND_FILE, KIND_HARDLINK, KIND_SYMLINK } from '../layer/table';
 import { VRIFT_ROOT, type CasObject, type LayerEntry, type PlanOptions, type TreeAdd, type TreePlan } from '../layer/types';
 
@@ -40,38 +41,35 @@ export function parseSourceDateEpoch(value: string | undefined): number | undefi
 
 /** Digest-cache keys (and st_dev) of the walked files in columns (32 bytes a file instead of an object of bigints). */
 class FileKeys {
-  private mtimeNs = new BigInt64Array(1024);
-  private ctimeNs = new BigInt64Array(1024);
-  private ino = new BigUint64Array(1024);
-  private dev = new BigUint64Array(1024);
+  // Paged (src/paged.ts): 32 bytes a file, out of memory past the pool.
+  private mtimeNs = new PagedArray(BigInt64Array);
+  private ctimeNs = new PagedArray(BigInt64Array);
+  private ino = new PagedArray(BigUint64Array);
+  private dev = new PagedArray(BigUint64Array);
   private n = 0;
 
   /** Store a file's key; returns its row. */
   add(st: BigIntStats): number {
-    if (this.n === this.ino.length) {
-      const grow = <T extends BigInt64Array | BigUint64Array>(a: T, make: (n: number) => T): T => {
-        const b = make(a.length * 2);
-        b.set(a as never);
-        return b;
-      };
-      this.mtimeNs = grow(this.mtimeNs, (n) => new BigInt64Array(n));
-      this.ctimeNs = grow(this.ctimeNs, (n) => new BigInt64Array(n));
-      this.ino = grow(this.ino, (n) => new BigUint64Array(n));
-      this.dev = grow(this.dev, (n) => new BigUint64Array(n));
-    }
-    this.mtimeNs[this.n] = st.mtimeNs;
-    this.ctimeNs[this.n] = st.ctimeNs;
-    this.ino[this.n] = st.ino;
-    this.dev[this.n] = st.dev;
+    this.mtimeNs.set(this.n, st.mtimeNs);
+    this.ctimeNs.set(this.n, st.ctimeNs);
+    this.ino.set(this.n, st.ino);
+    this.dev.set(this.n, st.dev);
     return this.n++;
+  }
+
+  /** Free the columns (the files are hashed). */
+  close(): void {
+    for (const c of [this.mtimeNs, this.ctimeNs, this.ino, this.dev]) c.close();
   }
 
   /** The FileKey of `row` for a file of `size` bytes. */
   get(row: number, size: bigint): FileKey {
-    return { size, mtimeNs: this.mtimeNs[row], ctimeNs: this.ctimeNs[row], ino: this.ino[row], dev: this.dev[row] };
+    return { size, mtimeNs: this.mtimeNs.get(row), ctimeNs: this.ctimeNs.get(row), ino: this.ino.get(row), dev: this.dev.get(row) };
   }
 }
 
+/** A CAS grouping record: sha256 (32 bytes), then the row (uint32, big-endian). */
+const SHA_ROW_BYTES = 36;
 const SLASH_BUF = Buffer.from('/');
 const join = (a: Buffer, name: Buffer): Buffer => Buffer.concat([a, SLASH_BUF, name]);
 const key = (b: Buffer): string => b.toString('latin1');
@@ -388,34 +386,34 @@ async function listHost(dir: Buffer, at: Buffer): Promise<WalkItem[]> {
  * and persist the cache (streamed too: no record of it is held, see
  * src/cas/cache.ts).
  */
-async function hashFiles(table: EntryTable, files: Uint32Array, keys: FileKeys, opts: PlanOptions): Promise<{ hits: number; misses: number }> {
+async function hashFiles(table: EntryTable, files: PagedArray, count: number, keys: FileKeys, opts: PlanOptions): Promise<{ hits: number; misses: number }> {
   const cache = await DigestCache.open(opts.cacheDir);
   const batch: FileBatch = {
-    count: files.length,
+    count,
     roots: table.sources.map((s) => s.src),
-    path: (k) => table.hostPath(files[k]),
-    key: (k) => keys.get(table.ref[files[k]], BigInt(table.size[files[k]])),
+    path: (k) => table.hostPath(files.get(k)),
+    key: (k) => keys.get(table.ref.get(files.get(k)), BigInt(table.size.get(files.get(k)))),
   };
   let total = 0;
-  for (const f of files) total += table.size[f];
+  for (let k = 0; k < count; k++) total += table.size.get(files.get(k));
   const hashing = opts.progress?.phase('hashing', total);
   // Digest-cache hits count as done at once.
   await cache.lookup(batch, (k, hex) => {
-    table.sha.write(hex, files[k] * 32, 32, 'hex');
-    hashing?.add(table.size[files[k]]);
+    table.setShaHex(files.get(k), hex);
+    hashing?.add(table.size.get(files.get(k)));
   });
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < files.length) {
+    while (next < count) {
       const k = next++;
       if (cache.found(k)) continue;
-      table.sha.write(await cache.hash(batch, k), files[k] * 32, 32, 'hex');
-      hashing?.add(table.size[files[k]]);
+      table.setShaHex(files.get(k), await cache.hash(batch, k));
+      hashing?.add(table.size.get(files.get(k)));
     }
   };
-  await Promise.all(Array.from({ length: Math.min(HASH_CONCURRENCY, files.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(HASH_CONCURRENCY, count) }, worker));
   hashing?.end();
-  await cache.save(batch, (k) => table.shaHex(files[k]));
+  await cache.save(batch, (k) => table.shaHex(files.get(k)));
   return { hits: cache.hits, misses: cache.misses };
 }
 
@@ -541,7 +539,9 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
   table.casRoot = root;
   // A build's own temp directory may not exist yet (buildVriftLayer makes it); TMPDIR is never created.
   if (opts.tmpDir !== undefined) await fsp.mkdir(opts.tmpDir, { recursive: true }).catch(() => undefined); // spillTo says what is wrong with it
-  table.spillTo(path.resolve(opts.tmpDir ?? os.tmpdir()));
+  const tmp = path.resolve(opts.tmpDir ?? os.tmpdir());
+  table.spillTo(tmp);
+  configurePaging({ dir: tmp }); // where columns past the page pool go (src/paged.ts)
   try {
     return await planTable(table, adds, dests, srcRoots, root, epoch, opts);
   } catch (err) {
@@ -556,13 +556,13 @@ async function planTable(table: EntryTable, adds: TreeAdd[], dests: Buffer[], sr
   const row = (parts: Buffer[], kind: number, st: BigIntStats, target?: Buffer): number => {
     const perm = Number(st.mode) & 0o7777;
     const i = table.add(parts, kind, kind === KIND_DIR ? S_IFDIR | perm : kind === KIND_FILE ? S_IFREG | perm : S_IFLNK | 0o777);
-    table.sec[i] = Number(clampMtime(st, epoch));
+    table.sec.set(i, Number(clampMtime(st, epoch)));
     if (kind === KIND_FILE) {
-      table.size[i] = Number(st.size);
-      table.ref[i] = keys.add(st);
+      table.size.set(i, Number(st.size));
+      table.ref.set(i, keys.add(st));
     } else if (target) {
-      table.size[i] = target.length;
-      table.ref[i] = table.putBytes([target]);
+      table.size.set(i, target.length);
+      table.ref.set(i, table.putBytes([target]));
     }
     return i;
   };
@@ -633,20 +633,19 @@ async function planTable(table: EntryTable, adds: TreeAdd[], dests: Buffer[], sr
 
   // Hash (through the digest cache): table.sha of every file row.
   const walked = table.length;
-  const fileRows: number[] = [];
-  for (let i = 0; i < walked; i++) if (table.kind[i] === KIND_FILE) fileRows.push(i);
-  const files = Uint32Array.from(fileRows);
-  fileRows.length = 0;
-  const { hits: hashHits, misses: hashMisses } = await hashFiles(table, files, keys, opts);
+  const files = new PagedArray(Uint32Array); // the file rows, in path order
+  let fileCount = 0;
+  for (let i = 0; i < walked; i++) if (table.kind.get(i) === KIND_FILE) files.set(fileCount++, i);
+  const { hits: hashHits, misses: hashMisses } = await hashFiles(table, files, fileCount, keys, opts);
+  keys.close();
 
   // Created directories take the newest (clamped) mtime of the walked paths.
-  const isCreated = new Uint8Array(walked);
-  for (const c of created) isCreated[c] = 1;
+  const isCreated = new Set(created); // a few rows: /vrift and the directories above destinations
   let newest = -Infinity;
   let bytes = 0n;
-  for (let i = 0; i < walked; i++) if (!isCreated[i] && table.sec[i] > newest) newest = table.sec[i];
-  for (const f of files) bytes += BigInt(table.size[f]);
-  for (const c of created) table.sec[c] = newest;
+  for (let i = 0; i < walked; i++) if (!isCreated.has(i) && table.sec.get(i) > newest) newest = table.sec.get(i);
+  for (let k = 0; k < fileCount; k++) bytes += BigInt(table.size.get(files.get(k)));
+  for (const c of created) table.sec.set(c, newest);
 
   // CAS objects: tree files grouped by (sha256, permission bits, mtime), by
   // sorting the file rows by (sha256, row) - no map keyed by a digest; rows
@@ -660,64 +659,83 @@ async function planTable(table: EntryTable, adds: TreeAdd[], dests: Buffer[], sr
   // Object rows are added in path order (their paths are derived from the
   // digest, not stored: EntryTable.addCasObject), each 2-hex directory
   // before its objects, all after /vrift/.cas.
-  const shaCmp = (a: number, b: number): number => table.sha.compare(table.sha, b * 32, b * 32 + 32, a * 32, a * 32 + 32);
-  files.sort((a, b) => shaCmp(a, b) || a - b);
+  // Sorted in bounded memory (src/paged.ts RecordSorter): records of the
+  // sha256 and the row, big-endian, so bytes order them by (sha256, row).
+  const sorter = new RecordSorter(SHA_ROW_BYTES);
+  for (let k = 0; k < fileCount; k++) {
+    const f = files.get(k);
+    const { buf, off } = sorter.push();
+    table.shaBytes(f).copy(buf, off);
+    buf.writeUInt32BE(f, off + 32);
+  }
+  files.close();
   const casDir = Buffer.concat([root, Buffer.from(`/${CAS_DIR}`)]);
   const casStart = table.length;
-  // At most one object per file, 256 2-hex directories and /vrift/.cas.
-  table.reserve(casStart + (files.length ? files.length + 257 : 0));
-  if (files.length) table.sec[table.add([casDir], KIND_DIR, S_IFDIR | 0o755)] = newest;
+  const addDir = (parts: Buffer[]): void => table.sec.set(table.add(parts, KIND_DIR, S_IFDIR | 0o755), newest);
+  if (fileCount) addDir([casDir]);
   let objBytes = 0n;
   let objects = 0;
   let prefix = -1;
-  for (let g = 0; g < files.length;) {
-    let h = g + 1;
-    while (h < files.length && shaCmp(files[g], files[h]) === 0) h++;
-    const first = files[g];
+  // One group's rows (a group may be most of the tree: a paged array too).
+  const group = new PagedArray(Uint32Array);
+  const lay = (count: number): void => {
+    const first = group.get(0);
     // The group's objects; each file's `ref` names its object here until the object rows exist.
     const made: { perm: number; sec: number; batch: number; file: number; links: number; suffix: string; row: number }[] = [];
     const open: number[] = []; // per (perm, sec): index in `made` of its object taking links
-    for (let k = g; k < h; k++) {
-      const f = files[k];
-      const perm = table.mode[f] & 0o7777;
-      const sec = table.sec[f];
+    for (let k = 0; k < count; k++) {
+      const f = group.get(k);
+      const perm = table.mode.get(f) & 0o7777;
+      const sec = table.sec.get(f);
       let at = 0;
       while (at < open.length && (made[open[at]].perm !== perm || made[open[at]].sec !== sec)) at++;
       if (at === open.length || made[open[at]].links >= CAS_MAX_LINKS) {
         const batch = at === open.length ? 0 : made[open[at]].batch + 1;
-        const isPrimary = perm === (table.mode[first] & 0o7777) && sec === table.sec[first] && batch === 0;
+        const isPrimary = perm === (table.mode.get(first) & 0o7777) && sec === table.sec.get(first) && batch === 0;
         open[at] = made.length;
         made.push({ perm, sec, batch, file: f, links: 0, suffix: isPrimary ? '' : casSuffix({ perm, mtime: sec, batch }), row: 0 });
       }
       made[open[at]].links++;
-      table.ref[f] = open[at];
+      table.ref.set(f, open[at]);
     }
     // Path order within the group: the primary ("<hex>") before "<hex>.<suffix>"s.
     const sorted = [...made].sort((a, b) => (a.suffix < b.suffix ? -1 : a.suffix > b.suffix ? 1 : 0));
-    if (table.sha[first * 32] !== prefix) {
-      prefix = table.sha[first * 32];
-      table.sec[table.add([casDir, Buffer.from(`/${prefix.toString(16).padStart(2, '0')}`)], KIND_DIR, S_IFDIR | 0o755)] = newest;
+    const sha = table.shaBytes(first);
+    if (sha[0] !== prefix) {
+      prefix = sha[0];
+      addDir([casDir, Buffer.from(`/${prefix.toString(16).padStart(2, '0')}`)]);
     }
     for (const m of sorted) {
       const o = (m.row = table.addCasObject(m.suffix === '' ? 0 : m.batch + 1, S_IFREG | m.perm));
-      table.sec[o] = m.sec;
-      table.size[o] = table.size[m.file];
-      table.ref[o] = m.file;
-      table.sha.copy(table.sha, o * 32, m.file * 32, m.file * 32 + 32);
+      table.sec.set(o, m.sec);
+      table.size.set(o, table.size.get(m.file));
+      table.ref.set(o, m.file);
+      table.copySha(o, m.file);
       // st_nlink of an object and of its links: the links + the object's own name.
-      table.nlink[o] = m.links + 1;
-      objBytes += BigInt(table.size[m.file]);
+      table.nlink.set(o, m.links + 1);
+      objBytes += BigInt(table.size.get(m.file));
       objects++;
     }
-    for (let k = g; k < h; k++) {
-      const f = files[k];
-      const o = made[table.ref[f]].row;
-      table.kind[f] = KIND_HARDLINK;
-      table.ref[f] = o;
-      table.nlink[f] = table.nlink[o];
+    for (let k = 0; k < count; k++) {
+      const f = group.get(k);
+      const o = made[table.ref.get(f)].row;
+      table.kind.set(f, KIND_HARDLINK);
+      table.ref.set(f, o);
+      table.nlink.set(f, table.nlink.get(o));
     }
-    g = h;
+  };
+  const groupSha = Buffer.alloc(32);
+  let count = 0;
+  for (const { buf, off } of sorter.sorted()) {
+    if (count > 0 && groupSha.compare(buf, off, off + 32) !== 0) {
+      lay(count);
+      count = 0;
+    }
+    if (count === 0) buf.copy(groupSha, 0, off, off + 32);
+    group.set(count++, buf.readUInt32BE(off + 32));
   }
+  if (count > 0) lay(count);
+  group.close();
 
   // Layer order: /vrift, the /vrift/.cas subtree, then the rest by path
   // bytes: rows 0, casStart.., 1..casStart-1. The walk's order is checked
@@ -726,20 +744,15 @@ async function planTable(table: EntryTable, adds: TreeAdd[], dests: Buffer[], sr
   for (let i = 2; i < casStart; i++) {
     if (table.comparePaths(i - 1, i) >= 0) throw new VriftError(`planning ${showPath(table.path(i))}: path planned twice or out of order (internal error)`);
   }
-  const order = new Uint32Array(n);
-  let k = 0;
-  order[k++] = 0;
-  for (let i = casStart; i < n; i++) order[k++] = i;
-  for (let i = 1; i < casStart; i++) order[k++] = i;
-  table.reorder(order);
+  table.rotate(casStart);
   // Only /vrift and the .cas subtree (the objects) still need a sha256: 32 bytes a walked row less.
   table.keepShaOf(1 + n - casStart);
 
   let dirs = 0;
   let symlinks = 0;
   for (let i = 0; i < n; i++) {
-    if (table.kind[i] === KIND_DIR) dirs++;
-    else if (table.kind[i] === KIND_SYMLINK) symlinks++;
+    if (table.kind.get(i) === KIND_DIR) dirs++;
+    else if (table.kind.get(i) === KIND_SYMLINK) symlinks++;
   }
   let entries: LayerEntry[] | undefined;
   let objectList: CasObject[] | undefined;
@@ -753,17 +766,17 @@ async function planTable(table: EntryTable, adds: TreeAdd[], dests: Buffer[], sr
       if (objectList) return objectList;
       objectList = [];
       for (let i = 0; i < n; i++) {
-        if (table.kind[i] !== KIND_FILE) continue;
-        const host = table.hostPath(table.ref[i]);
+        if (table.kind.get(i) !== KIND_FILE) continue;
+        const host = table.hostPath(table.ref.get(i));
         objectList.push({
-          path: table.path(i), sha256: table.shaHex(i), size: BigInt(table.size[i]), perm: table.mode[i] & 0o7777,
-          srcPath: isUtf8(host) ? host.toString('utf8') : host, links: table.nlink[i] - 1,
+          path: table.path(i), sha256: table.shaHex(i), size: BigInt(table.size.get(i)), perm: table.mode.get(i) & 0o7777,
+          srcPath: isUtf8(host) ? host.toString('utf8') : host, links: table.nlink.get(i) - 1,
         });
       }
       return objectList;
     },
     stats: {
-      files: files.length,
+      files: fileCount,
       dirs,
       symlinks,
       bytes,

@@ -163,19 +163,19 @@ describe("roots[0]'s tree digest above the tags (foreign-blob check)", () => {
     const t = new EntryTable(0, 0);
     const add = (p: string, kind: number, mode: number): number => {
       const i = t.add([Buffer.from(p)], kind, mode);
-      t.sec[i] = 1_700_000_000;
+      t.sec.set(i, 1_700_000_000);
       return i;
     };
     add('/r', KIND_DIR, S_IFDIR | 0o755);
     for (const p of ['/r/a', '/r/b']) {
       const i = add(p, p === '/r/a' ? KIND_FILE : KIND_HARDLINK, S_IFREG | 0o644);
-      t.size[i] = change.size ?? 5;
-      t.nlink[i] = 2;
-      t.ref[i] = 1;
+      t.size.set(i, change.size ?? 5);
+      t.nlink.set(i, 2);
+      t.ref.set(i, 1);
     }
     add(change.d ?? '/r/d', KIND_DIR, S_IFDIR | (change.dMode ?? 0o755));
     assignTableTags(t, Buffer.from('/r'));
-    if (change.rootNsec !== undefined) t.nsec[0] = change.rootNsec;
+    if (change.rootNsec !== undefined) t.nsec.set(0, change.rootNsec);
     return t;
   };
 
@@ -184,10 +184,10 @@ describe("roots[0]'s tree digest above the tags (foreign-blob check)", () => {
       const { rows } = treeBlobRows(t, Buffer.from('/r'));
       const r = blobEntryAt(rows, 0);
       expect(r.path.toString()).toBe('/r');
-      expect(r.mtime).toEqual({ sec: 1_700_000_000n, nsec: t.nsec[0] }); // the rows read what the layer's tar carries
+      expect(r.mtime).toEqual({ sec: 1_700_000_000n, nsec: t.nsec.get(0) }); // the rows read what the layer's tar carries
       expect(r.atime).toEqual(r.mtime); // identity policy: atime = ctime = mtime
       expect(r.ctime).toEqual(r.mtime);
-      return t.nsec[0];
+      return t.nsec.get(0);
     };
     const a = nsecOf(planned());
     expect(a).toBeGreaterThan(3);

@@ -200,3 +200,39 @@ test('buildShimLayer: the same .so gives the same layer, whatever its host mtime
     '-rwxr-xr-x root/root 5000 1970-01-01 00:00 usr/lib/vrift/libvrift.so',
   ]);
 });
+
+test('memory bound: a build whose columns and sorts spill (a 4-page pool, 1 KiB runs) gives the bytes of one in memory', async () => {
+  // ~4000 paths: the table's columns, the file keys, the digest cache's index
+  // and the blob's columns all exceed 4 pages of 16 KiB, so every paged array
+  // reads evicted pages back from its temp file, and every sort merges runs.
+  const src = path.join(dir, 'big');
+  for (let d = 0; d < 40; d++) {
+    const sub = path.join(src, `d${String(d).padStart(2, '0')}`, d % 3 ? 'x' : 'y.z');
+    await fsp.mkdir(sub, { recursive: true });
+    for (let f = 0; f < 80; f++) {
+      const p = path.join(sub, `f${f}.py`);
+      await fsp.writeFile(p, `content ${(d * 80 + f) % 700}\n`, { mode: f % 7 ? 0o644 : 0o755 }); // 700 contents: groups
+      await fsp.utimes(p, 1_600_000_000 + (f % 5), 1_600_000_000 + (f % 5)); // one content, several mtimes: several objects
+      if (f % 20 === 0) await fsp.symlink(`f${f}.py`, path.join(sub, `l${f}`));
+    }
+  }
+  const { configurePaging, DEFAULT_POOL_BYTES, PAGE_BYTES } = await import('../../src/paged');
+  const inMemory = await build(src, 'mem');
+  const warmMem = await build(src, 'mem');
+  configurePaging({ poolBytes: 4 * PAGE_BYTES, runBytes: 1024 });
+  try {
+    const spilled = await build(src, 'spill');
+    const warmSpilled = await build(src, 'spill');
+    for (const b of [spilled, warmSpilled, warmMem]) {
+      expect(b.layer.digest).toBe(inMemory.layer.digest);
+      expect(b.blobDigest).toBe(inMemory.blobDigest);
+    }
+    expect({ ...spilled.stats, hashHits: 0, hashMisses: 0 }).toEqual({ ...inMemory.stats, hashHits: 0, hashMisses: 0 });
+    expect(warmSpilled.stats).toMatchObject({ hashHits: inMemory.stats.files, hashMisses: 0 });
+    expect(inMemory.stats.casObjects).toBeLessThan(inMemory.stats.files);
+    // Spill files are unlinked at once: the build's directory holds its outputs only.
+    expect((await fsp.readdir(path.join(dir, 'out-spill'))).sort()).toEqual([path.basename(spilled.blobFile), path.basename(spilled.layer.path)].sort());
+  } finally {
+    configurePaging({ poolBytes: DEFAULT_POOL_BYTES, runBytes: 4 << 20, dir: os.tmpdir() });
+  }
+});
