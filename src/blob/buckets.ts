@@ -105,12 +105,15 @@ const MIN_CHUNK_RECORDS = 16;
  * far carried along). So inserting, window by window, the window's own rows
  * merged in row order with the rows carried in from the window before gives
  * each window its global state. The last window carries into window 0,
- * whose carry-in is unknown when it runs first: the windows run in a circle
- * until a window's carry-out equals what the next one last ran with. That
- * ends at the global table: carry lists only grow from the empty start
- * (an extra row in a window only pushes later rows further) and never past
- * the global ones, and a consistent set of carry lists is the global one
- * (by induction over k, every row follows its global probe sequence).
+ * whose carry-in is unknown when it runs first: the windows run on around
+ * the circle until a window's carry-out equals what the next one last ran
+ * with. That ends at the global table: carry lists only grow from the
+ * empty start (an extra row in a window only pushes later rows further) and
+ * never past the global ones, and a consistent set of carry lists is the
+ * global one (by induction over k, every row follows its global probe
+ * sequence). It ends within the second lap, usually after a window or two:
+ * the change spreads from window 0 only up to the first empty bucket (no
+ * row probes past one), and a table at most half full has one.
  *
  * How: per seed, one pass over the rows appends a (row, hash) record to the
  * partition of its home window: a buffer per partition, written as a chunk
@@ -118,13 +121,14 @@ const MIN_CHUNK_RECORDS = 16;
  * into a W-bucket table. The temp file sits in `dir` and is unlinked at
  * once after it is opened (nothing is left behind, whatever happens).
  *
- * Memory, whatever the row count: W x 8 bytes of table (2 MiB);
- * max(windowing.partitionBytes, P x 128) bytes of partition buffers
- * (2 MiB) plus one chunk's read buffer (at most that / P); 8 bytes per
- * chunk written (a chunk is partitionBytes / P bytes: 128 KiB at P = 16);
- * and 24 bytes per row carried across a window boundary (a boundary carries
- * fewer than the longest probe chain: at 2M rows, tens). Disk: 8 bytes per
- * row (page cache, not RSS).
+ * Memory in bytes, with W = windowing.buckets, B = windowing.partitionBytes
+ * and P = bucketCount / W: 8W of table (2 MiB); max(B, 128P) of partition
+ * buffers (2 MiB) and one chunk of them to read back (B / P); 8 per chunk
+ * written (n / (B / 8P) chunks a seed: 128 at 2M rows, 8k at 16M); 24 per
+ * row carried across a window boundary (a boundary carries fewer rows than
+ * the longest probe chain: tens). So about 4-6 MiB up to tens of millions
+ * of rows. Disk: 8 bytes per row, rewritten for each seed (page cache, not
+ * RSS).
  *
  * @param rows the keys, in row order
  * @param bucketCount a power of two >= 2 (>= rows.count + 1)
