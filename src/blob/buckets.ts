@@ -61,7 +61,7 @@ export function fillBuckets(table: Uint32Array, rows: KeyRows, seed: number): nu
 /**
  * The whole table in memory: bucketCount x 8 bytes, one Uint32Array reused
  * by every seed.
- * @param bucketCount a power of two >= rows.count + 1
+ * @param bucketCount a power of two > rows.count (the writer's: >= 2 x rows.count)
  */
 export function memoryBuckets(rows: KeyRows, bucketCount: number): BucketTable {
   const table = new Uint32Array(bucketCount * 2);
@@ -95,8 +95,8 @@ export const windowing = {
 const MIN_CHUNK_RECORDS = 16;
 
 /**
- * The table a window of W = windowing.buckets buckets at a time (P =
- * bucketCount / W windows), byte-identical to memoryBuckets'.
+ * The bucket table built one window of W = windowing.buckets buckets at a
+ * time (P = bucketCount / W windows), byte-identical to memoryBuckets'.
  *
  * Why it is exact: in linear probing, where row k lands in a window depends
  * only on the rows that reached that window before it (k' < k). A row
@@ -125,13 +125,15 @@ const MIN_CHUNK_RECORDS = 16;
  * and P = bucketCount / W: 8W of table (2 MiB); max(B, 128P) of partition
  * buffers (2 MiB) and one chunk of them to read back (B / P); 8 per chunk
  * written (n / (B / 8P) chunks a seed: 128 at 2M rows, 8k at 16M); 24 per
- * row carried across a window boundary (a boundary carries fewer rows than
- * the longest probe chain: tens). So about 4-6 MiB up to tens of millions
+ * row carried across a window boundary (fewer than the longest probe chain,
+ * tens: c rows carried over a boundary sit in c buckets past it, so one of
+ * them probed c + 1 buckets or more). So about 4-6 MiB up to tens of millions
  * of rows. Disk: 8 bytes per row, rewritten for each seed (page cache, not
  * RSS).
  *
  * @param rows the keys, in row order
- * @param bucketCount a power of two >= 2 (>= rows.count + 1)
+ * @param bucketCount a power of two >= 2 x rows.count (the writer's; at
+ *   least one empty bucket is what the laps need to end)
  * @param dir directory for the temp file (the blob's own)
  * @throws Error (errno code set) when the temp file cannot be opened or written
  */
