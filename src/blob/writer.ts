@@ -1,3 +1,4 @@
+import { memoryBuckets, windowedBuckets, windowing, type BucketTable } from './buckets';
 import { crc32 } from './crc32';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -269,13 +270,8 @@ interface BlobPlan {
   stringsSize: number;
   /** String-table offset of each root's bytes (its entry's path). */
   rootOffs: number[];
+  /** A power of two >= 2n (2..4 buckets per entry). */
   bucketCount: number;
-  /** The bucket table's memory (2 uint32 per bucket), reused by every seed tried. */
-  table: Uint32Array;
-  /** The seed `table` was last filled for (usually `seed`: the search stops at a good one). */
-  tableSeed: number;
-  seed: number;
-  maxProbe: number;
   /** PSFS_H_IDENTITY_TAG: inodes[tag - 1] = row + 1; else empty. */
   inodes: Uint32Array;
   rootsOff: number;
@@ -327,13 +323,14 @@ export function encodeBlob(opts: BlobOptions): Buffer {
 export function encodeBlobRows(rows: BlobRows, roots: Buffer[], flags = 0): Buffer {
   const plan = planBlob(rows, roots, flags);
   const out = Buffer.alloc(plan.fileSize);
-  emitBlob(plan, (chunk, position) => chunk.copy(out, position));
+  emitBlob(plan, chooseSeed(memoryBuckets(rows, plan.bucketCount)), (chunk, position) => chunk.copy(out, position));
   return out;
 }
 
 /**
- * Validate the rows and decide the layout, the seed and the tables
- * (encodeBlob's errors), in sequential passes over the rows.
+ * Validate the rows and decide the layout and the inode table (encodeBlob's
+ * errors), in sequential passes over the rows. The bucket table and its
+ * seed are chooseSeed's.
  */
 function planBlob(rows: BlobRows, roots: Buffer[], flags: number): BlobPlan {
   if ((flags & ~F.H_KNOWN_FLAGS) !== 0) throw new VriftError(`encoding PSFS blob: unknown header flags 0x${flags.toString(16)}`);
@@ -455,25 +452,6 @@ function planBlob(rows: BlobRows, roots: Buffer[], flags: number): BlobPlan {
     }
   }
 
-  // Pick the seed with the shortest worst-case probe chain among a fixed set
-  // (deterministic). The bound is recorded in the header. One table serves
-  // every seed; emitBlob fills it again only when the winner was not the
-  // last seed tried (a table per seed was garbage V8 freed late, up to
-  // 7 x 8 MiB at 320k entries).
-  const table = new Uint32Array(bucketCount * 2);
-  let seed = 0;
-  let maxProbe = Infinity;
-  let tableSeed = 0;
-  for (let s = 0; s < 8; s++) {
-    const probe = fillBuckets(table, rows, s);
-    tableSeed = s;
-    if (probe < maxProbe) {
-      seed = s;
-      maxProbe = probe;
-    }
-    if (probe <= 8) break;
-  }
-
   const rootsOff = F.HEADER_SIZE;
   const bucketsOff = align(rootsOff + roots.length * F.ROOT_SIZE);
   const entriesOff = align(bucketsOff + bucketCount * F.BUCKET_SIZE);
@@ -481,33 +459,41 @@ function planBlob(rows: BlobRows, roots: Buffer[], flags: number): BlobPlan {
   const inodesOff = align(stringsOff + stringsSize);
   const fileSize = align(inodesOff + inodes.length * 4);
   return {
-    flags, roots, rows, reachable, pathsSize, stringsSize, rootOffs, bucketCount, table, tableSeed, seed, maxProbe, inodes,
+    flags, roots, rows, reachable, pathsSize, stringsSize, rootOffs, bucketCount, inodes,
     rootsOff, bucketsOff, entriesOff, stringsOff, inodesOff, fileSize,
   };
 }
 
+/** A bucket table and the seed chosen for it. */
+interface SeededBuckets {
+  table: BucketTable;
+  seed: number;
+  /** The header's max_probe: the longest probe chain for `seed`. */
+  maxProbe: number;
+}
+
 /**
- * Fill `table` (2 uint32 per bucket: hash, row + 1; zeroed here) with
- * `rows` for `seed`: open addressing, linear probing (psfs_format.h).
- * Returns the longest probe chain.
+ * Pick the seed with the shortest worst-case probe chain among 0..7, the
+ * first one found (deterministic), stopping at one of 8 probes or fewer;
+ * the bound is recorded in the header. One table serves every seed; it is
+ * filled again at emitBlob only when the winner was not the last seed
+ * tried (a table per seed was garbage V8 freed late, up to 7 x 8 MiB at
+ * 320k entries).
+ *
+ * @throws Error from the table's temp file (windowedBuckets)
  */
-function fillBuckets(table: Uint32Array, rows: BlobRows, seed: number): number {
-  table.fill(0);
-  const mask = table.length / 2 - 1;
-  let maxProbe = 1;
-  for (let k = 0; k < rows.count; k++) {
-    const h = F.hash(seed, rows.path(k));
-    let slot = h & mask;
-    let probe = 1;
-    while (table[slot * 2 + 1] !== 0) {
-      slot = (slot + 1) & mask;
-      probe++;
+function chooseSeed(table: BucketTable): SeededBuckets {
+  let seed = 0;
+  let maxProbe = Infinity;
+  for (let s = 0; s < 8; s++) {
+    const probe = table.fill(s);
+    if (probe < maxProbe) {
+      seed = s;
+      maxProbe = probe;
     }
-    table[slot * 2] = h;
-    table[slot * 2 + 1] = k + 1;
-    if (probe > maxProbe) maxProbe = probe;
+    if (probe <= 8) break;
   }
-  return maxProbe;
+  return { table, seed, maxProbe };
 }
 
 /** Bytes per chunk handed to emitBlob's sink. */
@@ -519,7 +505,7 @@ const CHUNK = 1 << 20;
  * header at position 0 (its body_crc32 covers what came before). The
  * chunk buffer is reused: a sink must copy or write it before returning.
  */
-function emitBlob(plan: BlobPlan, sink: (chunk: Buffer, position: number) => void): void {
+function emitBlob(plan: BlobPlan, buckets: SeededBuckets, sink: (chunk: Buffer, position: number) => void): void {
   const { rows, roots, reachable } = plan;
   const n = rows.count;
   const buf = Buffer.alloc(CHUNK);
@@ -558,13 +544,13 @@ function emitBlob(plan: BlobPlan, sink: (chunk: Buffer, position: number) => voi
     buf.writeUInt32LE(r.length, o + F.ROOT.pathLen);
   });
   padTo(plan.bucketsOff);
-  const table = plan.table;
-  if (plan.tableSeed !== plan.seed) fillBuckets(table, rows, plan.seed);
-  for (let i = 0; i < plan.bucketCount; i++) {
-    const o = room(F.BUCKET_SIZE);
-    buf.writeUInt32LE(table[i * 2], o + F.BUCKET.hash);
-    buf.writeUInt32LE(table[i * 2 + 1], o + F.BUCKET.entry);
-  }
+  buckets.table.forEachPart(buckets.seed, (part) => {
+    for (let i = 0; i < part.length; i += 2) {
+      const o = room(F.BUCKET_SIZE);
+      buf.writeUInt32LE(part[i], o + F.BUCKET.hash);
+      buf.writeUInt32LE(part[i + 1], o + F.BUCKET.entry);
+    }
+  });
   padTo(plan.entriesOff);
   let pathOff = 0;
   let targetOff = plan.pathsSize;
@@ -620,11 +606,11 @@ function emitBlob(plan: BlobPlan, sink: (chunk: Buffer, position: number) => voi
   h.writeUInt32LE(F.ENTRY_SIZE, H.entrySize);
   h.writeBigUInt64LE(BigInt(plan.entriesOff), H.entriesOff);
   h.writeUInt32LE(plan.bucketCount, H.bucketCount);
-  h.writeUInt32LE(plan.maxProbe, H.maxProbe);
+  h.writeUInt32LE(buckets.maxProbe, H.maxProbe);
   h.writeBigUInt64LE(BigInt(plan.bucketsOff), H.bucketsOff);
   h.writeBigUInt64LE(BigInt(plan.stringsOff), H.stringsOff);
   h.writeBigUInt64LE(BigInt(plan.stringsSize), H.stringsSize);
-  h.writeUInt32LE(plan.seed, H.hashSeed);
+  h.writeUInt32LE(buckets.seed, H.hashSeed);
   h.writeUInt32LE(roots.length, H.rootCount);
   h.writeBigUInt64LE(BigInt(plan.rootsOff), H.rootsOff);
   if (plan.inodes.length > 0) {
@@ -653,8 +639,12 @@ export async function writeBlobFile(file: string, opts: BlobOptions): Promise<{ 
 
 /**
  * writeBlobFile over rows already in path-byte order (see encodeBlobRows
- * for the rows and the memory): what `vrift build` uses, so that the blob
- * phase holds no object per entry.
+ * for the rows): what `vrift build` uses, so that the blob phase holds no
+ * object per entry. Memory as encodeBlobRows without the output, except
+ * the bucket table: past windowing.buckets buckets (2^18: trees of more
+ * than 2^17 entries) it is built a window at a time (windowedBuckets in
+ * src/blob/buckets.ts: about 4-6 MiB whatever the tree's size, plus 8
+ * bytes per entry of temp file in the blob's directory, unlinked at once).
  *
  * @param file destination (written atomically, mode 0644)
  * @param rows the entries, strictly increasing by path bytes
@@ -668,8 +658,12 @@ export async function writeBlobRows(file: string, rows: BlobRows, roots: Buffer[
   const digest = createHash('sha256');
   try {
     const fd = fs.openSync(tmp, 'wx', 0o644);
+    let table: BucketTable | undefined;
     try {
-      emitBlob(plan, (chunk, position) => {
+      // Past one window the table is built a window at a time through a
+      // temp file beside the blob: memory independent of the tree's size.
+      table = plan.bucketCount > windowing.buckets ? windowedBuckets(rows, plan.bucketCount, path.dirname(file)) : memoryBuckets(rows, plan.bucketCount);
+      emitBlob(plan, chooseSeed(table), (chunk, position) => {
         for (let done = 0; done < chunk.length;) done += fs.writeSync(fd, chunk, done, chunk.length - done, position + done);
       });
       // World-readable whatever the umask: every process that preloads the
@@ -677,6 +671,7 @@ export async function writeBlobRows(file: string, rows: BlobRows, roots: Buffer[
       fs.fchmodSync(fd, 0o644);
       fs.fsyncSync(fd);
     } finally {
+      table?.close();
       fs.closeSync(fd);
     }
     for await (const chunk of fs.createReadStream(tmp, { highWaterMark: CHUNK })) digest.update(chunk as Buffer);
