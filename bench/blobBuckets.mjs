@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // bench/blobBuckets.mjs - peak RSS and time of writeBlobRows for a synthetic
-// tree of ~N entries (the bucket table's memory, src/blob/bucketWindows.ts).
+// tree of ~N entries (the bucket table's memory, src/blob/buckets.ts).
 //
 // The rows are computed from k (no per-entry storage): root /r, D directories
 // /r/dNNNNNN of F files fNNNNN each, so n = 1 + D * (F + 1). Paths are fixed

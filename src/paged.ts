@@ -73,7 +73,7 @@ export function writeAllAt(fd: number, buf: Uint8Array, position: number): void 
   try {
     for (let o = 0; o < buf.length;) o += fs.writeSync(fd, buf, o, buf.length - o, position + o);
   } catch (err) {
-    throw new VriftError(`writing to a temp file under ${pool.dir}: ${(err as Error).message}; set TMPDIR to a writable directory with space`, { cause: err });
+    throw new VriftError(`writing to a temp file under ${spillDir()}: ${(err as Error).message}; set TMPDIR to a writable directory with space`, { cause: err });
   }
 }
 
@@ -87,20 +87,28 @@ export function readAllAt(fd: number, buf: Uint8Array, position: number): void {
       n += r;
     }
   } catch (err) {
-    throw new VriftError(`reading back a temp file under ${pool.dir}: ${(err as Error).message}`, { cause: err });
+    throw new VriftError(`reading back a temp file under ${spillDir()}: ${(err as Error).message}`, { cause: err });
   }
   buf.fill(0, n);
 }
 
 const pool = {
   frames: [] as Frame[],
+  /** Frames released by truncate/close, reused before any other. */
+  free: [] as Frame[],
   hand: 0,
   limit: DEFAULT_POOL_BYTES / PAGE_BYTES,
-  dir: os.tmpdir(),
+  /** Where temp files go; undefined: os.tmpdir() when one is made (TMPDIR then). */
+  dir: undefined as string | undefined,
   /** Bytes of records a RecordSorter sorts in memory before it writes a run. */
   runBytes: 4 << 20,
-  /** A frame to hold a new page: a free or never-used one, else the clock's victim (written out if dirty). */
+  /** Pages written to spill files and sorted runs written, since the process started. */
+  pagesWritten: 0,
+  runsWritten: 0,
+  /** A frame to hold a new page: a released one, a new one up to the limit, else the clock's victim (written out if dirty). */
   take(): Frame {
+    const free = this.free.pop();
+    if (free) return free;
     if (this.frames.length < this.limit) {
       const f: Frame = { buf: new ArrayBuffer(PAGE_BYTES), owner: undefined, page: -1, view: undefined, dirty: false, used: false };
       this.frames.push(f);
@@ -121,17 +129,20 @@ const pool = {
   },
 };
 
+/** The directory temp files are made in now. */
+const spillDir = (): string => pool.dir ?? os.tmpdir();
+
 /**
  * Where spilled pages and sorted runs go, the pool size and the sorters'
- * run size. `vrift build` sets `dir` to its temp directory; tests shrink
- * `poolBytes` and `runBytes` to make every array and sort spill.
+ * run size. Tests shrink `poolBytes` and `runBytes` to make every array and
+ * sort spill.
  *
- * @param opts.dir an existing writable directory (default os.tmpdir())
+ * @param opts.dir an existing writable directory (default, or null: os.tmpdir() at the time a file is made)
  * @param opts.poolBytes bytes of frames the pool may hold (>= 4 pages; default DEFAULT_POOL_BYTES)
  * @param opts.runBytes bytes of records a RecordSorter made afterwards sorts in memory (default 4 MiB)
  */
-export function configurePaging(opts: { dir?: string; poolBytes?: number; runBytes?: number }): void {
-  if (opts.dir !== undefined) pool.dir = opts.dir;
+export function configurePaging(opts: { dir?: string | null; poolBytes?: number; runBytes?: number }): void {
+  if (opts.dir !== undefined) pool.dir = opts.dir ?? undefined;
   if (opts.runBytes !== undefined) pool.runBytes = opts.runBytes;
   if (opts.poolBytes !== undefined) {
     pool.limit = Math.max(4, Math.floor(opts.poolBytes / PAGE_BYTES));
@@ -140,13 +151,14 @@ export function configurePaging(opts: { dir?: string; poolBytes?: number; runByt
       const f = pool.frames.pop()!;
       f.owner?.deref()?.evict(f);
     }
+    pool.free = pool.free.filter((f) => pool.frames.includes(f));
     pool.hand = 0;
   }
 }
 
-/** The pool's state: frames allocated (each PAGE_BYTES) and the limit. */
-export function pagingStats(): { frames: number; limit: number; dir: string } {
-  return { frames: pool.frames.length, limit: pool.limit, dir: pool.dir };
+/** The pool's state: frames allocated (each PAGE_BYTES), the limit, the spill directory, pages and sorted runs written so far. */
+export function pagingStats(): { frames: number; limit: number; dir: string; pagesWritten: number; runsWritten: number } {
+  return { frames: pool.frames.length, limit: pool.limit, dir: spillDir(), pagesWritten: pool.pagesWritten, runsWritten: pool.runsWritten };
 }
 
 /**
@@ -208,7 +220,9 @@ export class PagedArray<V extends number | bigint = number> {
     const keep = Math.ceil(n / (this.mask + 1));
     for (let p = keep; p < this.frames.length; p++) {
       const f = this.frames[p];
-      if (f) this.release(f);
+      if (!f) continue;
+      this.release(f);
+      pool.free.push(f); // the clock never meets it while `free` holds any: take pops those first
     }
     this.frames.length = Math.min(this.frames.length, keep);
     this.spilled.length = Math.min(this.spilled.length, keep);
@@ -260,11 +274,12 @@ export class PagedArray<V extends number | bigint = number> {
   evict(f: Frame): void {
     if (f.dirty) {
       if (this.fd < 0) {
-        this.fd = unlinkedTempFile(pool.dir, 'pages');
+        this.fd = unlinkedTempFile(spillDir(), 'pages');
         closer.register(this, this.fd, this);
       }
       writeAllAt(this.fd, new Uint8Array(f.buf), f.page * PAGE_BYTES);
       this.spilled[f.page] = true;
+      pool.pagesWritten++;
     }
     this.release(f);
   }
@@ -370,7 +385,7 @@ export class RecordSorter {
 
   private spillRun(): void {
     if (this.fd < 0) {
-      this.fd = unlinkedTempFile(pool.dir, 'sort');
+      this.fd = unlinkedTempFile(spillDir(), 'sort');
       closer.register(this, this.fd, this);
     }
     const w = this.width;
@@ -379,6 +394,7 @@ export class RecordSorter {
     for (let k = 0; k < idx.length; k++) this.chunk.copy(out, k * w, idx[k] * w, idx[k] * w + w);
     writeAllAt(this.fd, out, this.fileEnd);
     this.runs.push([this.fileEnd, this.count]);
+    pool.runsWritten++;
     this.fileEnd += out.length;
     this.count = 0;
   }

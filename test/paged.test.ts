@@ -7,7 +7,7 @@ let dir: string;
 beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vrift-paged-'));
 });
-afterEach(() => configurePaging({ poolBytes: 16 << 20, dir: os.tmpdir() }));
+afterEach(() => configurePaging({ poolBytes: 16 << 20, dir: null }));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** A deterministic PRNG (xorshift32). */
@@ -88,4 +88,14 @@ test('RecordSorter sorts by bytes in memory and through merged runs (several mer
     expect(got).toEqual(want);
   }
   expect(fs.readdirSync(dir)).toEqual([]);
+});
+
+test('closed arrays give their frames back: the next arrays reuse them before the pool grows', () => {
+  const start = pagingStats().frames;
+  for (let round = 0; round < 5; round++) {
+    const a = new PagedArray(Uint32Array);
+    for (let i = 0; i < 10 * (PAGE_BYTES / 4); i += 1000) a.set(i, i);
+    a.close();
+  }
+  expect(pagingStats().frames - start).toBeLessThanOrEqual(10);
 });

@@ -6,6 +6,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { VriftError } from '../errors';
 import * as F from './format';
+import { PagedArray } from '../paged';
 
 /** A time as POSIX `struct timespec`: seconds since the epoch and nanoseconds (0..999999999). */
 export interface Timespec {
@@ -264,7 +265,7 @@ interface BlobPlan {
   /** The entries in path-byte order: the on-disk order. */
   rows: BlobRows;
   /** 1 where PSFS_E_REACHABLE is set, by row. */
-  reachable: Uint8Array;
+  reachable: PagedArray;
   /** Bytes of all paths (the string table's first part); targets follow. */
   pathsSize: number;
   stringsSize: number;
@@ -272,8 +273,9 @@ interface BlobPlan {
   rootOffs: number[];
   /** A power of two >= 2n (2..4 buckets per entry). */
   bucketCount: number;
-  /** PSFS_H_IDENTITY_TAG: inodes[tag - 1] = row + 1; else empty. */
-  inodes: Uint32Array;
+  /** PSFS_H_IDENTITY_TAG: inodes.get(tag - 1) = row + 1, for inodeCount tags; else none. */
+  inodes: PagedArray;
+  inodeCount: number;
   rootsOff: number;
   bucketsOff: number;
   entriesOff: number;
@@ -308,9 +310,11 @@ export function encodeBlob(opts: BlobOptions): Buffer {
 
 /**
  * encodeBlob over rows already in path-byte order (BlobRows): the same
- * bytes for the same entries. Memory beyond the output and the rows: 1 byte
- * per entry (PSFS_E_REACHABLE), the bucket table (2 uint32 per bucket,
- * 2..4 buckets per entry), the inode table (4 bytes per identity tag) and a
+ * bytes for the same entries. Memory beyond the output and the rows: the
+ * bucket table (2 uint32 per bucket, 2..4 buckets per entry; writeBlobRows
+ * builds it a window at a time instead, src/blob/buckets.ts), 1 byte per
+ * entry (PSFS_E_REACHABLE) and the inode table (4 bytes per identity tag),
+ * both paged (src/paged.ts: bounded, past the pool in a temp file), and a
  * stack of directories as deep as the deepest path; no object per entry.
  *
  * @param rows the entries, strictly increasing by path bytes
@@ -386,7 +390,7 @@ function planBlob(rows: BlobRows, roots: Buffer[], flags: number): BlobPlan {
   // Pass 2: parents and reachability, parent first (a parent's bytes are a
   // strict prefix of its children's, so it sorts first), from a stack of
   // directories (no lookup structure per path: the builder's peak memory).
-  const reachable = new Uint8Array(n);
+  const reachable = new PagedArray(Uint8Array); // paged (src/paged.ts): bounded memory
   const stack = new ParentStack((k) => rows.path(k));
   for (let k = 0; k < n; k++) {
     const p = rows.path(k);
@@ -396,9 +400,9 @@ function planBlob(rows: BlobRows, roots: Buffer[], flags: number): BlobPlan {
       if (parent < 0) {
         throw new VriftError(`encoding PSFS blob: ${show(p)}: parent is missing or not a directory (the domain must be complete)`);
       }
-      ok = reachable[parent] === 1 && (rows.mode(parent) & 0o111) === 0o111;
+      ok = reachable.get(parent) === 1 && (rows.mode(parent) & 0o111) === 0o111;
     }
-    reachable[k] = ok ? 1 : 0;
+    reachable.set(k, ok ? 1 : 0);
     if ((rows.mode(k) & S_IFMT) === S_IFDIR) stack.push(k, p.length);
   }
 
@@ -419,8 +423,9 @@ function planBlob(rows: BlobRows, roots: Buffer[], flags: number): BlobPlan {
   let bucketCount = 1;
   while (bucketCount < n * 2) bucketCount *= 2;
 
-  // Identity tags: inodes[tag - 1] = row + 1.
-  let inodes = new Uint32Array(0);
+  // Identity tags: inodes.get(tag - 1) = row + 1.
+  const inodes = new PagedArray(Uint32Array);
+  let inodeCount = 0;
   if (flags & F.H_IDENTITY_TAG) {
     // Tags are dense (the builder numbers inodes 1, 2, ...): a sparse one
     // would make the table, 4 bytes per tag value, absurdly large.
@@ -440,15 +445,15 @@ function planBlob(rows: BlobRows, roots: Buffer[], flags: number): BlobPlan {
       }
       maxTag = Math.max(maxTag, tag);
     }
-    inodes = new Uint32Array(maxTag);
+    inodeCount = maxTag;
     for (let k = 0; k < n; k++) {
       const tag = rows.mtimeNsec(k);
       if (tag === 0 || k === digestRoot) continue;
-      const first = inodes[tag - 1];
+      const first = inodes.get(tag - 1);
       if (first !== 0 && rows.ino(first - 1) !== rows.ino(k)) {
         throw new VriftError(`encoding PSFS blob: ${show(rows.path(k))} and ${show(rows.path(first - 1))} share identity tag ${tag} but not st_ino`);
       }
-      if (first === 0) inodes[tag - 1] = k + 1;
+      if (first === 0) inodes.set(tag - 1, k + 1);
     }
   }
 
@@ -457,9 +462,9 @@ function planBlob(rows: BlobRows, roots: Buffer[], flags: number): BlobPlan {
   const entriesOff = align(bucketsOff + bucketCount * F.BUCKET_SIZE);
   const stringsOff = align(entriesOff + n * F.ENTRY_SIZE);
   const inodesOff = align(stringsOff + stringsSize);
-  const fileSize = align(inodesOff + inodes.length * 4);
+  const fileSize = align(inodesOff + inodeCount * 4);
   return {
-    flags, roots, rows, reachable, pathsSize, stringsSize, rootOffs, bucketCount, inodes,
+    flags, roots, rows, reachable, pathsSize, stringsSize, rootOffs, bucketCount, inodes, inodeCount,
     rootsOff, bucketsOff, entriesOff, stringsOff, inodesOff, fileSize,
   };
 }
@@ -580,7 +585,7 @@ function emitBlob(plan: BlobPlan, buckets: SeededBuckets, sink: (chunk: Buffer, 
     buf.writeUInt32LE(rows.mtimeNsec(k), o + E.mtimeNsec);
     buf.writeUInt32LE(rows.ctimeNsec(k), o + E.ctimeNsec);
     buf.writeUInt32LE(rows.blksize(k) >>> 0, o + E.blksize);
-    buf.writeUInt32LE((reachable[k] === 1 ? F.E_REACHABLE : 0) | (rows.uncertain(k) ? F.E_UNCERTAIN : 0), o + E.flags);
+    buf.writeUInt32LE((reachable.get(k) === 1 ? F.E_REACHABLE : 0) | (rows.uncertain(k) ? F.E_UNCERTAIN : 0), o + E.flags);
     pathOff += pathLen;
     if (target) targetOff += target.length;
   }
@@ -591,7 +596,7 @@ function emitBlob(plan: BlobPlan, buckets: SeededBuckets, sink: (chunk: Buffer, 
     if (target) bytes(target);
   }
   padTo(plan.inodesOff);
-  for (let i = 0; i < plan.inodes.length; i++) buf.writeUInt32LE(plan.inodes[i], room(4));
+  for (let i = 0; i < plan.inodeCount; i++) buf.writeUInt32LE(plan.inodes.get(i), room(4));
   padTo(plan.fileSize);
   flush();
 
@@ -613,9 +618,9 @@ function emitBlob(plan: BlobPlan, buckets: SeededBuckets, sink: (chunk: Buffer, 
   h.writeUInt32LE(buckets.seed, H.hashSeed);
   h.writeUInt32LE(roots.length, H.rootCount);
   h.writeBigUInt64LE(BigInt(plan.rootsOff), H.rootsOff);
-  if (plan.inodes.length > 0) {
+  if (plan.inodeCount > 0) {
     h.writeBigUInt64LE(BigInt(plan.inodesOff), H.inodesOff);
-    h.writeUInt32LE(plan.inodes.length, H.inodeCount);
+    h.writeUInt32LE(plan.inodeCount, H.inodeCount);
   }
   h.writeUInt32LE(bodyCrc, H.bodyCrc32);
   h.writeUInt32LE(F.CONTENT_VERSION_MAX, H.contentVersion);

@@ -8,7 +8,7 @@ import { DigestCache, type FileBatch, type FileKey } from '../cas/cache';
 import { showPath } from '../cas/hash';
 import { casSuffix, CAS_DIR, CAS_MAX_LINKS } from '../cas/path';
 import { PATH_MAX } from '../blob/format';
-import { configurePaging, PagedArray, RecordSorter } from '../paged';
+import { PagedArray, RecordSorter } from '../paged';
 import { EntryTable, KIND_DIR, KIND_FILE, KIND_HARDLINK, KIND_SYMLINK } from '../layer/table';
 import { VRIFT_ROOT, type CasObject, type LayerEntry, type PlanOptions, type TreeAdd, type TreePlan } from '../layer/types';
 
@@ -539,9 +539,7 @@ export async function planTree(adds: TreeAdd[], opts: PlanOptions = {}): Promise
   table.casRoot = root;
   // A build's own temp directory may not exist yet (buildVriftLayer makes it); TMPDIR is never created.
   if (opts.tmpDir !== undefined) await fsp.mkdir(opts.tmpDir, { recursive: true }).catch(() => undefined); // spillTo says what is wrong with it
-  const tmp = path.resolve(opts.tmpDir ?? os.tmpdir());
-  table.spillTo(tmp);
-  configurePaging({ dir: tmp }); // where columns past the page pool go (src/paged.ts)
+  table.spillTo(path.resolve(opts.tmpDir ?? os.tmpdir()));
   try {
     return await planTable(table, adds, dests, srcRoots, root, epoch, opts);
   } catch (err) {

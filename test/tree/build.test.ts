@@ -216,13 +216,20 @@ test('memory bound: a build whose columns and sorts spill (a 4-page pool, 1 KiB 
       if (f % 20 === 0) await fsp.symlink(`f${f}.py`, path.join(sub, `l${f}`));
     }
   }
-  const { configurePaging, DEFAULT_POOL_BYTES, PAGE_BYTES } = await import('../../src/paged');
+  const { configurePaging, DEFAULT_POOL_BYTES, PAGE_BYTES, pagingStats } = await import('../../src/paged');
   const inMemory = await build(src, 'mem');
   const warmMem = await build(src, 'mem');
-  configurePaging({ poolBytes: 4 * PAGE_BYTES, runBytes: 1024 });
+  const spills = path.join(dir, 'spills');
+  await fsp.mkdir(spills);
+  configurePaging({ poolBytes: 4 * PAGE_BYTES, runBytes: 1024, dir: spills });
   try {
+    const before = pagingStats();
     const spilled = await build(src, 'spill');
     const warmSpilled = await build(src, 'spill');
+    const after = pagingStats();
+    expect(after.pagesWritten - before.pagesWritten).toBeGreaterThan(100);
+    expect(after.runsWritten - before.runsWritten).toBeGreaterThan(10);
+    expect(await fsp.readdir(spills)).toEqual([]); // unlinked at once
     for (const b of [spilled, warmSpilled, warmMem]) {
       expect(b.layer.digest).toBe(inMemory.layer.digest);
       expect(b.blobDigest).toBe(inMemory.blobDigest);
@@ -230,9 +237,8 @@ test('memory bound: a build whose columns and sorts spill (a 4-page pool, 1 KiB 
     expect({ ...spilled.stats, hashHits: 0, hashMisses: 0 }).toEqual({ ...inMemory.stats, hashHits: 0, hashMisses: 0 });
     expect(warmSpilled.stats).toMatchObject({ hashHits: inMemory.stats.files, hashMisses: 0 });
     expect(inMemory.stats.casObjects).toBeLessThan(inMemory.stats.files);
-    // Spill files are unlinked at once: the build's directory holds its outputs only.
     expect((await fsp.readdir(path.join(dir, 'out-spill'))).sort()).toEqual([path.basename(spilled.blobFile), path.basename(spilled.layer.path)].sort());
   } finally {
-    configurePaging({ poolBytes: DEFAULT_POOL_BYTES, runBytes: 4 << 20, dir: os.tmpdir() });
+    configurePaging({ poolBytes: DEFAULT_POOL_BYTES, runBytes: 4 << 20, dir: null });
   }
 });
