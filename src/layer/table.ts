@@ -1,11 +1,13 @@
 /**
- * EntryTable: the layer entries of a planned /vrift tree in columns (typed
- * arrays and byte slabs) instead of one object per entry: what `vrift build`
- * holds per path from the walk to the end of the layer write, shared by the
- * tar writer (src/layer/tar.ts, through LayerEntries) and the blob entries
- * (src/tree/blobEntries.ts). About 75 bytes of columns per entry plus its
- * path bytes, where a LayerEntry object with its Buffer view, Timespec,
- * bigints and strings took ~0.35 KiB (measured: src/tree/README.md "Memory").
+ * EntryTable: the layer entries of a planned /vrift tree in columns (paged
+ * arrays, src/paged.ts, and byte slabs) instead of one object per entry:
+ * what `vrift build` holds per path from the walk to the end of the layer
+ * write, shared by the tar writer (src/layer/tar.ts, through LayerEntries)
+ * and the blob entries (src/tree/blobEntries.ts). About 37 bytes of columns
+ * per entry (plus 32 for a CAS object's sha256) and its path bytes, in
+ * memory up to the page pool and in temp files past it; a LayerEntry object
+ * with its Buffer view, Timespec, bigints and strings took ~0.35 KiB
+ * (measured: src/tree/README.md "Memory").
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -65,7 +67,8 @@ const spillCloser = new FinalizationRegistry<number>((fd) => {
 });
 
 /**
- * Columns, indexed by entry number:
+ * Columns, indexed by entry number (PagedArray: `get(i)`, `set(i, v)`; every
+ * row reads 0 until set):
  * - path: bytes in 1 MiB slabs (`pathAt` + `pathLen`, a global byte offset);
  * - kind (KIND_*), mode (full st_mode, 16 bits), mtime (`sec` exact up to
  *   2^53, `nsec`), size (st_size of files and hardlinks; the target length
@@ -74,14 +77,14 @@ const spillCloser = new FinalizationRegistry<number>((fd) => {
  *   target entry; a file's source entry (a tree path: its host path is the
  *   bytes read, see hostPath); during planning a walked file's digest-cache
  *   key row;
- * - sha: 32 bytes per entry, the content sha256 of files (and of walked
- *   files before they become hardlinks); keepShaOf drops it past the rows
- *   that still need it.
+ * - sha: 32 bytes per entry (shaHex, setShaHex, shaBytes), the content
+ *   sha256 of files (and of walked files before they become hardlinks);
+ *   keepShaOf drops it past the rows that still need it.
  * uid and gid are the same for every entry of a table.
  *
  * With spillTo, every filled slab goes to an unlinked temp file and leaves
- * memory: a table then holds its columns and one slab of path bytes, not
- * the paths of the whole tree. Paths are read back by offset: a scan
+ * memory: a table then holds one slab of path bytes, not the paths of the
+ * whole tree (and its columns only up to the page pool). Paths are read back by offset: a scan
  * (several forward reads in one slab) reads that slab whole, a lookup
  * reads just its bytes.
  */
