@@ -41,8 +41,12 @@ interface Frame {
   used: boolean;
 }
 
-/** Closes the spill file of an array nobody closed (already unlinked: only the descriptor is left). */
-const closer = new FinalizationRegistry<number>((fd) => {
+/**
+ * Closes the temp file of an owner nobody closed (a paged array, a sorter,
+ * a table's path slabs): the file is already unlinked, only the descriptor
+ * is left. Register (owner, fd, owner); unregister(owner) on close.
+ */
+export const tempFileCloser = new FinalizationRegistry<number>((fd) => {
   try {
     fs.closeSync(fd);
   } catch {
@@ -234,7 +238,7 @@ export class PagedArray<V extends number | bigint = number> {
   close(): void {
     this.truncate(0);
     if (this.fd >= 0) {
-      closer.unregister(this);
+      tempFileCloser.unregister(this);
       fs.closeSync(this.fd);
       this.fd = -1;
     }
@@ -275,7 +279,7 @@ export class PagedArray<V extends number | bigint = number> {
     if (f.dirty) {
       if (this.fd < 0) {
         this.fd = unlinkedTempFile(spillDir(), 'pages');
-        closer.register(this, this.fd, this);
+        tempFileCloser.register(this, this.fd, this);
       }
       writeAllAt(this.fd, new Uint8Array(f.buf), f.page * PAGE_BYTES);
       this.spilled[f.page] = true;
@@ -368,7 +372,7 @@ export class RecordSorter {
   /** Release the temp file. Idempotent. */
   close(): void {
     if (this.fd >= 0) {
-      closer.unregister(this);
+      tempFileCloser.unregister(this);
       fs.closeSync(this.fd);
       this.fd = -1;
     }
@@ -386,7 +390,7 @@ export class RecordSorter {
   private spillRun(): void {
     if (this.fd < 0) {
       this.fd = unlinkedTempFile(spillDir(), 'sort');
-      closer.register(this, this.fd, this);
+      tempFileCloser.register(this, this.fd, this);
     }
     const w = this.width;
     const out = Buffer.allocUnsafe(this.count * w);

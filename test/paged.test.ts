@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { configurePaging, PAGE_BYTES, PagedArray, pagingStats, RecordSorter } from '../src/paged';
+import { prngU32 } from './prng';
 
 let dir: string;
 beforeAll(() => {
@@ -10,25 +11,13 @@ beforeAll(() => {
 afterEach(() => configurePaging({ poolBytes: 16 << 20, dir: null }));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-/** A deterministic PRNG (xorshift32). */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 test('paged arrays agree with typed arrays under random reads and writes, spilling past a pool of 4 pages', () => {
   configurePaging({ poolBytes: 4 * PAGE_BYTES, dir });
   const n = 40_000; // 160 KiB of uint32 per array: 10 pages each, 3 arrays in a 4-page pool
   const arrays = [new PagedArray(Uint32Array), new PagedArray(Float64Array), new PagedArray(Uint8Array)];
   const oracles = [new Uint32Array(n), new Float64Array(n), new Uint8Array(n)];
-  const next = rng(7);
+  const next = prngU32(7);
   for (let step = 0; step < 200_000; step++) {
     const a = next() % 3;
     const i = next() % n;
@@ -72,7 +61,7 @@ test('RecordSorter sorts by bytes in memory and through merged runs (several mer
   configurePaging({ dir });
   for (const [n, runBytes] of [[1000, 1 << 20], [50_000, 12 * 100]] as const) {
     const sorter = new RecordSorter(12, runBytes); // 100 records a run: 500 runs, > 32 ways
-    const next = rng(n);
+    const next = prngU32(n);
     const want: string[] = [];
     for (let k = 0; k < n; k++) {
       const { buf, off } = sorter.push();

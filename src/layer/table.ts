@@ -10,12 +10,10 @@
  * (measured: src/tree/README.md "Memory").
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { VriftError } from '../errors';
 import { casObjectPath } from '../cas/path';
 import type { LayerEntry } from './types';
-import { PagedArray } from '../paged';
+import { PagedArray, tempFileCloser, unlinkedTempFile } from '../paged';
 
 /** Entry kinds (the LayerEntry `type`s). */
 export const KIND_DIR = 0;
@@ -56,15 +54,6 @@ const SLAB_MASK = SLAB - 1;
 const SHA_BYTES = 32;
 /** Forward reads in one spilled slab in a row after which the whole slab is read (a scan, not random lookups). */
 const SCAN_AFTER = 8;
-
-/** Closes the spill file of a table nobody closed (the file is already unlinked: only the descriptor is left). */
-const spillCloser = new FinalizationRegistry<number>((fd) => {
-  try {
-    fs.closeSync(fd);
-  } catch {
-    // already closed
-  }
-});
 
 /**
  * Columns, indexed by entry number (PagedArray: `get(i)`, `set(i, v)`; every
@@ -138,22 +127,15 @@ export class EntryTable implements LayerEntries {
    */
   spillTo(dir: string): void {
     if (this.spillFd >= 0) return;
-    const file = path.join(dir, `.vrift-paths-${process.pid}-${randomBytes(4).toString('hex')}`);
-    try {
-      this.spillFd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
-      fs.unlinkSync(file);
-    } catch (err) {
-      if (this.spillFd >= 0) fs.closeSync(this.spillFd);
-      this.spillFd = -1;
-      throw new VriftError(`planning: creating a temp file in ${dir}: ${(err as Error).message}; set TMPDIR to a writable directory with space`, { cause: err });
-    }
-    spillCloser.register(this, this.spillFd, this);
+    this.spillFd = unlinkedTempFile(dir, 'paths');
+    tempFileCloser.register(this, this.spillFd, this);
   }
+
 
   /** Release the spill file of the path slabs. */
   private closeSlabs(): void {
     if (this.spillFd < 0) return;
-    spillCloser.unregister(this);
+    tempFileCloser.unregister(this);
     fs.closeSync(this.spillFd);
     this.spillFd = -1;
   }

@@ -15,6 +15,7 @@ import * as F from '../../src/blob/format';
 import { memoryBuckets, windowedBuckets, windowing, type BucketTable, type KeyRows } from '../../src/blob/buckets';
 import { encodeBlob, writeBlobFile, type BlobEntry, type BlobOptions } from '../../src/blob/writer';
 import { VriftError } from '../../src/errors';
+import { prngU32 } from '../prng';
 
 const saved = { ...windowing };
 let tmp: string;
@@ -26,17 +27,6 @@ afterEach(() => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-/** Deterministic uint32 stream (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 /** Distinct names under /r, each one's home bucket for `seed` (hash & mask) accepted by `want`. */
 function names(rand: () => number, count: number, seed: number, mask: number, want: (home: number) => boolean, taken: Set<string>): string[] {
@@ -93,7 +83,7 @@ function expectSameTables(paths: string[], window: number): void {
 
 describe('windowed bucket table = in-memory table', () => {
   test.each([1, 2, 8, 32, 128, 512])('random rows, windows of %i buckets', (window) => {
-    const rand = prng(window);
+    const rand = prngU32(window);
     for (const n of [1, 3, 100, 256]) {
       expectSameTables(names(rand, n, 0, 0, () => true, new Set()), window);
     }
@@ -104,7 +94,7 @@ describe('windowed bucket table = in-memory table', () => {
     // (64 carried over the end), 60 in windows 0 and 1 (displaced by the
     // carried rows in row order, so windows 1.. see their carry change), the
     // rest anywhere.
-    const rand = prng(7);
+    const rand = prngU32(7);
     const taken = new Set<string>();
     const mask = 511;
     const paths = [
@@ -116,14 +106,14 @@ describe('windowed bucket table = in-memory table', () => {
   });
 
   test('every row on the last bucket: one chain around the whole table through every window', () => {
-    const rand = prng(8);
+    const rand = prngU32(8);
     const taken = new Set<string>();
     const paths = [...names(rand, 120, 0, 255, (h) => h === 255, taken), ...names(rand, 8, 0, 255, (h) => h === 2, taken)];
     for (const window of [256, 64, 8, 1]) expectSameTables(paths, window); // 256: one window that carries into itself
   });
 
   test('clusters at the end of every window: carries cross every boundary, the wrap cascades through window 0 and on', () => {
-    const rand = prng(9);
+    const rand = prngU32(9);
     const taken = new Set<string>();
     const mask = 511;
     // Windows of 32: for each window, 7 rows homed in its last 2 buckets.
@@ -145,7 +135,7 @@ function entry(p: string, mode: number, k: number): BlobEntry {
 
 /** /r and files under it: `perSeed` rows homed in the last 8 buckets for each of the 8 seeds (whichever seed wins, its table wraps), then `rest` anywhere. */
 function wrappingTree(perSeed: number, rest: number): BlobOptions {
-  const rand = prng(10);
+  const rand = prngU32(10);
   const taken = new Set<string>();
   const n = 1 + perSeed * 8 + rest;
   const mask = bucketsFor(n) - 1;

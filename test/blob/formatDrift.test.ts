@@ -15,6 +15,7 @@ import * as F from '../../src/blob/format';
 import { PSFS_EINVAL, PSFS_ENOTSUP } from '../../src/blob/reader';
 import { encodeBlob, type BlobEntry } from '../../src/blob/writer';
 import { OUTCOME, PsfsWasm } from '../wasm/psfsWasm';
+import { prngUnit } from '../prng';
 
 const SHIM = path.join(__dirname, '..', '..', 'shim');
 const formatH = fs.readFileSync(path.join(SHIM, 'psfs_format.h'), 'utf8');
@@ -115,21 +116,10 @@ describe('constants', () => {
   });
 });
 
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('hash and crc32', () => {
   test('hash() equals C psfs_hash on 5000 random keys and seeds (lengths 0..300, all byte values)', () => {
-    const r = rng(0x5eed);
+    const r = prngUnit(0x5eed);
     let mismatches = 0;
     for (let i = 0; i < 5000; i++) {
       const key = Buffer.alloc(Math.floor(r() * 301));
@@ -150,7 +140,7 @@ describe('hash and crc32', () => {
   });
 
   test('psfs_crc32 equals zlib crc32 (what the writer uses for header_crc32 / body_crc32)', () => {
-    const r = rng(7);
+    const r = prngUnit(7);
     for (let i = 0; i < 200; i++) {
       const b = Buffer.alloc(Math.floor(r() * 2000));
       for (let j = 0; j < b.length; j++) b[j] = Math.floor(r() * 256);

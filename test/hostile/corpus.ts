@@ -27,6 +27,7 @@
 import { crc32 } from 'node:zlib';
 import * as F from '../../src/blob/format';
 import { encodeBlob, type BlobEntry } from '../../src/blob/writer';
+import { prngUnit } from '../prng';
 
 export const ROOT = '/vrift-hostile';
 export const ROOT2 = '/vrift-hostile2';
@@ -178,17 +179,6 @@ function bucketOf(b: Buffer, entryOff: number): number {
   throw new Error('corpus: entry has no bucket');
 }
 
-/** Tiny deterministic PRNG (mulberry32) for the random-flip members. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Every hostile blob, derived from baseBlob(). Deterministic: the same
@@ -459,7 +449,7 @@ export function hostileCorpus(): HostileBlob[] {
   }
   for (let s = 1; s <= 16; s++) {
     body(`random-${String(s).padStart(2, '0')}`, `32 random bytes of buckets/entries/strings replaced (seed ${s})`, (b) => {
-      const r = prng(s);
+      const r = prngUnit(s);
       for (let k = 0; k < 32; k++) {
         const at = L.bucketsOff + Math.floor(r() * (L.fileSize - L.bucketsOff));
         const v = Math.floor(r() * 256);

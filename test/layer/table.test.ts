@@ -138,7 +138,7 @@ test('spillTo: filled slabs leave memory for an unlinked temp file and read back
 
 test('spillTo a directory that cannot hold the file: one error saying what to do', () => {
   const t = new EntryTable(0, 0);
-  expect(() => t.spillTo(path.join(dir, 'missing'))).toThrow(/^planning: creating a temp file in .*missing: ENOENT.*; set TMPDIR to a writable directory with space$/);
+  expect(() => t.spillTo(path.join(dir, 'missing'))).toThrow(/^creating a temp file in .*missing: ENOENT.*; set TMPDIR to a writable directory with space$/);
 });
 
 test('keepShaOf: the sha256 column shrinks to the rows kept; a hardlink past them reports its file\'s sha256', () => {
