@@ -114,7 +114,7 @@ function fnv1a(b: Buffer): number {
  */
 class PathIndex {
   private readonly hashes = new PagedArray(Uint32Array);
-  readonly order = new PagedArray(Uint32Array);
+  private readonly order = new PagedArray(Uint32Array);
   readonly count: number;
 
   constructor(private readonly batch: FileBatch) {
@@ -148,13 +148,11 @@ class PathIndex {
     return out;
   }
 
-  /** Whether the file at position k of `order` has the same path as an earlier one there (the same source added twice). */
-  repeats(k: number): boolean {
-    for (let j = k - 1; j >= 0 && this.hashes.get(j) === this.hashes.get(k); j--) {
-      if (this.batch.path(this.order.get(j)).equals(this.batch.path(this.order.get(k)))) return true;
-    }
-    return false;
+  /** Whether batch file i has the same path as a file before it in the batch (the same source added twice). */
+  repeats(i: number): boolean {
+    return this.find(this.batch.path(i))[0] !== i; // find lists equal paths by index, smallest first
   }
+
 }
 
 /** What became of a batch file: not known yet, found in the cache, hashed and to record, hashed but racy. */
@@ -369,7 +367,9 @@ export class DigestCache {
         else if (this.read[g] > 0) await fsp.utimes(file, new Date(), new Date()).catch(() => undefined);
       }
     } catch (err) {
-      this.warn(`warning: writing digest cache ${file}: ${writeCause(err)}; the build goes on without saving it (fix the permissions or pass --cache-dir <a directory you can write>)`);
+      const code = (err as NodeJS.ErrnoException).code;
+      const fix = code === 'ENOSPC' || code === 'EDQUOT' ? 'free space there' : 'fix the permissions';
+      this.warn(`warning: writing digest cache ${file}: ${writeCause(err)}; the build goes on without saving it (${fix} or pass --cache-dir <a directory you can write>)`);
     }
     await this.prune();
   }
@@ -382,9 +382,11 @@ export class DigestCache {
       try {
         let chunk = PREFIX;
         let first = true;
-        for (let k = 0; k < index.count; k++) {
-          const i = index.order.get(k);
-          if (this.group.get(i) !== g || (this.state.get(i) !== FOUND && this.state.get(i) !== RECORD_IT) || index.repeats(k)) continue;
+        // Batch order (path order): the next lookup meets the records in the
+        // order of the batch's rows, so it reads the paged columns
+        // (src/paged.ts) sequentially instead of at random.
+        for (let i = 0; i < batch.count; i++) {
+          if (this.group.get(i) !== g || (this.state.get(i) !== FOUND && this.state.get(i) !== RECORD_IT) || index.repeats(i)) continue;
           const key = batch.key(i);
           const rec: CacheRecord = { size: String(key.size), mtimeNs: String(key.mtimeNs), ctimeNs: String(key.ctimeNs), ino: String(key.ino), sha256: shaOf(i) };
           chunk += `${first ? '' : ','}"${batch.path(i).toString('base64')}":${JSON.stringify(rec)}`;

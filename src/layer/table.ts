@@ -82,6 +82,8 @@ export class EntryTable implements LayerEntries {
   private slabs: (Buffer | undefined)[] = [Buffer.allocUnsafeSlow(SLAB)];
   private used = 0;
   private spillFd = -1;
+  /** The directory of the spill file (for messages). */
+  private spillDir = '';
   /** The spilled slab read whole last (a scan), and the run of reads in one spilled slab. */
   private readSlab = -1;
   private readBuf: Buffer | undefined;
@@ -128,6 +130,7 @@ export class EntryTable implements LayerEntries {
   spillTo(dir: string): void {
     if (this.spillFd >= 0) return;
     this.spillFd = unlinkedTempFile(dir, 'paths');
+    this.spillDir = dir;
     tempFileCloser.register(this, this.spillFd, this);
   }
 
@@ -156,7 +159,7 @@ export class EntryTable implements LayerEntries {
     try {
       for (let o = 0; o < SLAB;) o += fs.writeSync(this.spillFd, b, o, SLAB - o, s * SLAB + o);
     } catch (err) {
-      throw new VriftError(`planning: writing path bytes to a temp file: ${(err as Error).message}; set TMPDIR to a writable directory with space`, { cause: err });
+      throw new VriftError(`planning: writing path bytes to a temp file in ${this.spillDir}: ${(err as Error).message}; set TMPDIR to a writable directory with space`, { cause: err });
     }
     this.slabs[s] = undefined;
   }

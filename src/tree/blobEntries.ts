@@ -633,9 +633,13 @@ async function layerOfTable(opts: BuildVriftLayerOptions, root: Buffer, table: E
         size: BigInt(blob.size), source: { file: blob.file }, sha256: blob.digest.slice('sha256:'.length), nlink: 1,
       },
     ];
-    // Expected tar bytes: a 512-byte header per entry plus file data padded to 512 (PAX headers aside).
+    // Expected tar bytes: a 512-byte header per entry plus file data padded
+    // to 512; an entry whose mtime has nanoseconds (every tagged one) also
+    // gets a PAX header and its records (1024 bytes; long names aside).
     let tarBytes = head.reduce((n, e) => n + 512 + (e.type === 'file' ? Math.ceil(Number(e.size) / 512) * 512 : 0), 1024);
-    for (let i = 0; i < table.length; i++) tarBytes += 512 + (table.kind.get(i) === KIND_FILE ? Math.ceil(table.size.get(i) / 512) * 512 : 0);
+    for (let i = 0; i < table.length; i++) {
+      tarBytes += 512 + (table.nsec.get(i) !== 0 ? 1024 : 0) + (table.kind.get(i) === KIND_FILE ? Math.ceil(table.size.get(i) / 512) * 512 : 0);
+    }
     const compressing = opts.progress?.phase('compressing', tarBytes);
     const layer = await writeLayer(concatEntries(head, table), path.join(dir, `vrift-layer-${process.pid}-${randomBytes(4).toString('hex')}.tar.gz`), { onTarBytes: compressing ? (n) => compressing.add(n) : undefined, compression: opts.compression });
     compressing?.end();

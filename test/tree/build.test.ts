@@ -236,6 +236,12 @@ test('memory bound: a build whose columns and sorts spill (a 4-page pool, 1 KiB 
     }
     expect({ ...spilled.stats, hashHits: 0, hashMisses: 0 }).toEqual({ ...inMemory.stats, hashHits: 0, hashMisses: 0 });
     expect(warmSpilled.stats).toMatchObject({ hashHits: inMemory.stats.files, hashMisses: 0 });
+    // The digest cache is saved in path order: the next lookup then reads the paged columns sequentially.
+    const cacheFiles = await fsp.readdir(path.join(dir, 'cache-spill', 'digests-v2'));
+    expect(cacheFiles).toHaveLength(1);
+    const saved = Object.keys(JSON.parse(readFileSync(path.join(dir, 'cache-spill', 'digests-v2', cacheFiles[0]), 'utf8')).files).map((k) => Buffer.from(k, 'base64'));
+    expect(saved).toHaveLength(inMemory.stats.files);
+    for (let k = 1; k < saved.length; k++) expect(Buffer.compare(saved[k - 1], saved[k])).toBe(-1);
     expect(inMemory.stats.casObjects).toBeLessThan(inMemory.stats.files);
     expect((await fsp.readdir(path.join(dir, 'out-spill'))).sort()).toEqual([path.basename(spilled.blobFile), path.basename(spilled.layer.path)].sort());
   } finally {
