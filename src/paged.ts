@@ -44,9 +44,9 @@ interface Frame {
 /**
  * Closes the temp file of an owner nobody closed (a paged array, a sorter,
  * a table's path slabs): the file is already unlinked, only the descriptor
- * is left. Register (owner, fd, owner); unregister(owner) on close.
+ * is left. openTempFile registers an owner, closeTempFile unregisters it.
  */
-export const tempFileCloser = new FinalizationRegistry<number>((fd) => {
+const tempFileCloser = new FinalizationRegistry<number>((fd) => {
   try {
     fs.closeSync(fd);
   } catch {
@@ -70,6 +70,27 @@ export function unlinkedTempFile(dir: string, what: string): number {
     if (fd >= 0) fs.closeSync(fd);
     throw new VriftError(`creating a temp file in ${dir}: ${(err as Error).message}; set TMPDIR to a writable directory with space`, { cause: err });
   }
+}
+
+/**
+ * unlinkedTempFile for `owner`, closed by the garbage collector if the owner
+ * is dropped without closeTempFile. Returns the descriptor.
+ *
+ * @throws VriftError as unlinkedTempFile
+ */
+export function openTempFile(owner: object, dir: string, what: string): number {
+  const fd = unlinkedTempFile(dir, what);
+  tempFileCloser.register(owner, fd, owner);
+  return fd;
+}
+
+/** Close `owner`'s temp file `fd` (openTempFile); a negative fd is none. Returns -1, the closed descriptor's new value. */
+export function closeTempFile(owner: object, fd: number): number {
+  if (fd >= 0) {
+    tempFileCloser.unregister(owner);
+    fs.closeSync(fd);
+  }
+  return -1;
 }
 
 /** pwrite(2) all of `buf` at `position`. @throws VriftError (ENOSPC and others: says to set TMPDIR) */
@@ -160,9 +181,9 @@ export function configurePaging(opts: { dir?: string | null; poolBytes?: number;
   }
 }
 
-/** The pool's state: frames allocated (each PAGE_BYTES), the limit, the spill directory, pages and sorted runs written so far. */
-export function pagingStats(): { frames: number; limit: number; dir: string; pagesWritten: number; runsWritten: number } {
-  return { frames: pool.frames.length, limit: pool.limit, dir: spillDir(), pagesWritten: pool.pagesWritten, runsWritten: pool.runsWritten };
+/** The pool's state: frames allocated (each PAGE_BYTES), the limit, pages and sorted runs written so far. */
+export function pagingStats(): { frames: number; limit: number; pagesWritten: number; runsWritten: number } {
+  return { frames: pool.frames.length, limit: pool.limit, pagesWritten: pool.pagesWritten, runsWritten: pool.runsWritten };
 }
 
 /**
@@ -237,16 +258,7 @@ export class PagedArray<V extends number | bigint = number> {
   /** Free every page and the file: the array is empty (all zeros) afterwards. Idempotent. */
   close(): void {
     this.truncate(0);
-    if (this.fd >= 0) {
-      tempFileCloser.unregister(this);
-      fs.closeSync(this.fd);
-      this.fd = -1;
-    }
-  }
-
-  /** Pages held in the pool now. */
-  get residentPages(): number {
-    return this.frames.filter((f) => f !== undefined).length;
+    this.fd = closeTempFile(this, this.fd);
   }
 
   /** Pages written to the file at least once. */
@@ -277,10 +289,7 @@ export class PagedArray<V extends number | bigint = number> {
   /** Called by the pool: give frame `f` (one of ours) up, writing it out if modified. */
   evict(f: Frame): void {
     if (f.dirty) {
-      if (this.fd < 0) {
-        this.fd = unlinkedTempFile(spillDir(), 'pages');
-        tempFileCloser.register(this, this.fd, this);
-      }
+      if (this.fd < 0) this.fd = openTempFile(this, spillDir(), 'pages');
       writeAllAt(this.fd, new Uint8Array(f.buf), f.page * PAGE_BYTES);
       this.spilled[f.page] = true;
       pool.pagesWritten++;
@@ -371,11 +380,7 @@ export class RecordSorter {
 
   /** Release the temp file. Idempotent. */
   close(): void {
-    if (this.fd >= 0) {
-      tempFileCloser.unregister(this);
-      fs.closeSync(this.fd);
-      this.fd = -1;
-    }
+    this.fd = closeTempFile(this, this.fd);
   }
 
   /** Indices of the in-memory records in sorted order. */
@@ -388,10 +393,7 @@ export class RecordSorter {
   }
 
   private spillRun(): void {
-    if (this.fd < 0) {
-      this.fd = unlinkedTempFile(spillDir(), 'sort');
-      tempFileCloser.register(this, this.fd, this);
-    }
+    if (this.fd < 0) this.fd = openTempFile(this, spillDir(), 'sort');
     const w = this.width;
     const out = Buffer.allocUnsafe(this.count * w);
     const idx = this.sortChunk();

@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import { VriftError } from '../errors';
 import { casObjectPath } from '../cas/path';
 import type { LayerEntry } from './types';
-import { PagedArray, tempFileCloser, unlinkedTempFile } from '../paged';
+import { closeTempFile, openTempFile, PagedArray } from '../paged';
 
 /** Entry kinds (the LayerEntry `type`s). */
 export const KIND_DIR = 0;
@@ -129,18 +129,14 @@ export class EntryTable implements LayerEntries {
    */
   spillTo(dir: string): void {
     if (this.spillFd >= 0) return;
-    this.spillFd = unlinkedTempFile(dir, 'paths');
+    this.spillFd = openTempFile(this, dir, 'paths');
     this.spillDir = dir;
-    tempFileCloser.register(this, this.spillFd, this);
   }
 
 
   /** Release the spill file of the path slabs. */
   private closeSlabs(): void {
-    if (this.spillFd < 0) return;
-    tempFileCloser.unregister(this);
-    fs.closeSync(this.spillFd);
-    this.spillFd = -1;
+    this.spillFd = closeTempFile(this, this.spillFd);
   }
 
   /** Slabs held in memory. */
@@ -299,7 +295,7 @@ export class EntryTable implements LayerEntries {
 
   /** Give entry `to` entry `from`'s sha256. */
   copySha(to: number, from: number): void {
-    this.setShaHex(to, this.shaHex(from));
+    this.shaBytes(from).copy(this.sha.bytes(to * SHA_BYTES, SHA_BYTES, true));
   }
 
   /** Entry i's sha256 as 32 bytes (a copy). */
@@ -388,7 +384,7 @@ export class EntryTable implements LayerEntries {
       }
       if (b < this.shaRows) {
         const t = this.shaBytes(a);
-        this.shaBytes(b).copy(this.sha.bytes(a * SHA_BYTES, SHA_BYTES, true));
+        this.copySha(a, b);
         t.copy(this.sha.bytes(b * SHA_BYTES, SHA_BYTES, true));
       }
     };

@@ -803,8 +803,9 @@ async function planTable(table: EntryTable, adds: TreeAdd[], dests: Buffer[], sr
   let objBytes = 0n;
   let objects = 0;
   let prefix = -1;
-  // One group's rows (a group may be most of the tree: a paged array too).
+  // One group's rows (a group may be most of the tree: a paged array too) and its sha256.
   const group = new PagedArray(Uint32Array);
+  const groupSha = Buffer.alloc(32);
   const lay = (count: number): void => {
     const first = group.get(0);
     // The group's objects; each file's `ref` names its object here until the object rows exist.
@@ -827,9 +828,8 @@ async function planTable(table: EntryTable, adds: TreeAdd[], dests: Buffer[], sr
     }
     // Path order within the group: the primary ("<hex>") before "<hex>.<suffix>"s.
     const sorted = [...made].sort((a, b) => (a.suffix < b.suffix ? -1 : a.suffix > b.suffix ? 1 : 0));
-    const sha = table.shaBytes(first);
-    if (sha[0] !== prefix) {
-      prefix = sha[0];
+    if (groupSha[0] !== prefix) {
+      prefix = groupSha[0];
       addDir([casDir, Buffer.from(`/${prefix.toString(16).padStart(2, '0')}`)]);
     }
     for (const m of sorted) {
@@ -851,7 +851,6 @@ async function planTable(table: EntryTable, adds: TreeAdd[], dests: Buffer[], sr
       table.nlink.set(f, table.nlink.get(o));
     }
   };
-  const groupSha = Buffer.alloc(32);
   let count = 0;
   for (const { buf, off } of sorter.sorted()) {
     if (count > 0 && groupSha.compare(buf, off, off + 32) !== 0) {
