@@ -307,6 +307,50 @@ export class PagedArray<V extends number | bigint = number> {
   }
 }
 
+/**
+ * Bytes of unbounded length in pages of the shared pool (a Uint8Array
+ * PagedArray): appended in pieces, read back by range as copies. Holds a file
+ * that is read whole but need not be in memory whole (a base image's PSFS
+ * blob: src/verify/imageScan.ts).
+ */
+export class PagedBytes {
+  private readonly pages = new PagedArray(Uint8Array);
+  /** Bytes appended so far. */
+  length = 0;
+
+  /** Append a copy of `src`. @throws VriftError when a page cannot be spilled (ENOSPC under TMPDIR) */
+  append(src: Uint8Array): void {
+    for (let o = 0; o < src.length;) {
+      const n = Math.min(src.length - o, PAGE_BYTES - (this.length % PAGE_BYTES));
+      this.pages.bytes(this.length, n, true).set(src.subarray(o, o + n));
+      o += n;
+      this.length += n;
+    }
+  }
+
+  /**
+   * A copy of bytes [off, off + len) (the caller may keep it).
+   * @throws RangeError when the range is not inside the bytes
+   */
+  read(off: number, len: number): Buffer {
+    if (!(off >= 0 && len >= 0 && off + len <= this.length)) throw new RangeError(`paged bytes [${off}, +${len}) outside [0, ${this.length})`);
+    const out = Buffer.allocUnsafe(len);
+    for (let o = 0; o < len;) {
+      const at = off + o;
+      const n = Math.min(len - o, PAGE_BYTES - (at % PAGE_BYTES));
+      this.pages.bytes(at, n).copy(out, o);
+      o += n;
+    }
+    return out;
+  }
+
+  /** Free the pages and the temp file; empty afterwards. Idempotent. */
+  close(): void {
+    this.pages.close();
+    this.length = 0;
+  }
+}
+
 /** Runs merged at once (each with a 64 KiB read buffer). */
 const MERGE_WAYS = 32;
 const READ_BYTES = 1 << 16;

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { configurePaging, PAGE_BYTES, PagedArray, pagingStats, RecordSorter } from '../src/paged';
+import { configurePaging, PAGE_BYTES, PagedArray, PagedBytes, pagingStats, RecordSorter } from '../src/paged';
 import { prngU32 } from './prng';
 
 let dir: string;
@@ -35,6 +35,33 @@ test('paged arrays agree with typed arrays under random reads and writes, spilli
   // The spill files are unlinked at once: nothing in the directory.
   expect(fs.readdirSync(dir)).toEqual([]);
   for (const a of arrays) a.close();
+});
+
+test('paged bytes: appended in pieces, read back across pages after spilling, range-checked, closed empty', () => {
+  configurePaging({ poolBytes: 4 * PAGE_BYTES, dir });
+  const next = prngU32(11);
+  const oracle = Buffer.alloc(10 * PAGE_BYTES + 123);
+  for (let i = 0; i < oracle.length; i++) oracle[i] = next() & 0xff;
+  const p = new PagedBytes();
+  const written = pagingStats().pagesWritten;
+  for (let o = 0; o < oracle.length;) {
+    const n = Math.min(oracle.length - o, 1 + (next() % 40_000));
+    p.append(oracle.subarray(o, o + n));
+    o += n;
+  }
+  expect(p.length).toBe(oracle.length);
+  expect(pagingStats().pagesWritten).toBeGreaterThan(written); // 11 pages through a 4-page pool
+  for (let step = 0; step < 2000; step++) {
+    const off = next() % oracle.length;
+    const len = next() % Math.min(3 * PAGE_BYTES, oracle.length - off + 1);
+    expect(p.read(off, len).equals(oracle.subarray(off, off + len))).toBe(true);
+  }
+  expect(p.read(0, oracle.length).equals(oracle)).toBe(true);
+  expect(() => p.read(oracle.length - 1, 2)).toThrow(RangeError);
+  expect(() => p.read(-1, 1)).toThrow(RangeError);
+  p.close();
+  expect(p.length).toBe(0);
+  expect(fs.readdirSync(dir)).toEqual([]);
 });
 
 test('bigint pages, byte views, truncate and close', () => {

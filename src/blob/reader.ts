@@ -1,7 +1,7 @@
 import { crc32 } from './crc32';
 import { VriftError } from '../errors';
 import * as F from './format';
-import { isNormalizedPath, type BlobEntry } from './writer';
+import { isNormalizedPath, type BlobEntry, type BlobRows, type Timespec } from './writer';
 
 /** Negative codes of psfs_view_init (shim/psfs_core.h), Linux errno values. */
 export const PSFS_EINVAL = 22 as const;
@@ -99,12 +99,14 @@ const ENOTSUP = (reason: string): HeaderCheck => ({ code: -PSFS_ENOTSUP, reason 
  * is not checked here. (The C reader also needs an 8-aligned base address;
  * a Buffer has no such requirement.)
  *
- * @param buf the whole blob
+ * @param blob the whole blob (bytes, or a BlobSource)
  * @returns code 0 / -PSFS_EINVAL / -PSFS_ENOTSUP and a human reason
  */
-export function checkHeader(buf: Buffer): HeaderCheck {
-  const size = BigInt(buf.length);
-  if (buf.length < F.HEADER_SIZE) return EINVAL(`blob is ${buf.length} bytes, shorter than the ${F.HEADER_SIZE}-byte header`);
+export function checkHeader(blob: Buffer | BlobSource): HeaderCheck {
+  const src = sourceOf(blob);
+  const size = BigInt(src.length);
+  if (src.length < F.HEADER_SIZE) return EINVAL(`blob is ${src.length} bytes, shorter than the ${F.HEADER_SIZE}-byte header`);
+  const buf = src.read(0, F.HEADER_SIZE);
   if (!buf.subarray(0, F.MAGIC_LEN).equals(F.MAGIC)) return EINVAL('bad magic (not a PSFS blob)');
   const h = readHeader(buf);
   if (h.version !== F.VERSION) {
@@ -149,121 +151,254 @@ export function checkHeader(buf: Buffer): HeaderCheck {
     }
   }
   for (let i = 0; i < h.rootCount; i++) {
-    const o = Number(h.rootsOff) + i * F.ROOT_SIZE;
-    const off = buf.readUInt32LE(o + F.ROOT.pathOff);
-    const len = buf.readUInt32LE(o + F.ROOT.pathLen);
+    const root = src.read(Number(h.rootsOff) + i * F.ROOT_SIZE, F.ROOT_SIZE);
+    const off = root.readUInt32LE(F.ROOT.pathOff);
+    const len = root.readUInt32LE(F.ROOT.pathLen);
     if (BigInt(off) + BigInt(len) > h.stringsSize) return EINVAL(`root ${i} path is outside the string table`);
-    const start = Number(h.stringsOff) + off;
-    const p = buf.subarray(start, start + len);
+    const p = src.read(Number(h.stringsOff) + off, len);
     if (!isNormalizedPath(p) || p.length === 1) return EINVAL(`root ${i} ${JSON.stringify(p.toString('latin1'))} is not a normalized absolute path other than "/"`);
   }
   return { code: 0, reason: 'ok' };
 }
 
 /**
- * Decode and fully validate a PSFS v1 blob (layout: shim/psfs_format.h): the
- * header with the rules of psfs_view_init (checkHeader), then what the shim
- * does not check because it is O(n): body_crc32, reserved fields zero, every
- * entry's key and target inside the string table, keys normalized, unique and
- * under a root, targets only on symlinks, and every bucket pointing at an
- * existing entry whose key hashes to the bucket's hash, reachable from its
- * home slot within max_probe probes, every entry referenced by exactly one bucket.
- *
- * @param buf the whole blob
- * @returns header fields, roots, entries (stored order), buckets
- * @throws VriftError("decoding PSFS blob: <cause>") on the first violation; its
- *   message says whether the blob is unsupported (newer writer) or corrupt
+ * The bytes of a blob, read by range: a Buffer (bufferSource) or PagedBytes
+ * (src/paged.ts: a base image's blob, not held in memory whole).
  */
-export function decodeBlob(buf: Buffer): DecodedBlob {
+export interface BlobSource {
+  readonly length: number;
+  /** Bytes [off, off + len), inside [0, length): a view or a copy, valid as long as the source. */
+  read(off: number, len: number): Buffer;
+}
+
+/** A Buffer as a BlobSource (reads are views). */
+export const bufferSource = (buf: Buffer): BlobSource => ({ length: buf.length, read: (off, len) => buf.subarray(off, off + len) });
+
+const sourceOf = (blob: Buffer | BlobSource): BlobSource => (Buffer.isBuffer(blob) ? bufferSource(blob) : blob);
+
+/** The VriftError of a blob that does not validate (message style of decodeBlob). */
+function blobError(why: string, unsupported = false): VriftError {
+  return new VriftError(
+    `decoding PSFS blob: ${why}; ${unsupported ? (/older vrift/.test(why) ? 'rewrite it with `vrift blob`' : 'the blob was written by a newer vrift, upgrade this one') : 'the blob is corrupt or not a PSFS blob, rewrite it with `vrift blob`'}`,
+  );
+}
+
+/** Blob entries in path-byte order, read from the blob's bytes, with their stored PSFS_E_* flags and index. */
+export interface BlobViewRows extends BlobRows {
+  /** PSFS_E_* bits of the k-th entry as stored. */
+  flags(k: number): number;
+  /** Stored index of the k-th entry (bucket value - 1). */
+  stored(k: number): number;
+}
+
+/** Result of openBlob: a validated blob read in place. */
+export interface BlobView {
+  header: BlobHeader;
+  roots: Buffer[];
+  /** The entries in path-byte order (strictly increasing): BlobRows read from the bytes, no object per entry. */
+  rows: BlobViewRows;
+  /** Stored entry i (0..entry_count-1) as an object. */
+  entry(i: number): DecodedEntry;
+  /** Key (path bytes) of stored entry i. */
+  key(i: number): Buffer;
+  /** Row k whose path equals `p`, or -1 (binary search: O(log n) reads). */
+  find(p: Buffer): number;
+}
+
+const CHECK_BYTES = 1 << 20;
+
+/**
+ * Validate a PSFS v1 blob's header (checkHeader: the rules of
+ * psfs_view_init), its body_crc32, reserved fields and every entry (key and
+ * target inside the string table, keys normalized, unique and under a root,
+ * targets only on symlinks, nanoseconds below 10^9), and read it in place:
+ * the entries as BlobRows in path-byte order, without an object per entry.
+ * What the shim's lookups need beyond that (buckets, the inode table) is
+ * decodeBlob's. Entries a vrift writer stored are already in path order;
+ * any other order is sorted (4 bytes per entry).
+ *
+ * @param blob the whole blob: bytes, or a BlobSource (e.g. PagedBytes: then every read is a copy from the paged pool)
+ * @throws VriftError("decoding PSFS blob: <cause>") on the first violation, as decodeBlob
+ */
+export function openBlob(blob: Buffer | BlobSource): BlobView {
+  const src = sourceOf(blob);
   const fail = (why: string, unsupported = false): never => {
-    throw new VriftError(
-      `decoding PSFS blob: ${why}; ${unsupported ? (/older vrift/.test(why) ? 'rewrite it with `vrift blob`' : 'the blob was written by a newer vrift, upgrade this one') : 'the blob is corrupt or not a PSFS blob, rewrite it with `vrift blob`'}`,
-    );
+    throw blobError(why, unsupported);
   };
-  const c = checkHeader(buf);
+  const c = checkHeader(src);
   if (c.code !== 0) fail(c.reason, c.code === -PSFS_ENOTSUP);
-  const h = readHeader(buf);
-  if (crc32(buf.subarray(h.headerSize)) !== h.bodyCrc32) fail('body checksum mismatch (body_crc32)');
-  for (let o = F.HEADER.reserved; o < F.HEADER_SIZE; o += 4) if (buf.readUInt32LE(o) !== 0) fail(`header reserved field at byte ${o} is not zero`);
+  const head = src.read(0, F.HEADER_SIZE);
+  const h = readHeader(head);
+  let crc = 0;
+  for (let o = h.headerSize; o < src.length; o += CHECK_BYTES) crc = crc32(src.read(o, Math.min(CHECK_BYTES, src.length - o)), crc);
+  if (crc !== h.bodyCrc32) fail('body checksum mismatch (body_crc32)');
+  for (let o = F.HEADER.reserved; o < F.HEADER_SIZE; o += 4) if (head.readUInt32LE(o) !== 0) fail(`header reserved field at byte ${o} is not zero`);
 
   const stringsOff = Number(h.stringsOff);
   const stringsSize = Number(h.stringsSize);
   const str = (off: number, len: number, what: string): Buffer => {
     if (off + len > stringsSize) fail(`${what} [${off}, +${len}) is outside the string table (${stringsSize} bytes)`);
-    return Buffer.from(buf.subarray(stringsOff + off, stringsOff + off + len));
+    return src.read(stringsOff + off, len);
   };
-
   const roots: Buffer[] = [];
   for (let i = 0; i < h.rootCount; i++) {
-    const o = Number(h.rootsOff) + i * F.ROOT_SIZE;
-    roots.push(str(buf.readUInt32LE(o + F.ROOT.pathOff), buf.readUInt32LE(o + F.ROOT.pathLen), `root ${i}`));
+    const r = src.read(Number(h.rootsOff) + i * F.ROOT_SIZE, F.ROOT_SIZE);
+    roots.push(Buffer.from(str(r.readUInt32LE(F.ROOT.pathOff), r.readUInt32LE(F.ROOT.pathLen), `root ${i}`)));
   }
   const underRoot = (p: Buffer): boolean =>
     roots.some((r) => p.equals(r) || (p.length > r.length && p[r.length] === 0x2f && p.subarray(0, r.length).equals(r)));
 
-  const entries: DecodedEntry[] = [];
-  const seen = new Set<string>();
+  // One entry's 128 bytes, the last one read kept: the encoder reads a row's fields one after another.
   const E = F.ENTRY;
+  let lastI = -1;
+  let last: Buffer = Buffer.alloc(0);
+  const rec = (i: number): Buffer => {
+    if (i !== lastI) {
+      last = src.read(Number(h.entriesOff) + i * F.ENTRY_SIZE, F.ENTRY_SIZE);
+      lastI = i;
+    }
+    return last;
+  };
+  const keyOf = (i: number): Buffer => {
+    const o = rec(i);
+    return str(o.readUInt32LE(E.pathOff), o.readUInt32LE(E.pathLen), `entry ${i} key`);
+  };
+  const isLink = (i: number): boolean => (rec(i).readUInt32LE(E.mode) & 0o170000) === 0o120000;
+  const targetOf = (i: number): Buffer | undefined => {
+    if (!isLink(i)) return undefined;
+    const o = rec(i);
+    return str(o.readUInt32LE(E.targetOff), o.readUInt32LE(E.targetLen), `entry ${i} symlink target`);
+  };
+
+  let sorted = true;
+  let prev: Buffer | undefined;
   for (let i = 0; i < h.entryCount; i++) {
-    const o = Number(h.entriesOff) + i * F.ENTRY_SIZE;
-    const p = str(buf.readUInt32LE(o + E.pathOff), buf.readUInt32LE(o + E.pathLen), `entry ${i} key`);
+    const p = keyOf(i);
     const show = JSON.stringify(p.toString('latin1'));
     if (!isNormalizedPath(p)) fail(`entry ${i} key ${show} is not a normalized absolute path`);
     if (!underRoot(p)) fail(`entry ${i} key ${show} is outside every root`);
-    if (seen.has(p.toString('latin1'))) fail(`entry ${i} key ${show} appears twice`);
-    seen.add(p.toString('latin1'));
-    const mode = buf.readUInt32LE(o + E.mode);
-    const targetLen = buf.readUInt32LE(o + E.targetLen);
-    const isLink = (mode & 0o170000) === 0o120000;
-    if (!isLink && targetLen !== 0) fail(`entry ${i} ${show} has a symlink target but is not a symlink`);
-    for (let r = E.reserved; r < F.ENTRY_SIZE; r += 4) if (buf.readUInt32LE(o + r) !== 0) fail(`entry ${i} ${show} reserved field is not zero`);
-    const ts = (secOff: number, nsecOff: number, name: string): { sec: bigint; nsec: number } => {
-      const nsec = buf.readUInt32LE(o + nsecOff);
+    if (prev !== undefined && Buffer.compare(prev, p) >= 0) sorted = false;
+    prev = p;
+    const o = rec(i);
+    if (!isLink(i) && o.readUInt32LE(E.targetLen) !== 0) fail(`entry ${i} ${show} has a symlink target but is not a symlink`);
+    for (let r = E.reserved; r < F.ENTRY_SIZE; r += 4) if (o.readUInt32LE(r) !== 0) fail(`entry ${i} ${show} reserved field is not zero`);
+    for (const [off, name] of [[E.atimeNsec, 'atime'], [E.mtimeNsec, 'mtime'], [E.ctimeNsec, 'ctime']] as const) {
+      const nsec = o.readUInt32LE(off);
       if (nsec > 999_999_999) fail(`entry ${i} ${show} ${name} nanoseconds ${nsec} out of range`);
-      return { sec: buf.readBigInt64LE(o + secOff), nsec };
-    };
-    entries.push({
-      path: p,
-      mode,
-      uid: buf.readUInt32LE(o + E.uid),
-      gid: buf.readUInt32LE(o + E.gid),
-      nlink: buf.readUInt32LE(o + E.nlink),
-      size: buf.readBigUInt64LE(o + E.size),
-      blocks: buf.readBigUInt64LE(o + E.blocks),
-      blksize: buf.readUInt32LE(o + E.blksize),
-      ino: buf.readBigUInt64LE(o + E.ino),
-      dev: buf.readBigUInt64LE(o + E.dev),
-      rdev: buf.readBigUInt64LE(o + E.rdev),
-      atime: ts(E.atimeSec, E.atimeNsec, 'atime'),
-      mtime: ts(E.mtimeSec, E.mtimeNsec, 'mtime'),
-      ctime: ts(E.ctimeSec, E.ctimeNsec, 'ctime'),
-      ...(isLink ? { target: str(buf.readUInt32LE(o + E.targetOff), targetLen, `entry ${i} symlink target`) } : {}),
-      flags: buf.readUInt32LE(o + E.flags),
-    });
+    }
+    targetOf(i);
   }
+  // Path order: stored order when it already is (a vrift writer's), else sorted by (key, index).
+  let order: Uint32Array | undefined;
+  if (!sorted) {
+    order = new Uint32Array(h.entryCount);
+    for (let i = 0; i < order.length; i++) order[i] = i;
+    order.sort((a, b) => Buffer.compare(keyOf(a), keyOf(b)) || a - b);
+    // The first entry (stored order) whose key an earlier one has: decodeBlob's "appears twice".
+    let dup = -1;
+    for (let k = 1; k < order.length; k++) {
+      if (keyOf(order[k - 1]).equals(keyOf(order[k])) && (dup < 0 || order[k] < dup)) dup = order[k];
+    }
+    if (dup >= 0) fail(`entry ${dup} key ${JSON.stringify(keyOf(dup).toString('latin1'))} appears twice`);
+  }
+  const at = order ? (k: number): number => order[k] : (k: number): number => k;
+  const u32 = (off: number) => (k: number): number => rec(at(k)).readUInt32LE(off);
+  const u64 = (off: number) => (k: number): bigint => rec(at(k)).readBigUInt64LE(off);
+  const i64 = (off: number) => (k: number): bigint => rec(at(k)).readBigInt64LE(off);
+  const rows: BlobViewRows = {
+    count: h.entryCount,
+    path: (k) => keyOf(at(k)),
+    mode: u32(E.mode),
+    uid: u32(E.uid),
+    gid: u32(E.gid),
+    nlink: u32(E.nlink),
+    size: u64(E.size),
+    blocks: u64(E.blocks),
+    blksize: u32(E.blksize),
+    ino: u64(E.ino),
+    dev: u64(E.dev),
+    rdev: u64(E.rdev),
+    atimeSec: i64(E.atimeSec),
+    atimeNsec: u32(E.atimeNsec),
+    mtimeSec: i64(E.mtimeSec),
+    mtimeNsec: u32(E.mtimeNsec),
+    ctimeSec: i64(E.ctimeSec),
+    ctimeNsec: u32(E.ctimeNsec),
+    target: (k) => targetOf(at(k)),
+    uncertain: (k) => (rec(at(k)).readUInt32LE(E.flags) & F.E_UNCERTAIN) !== 0,
+    flags: u32(E.flags),
+    stored: at,
+  };
+  const entry = (i: number): DecodedEntry => {
+    const path = Buffer.from(keyOf(i));
+    const target = targetOf(i);
+    const o = rec(i);
+    const ts = (secOff: number, nsecOff: number): Timespec => ({ sec: o.readBigInt64LE(secOff), nsec: o.readUInt32LE(nsecOff) });
+    return {
+      path, mode: o.readUInt32LE(E.mode), uid: o.readUInt32LE(E.uid), gid: o.readUInt32LE(E.gid), nlink: o.readUInt32LE(E.nlink),
+      size: o.readBigUInt64LE(E.size), blocks: o.readBigUInt64LE(E.blocks), blksize: o.readUInt32LE(E.blksize),
+      ino: o.readBigUInt64LE(E.ino), dev: o.readBigUInt64LE(E.dev), rdev: o.readBigUInt64LE(E.rdev),
+      atime: ts(E.atimeSec, E.atimeNsec), mtime: ts(E.mtimeSec, E.mtimeNsec), ctime: ts(E.ctimeSec, E.ctimeNsec),
+      ...(target !== undefined ? { target: Buffer.from(target) } : {}),
+      flags: o.readUInt32LE(E.flags),
+    };
+  };
+  const find = (p: Buffer): number => {
+    let lo = 0;
+    let hi = h.entryCount - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const c = Buffer.compare(rows.path(mid), p);
+      if (c === 0) return mid;
+      if (c < 0) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  };
+  return { header: h, roots, rows, entry, key: keyOf, find };
+}
 
-  const buckets: { hash: number; entry: number }[] = [];
+/**
+ * Fully validate a PSFS v1 blob (layout: shim/psfs_format.h) without an
+ * object per entry: what openBlob checks (the header with the rules of
+ * psfs_view_init, body_crc32, reserved fields zero, every entry's key and
+ * target inside the string table, keys normalized, unique and under a root,
+ * targets only on symlinks), then every bucket pointing at an existing
+ * entry whose key hashes to the bucket's hash, reachable from its home slot
+ * within max_probe probes, every entry referenced by exactly one bucket, and
+ * the inode table. 4 bytes a bucket and 1 an entry besides the view.
+ *
+ * @param buf the whole blob
+ * @returns the blob read in place (openBlob)
+ * @throws VriftError("decoding PSFS blob: <cause>") on the first violation; its
+ *   message says whether the blob is unsupported (newer writer) or corrupt
+ */
+export function checkBlob(buf: Buffer): BlobView {
+  const fail = (why: string): never => {
+    throw blobError(why);
+  };
+  const view = openBlob(buf);
+  const h = view.header;
+  const values = new Uint32Array(h.bucketCount);
   const referenced = new Uint8Array(h.entryCount);
   const mask = h.bucketCount - 1;
   for (let s = 0; s < h.bucketCount; s++) {
     const o = Number(h.bucketsOff) + s * F.BUCKET_SIZE;
-    const b = { hash: buf.readUInt32LE(o + F.BUCKET.hash), entry: buf.readUInt32LE(o + F.BUCKET.entry) };
-    buckets.push(b);
-    if (b.entry === 0) continue;
-    if (b.entry > h.entryCount) fail(`bucket ${s} points at entry ${b.entry - 1}, past entry_count ${h.entryCount}`);
-    const e = entries[b.entry - 1];
-    if (F.hash(h.hashSeed, e.path) !== b.hash) fail(`bucket ${s} hash does not match the key of entry ${b.entry - 1}`);
-    if (referenced[b.entry - 1]++) fail(`entry ${b.entry - 1} is referenced by two buckets`);
+    const hash = buf.readUInt32LE(o + F.BUCKET.hash);
+    const entry = (values[s] = buf.readUInt32LE(o + F.BUCKET.entry));
+    if (entry === 0) continue;
+    if (entry > h.entryCount) fail(`bucket ${s} points at entry ${entry - 1}, past entry_count ${h.entryCount}`);
+    if (F.hash(h.hashSeed, view.key(entry - 1)) !== hash) fail(`bucket ${s} hash does not match the key of entry ${entry - 1}`);
+    if (referenced[entry - 1]++) fail(`entry ${entry - 1} is referenced by two buckets`);
     // Distance from the home slot along the probe sequence, with no empty slot in between.
-    const home = b.hash & mask;
-    const dist = (s - home + h.bucketCount) & mask;
+    const dist = (s - (hash & mask) + h.bucketCount) & mask;
     if (dist + 1 > h.maxProbe) fail(`bucket ${s} is ${dist + 1} probes from its home slot, more than max_probe ${h.maxProbe}`);
   }
   for (let s = 0; s < h.bucketCount; s++) {
-    const b = buckets[s];
-    if (b.entry === 0) continue;
-    for (let k = b.hash & mask; k !== s; k = (k + 1) & mask) {
-      if (buckets[k].entry === 0) fail(`bucket ${s} is behind an empty slot on its probe chain (lookup would miss entry ${b.entry - 1})`);
+    if (values[s] === 0) continue;
+    const home = buf.readUInt32LE(Number(h.bucketsOff) + s * F.BUCKET_SIZE + F.BUCKET.hash) & mask;
+    for (let k = home; k !== s; k = (k + 1) & mask) {
+      if (values[k] === 0) fail(`bucket ${s} is behind an empty slot on its probe chain (lookup would miss entry ${values[s] - 1})`);
     }
   }
   const missing = referenced.indexOf(0);
@@ -272,7 +407,25 @@ export function decodeBlob(buf: Buffer): DecodedBlob {
     const v = buf.readUInt32LE(Number(h.inodesOff) + (t - 1) * 4);
     if (v === 0) continue;
     if (v > h.entryCount) fail(`inode tag ${t} points at entry ${v - 1}, past entry_count ${h.entryCount}`);
-    if (entries[v - 1].mtime.nsec !== t) fail(`inode tag ${t} points at entry ${v - 1} whose mtime nanoseconds are ${entries[v - 1].mtime.nsec}`);
+    const nsec = view.entry(v - 1).mtime.nsec;
+    if (nsec !== t) fail(`inode tag ${t} points at entry ${v - 1} whose mtime nanoseconds are ${nsec}`);
   }
-  return { header: h, roots, entries, buckets };
+  return view;
+}
+
+/**
+ * checkBlob, with the entries and buckets as objects (stored order).
+ *
+ * @param buf the whole blob
+ * @returns header fields, roots, entries (stored order), buckets
+ * @throws VriftError as checkBlob
+ */
+export function decodeBlob(buf: Buffer): DecodedBlob {
+  const view = checkBlob(buf);
+  const h = view.header;
+  const buckets = Array.from({ length: h.bucketCount }, (_, s) => {
+    const o = Number(h.bucketsOff) + s * F.BUCKET_SIZE;
+    return { hash: buf.readUInt32LE(o + F.BUCKET.hash), entry: buf.readUInt32LE(o + F.BUCKET.entry) };
+  });
+  return { header: h, roots: view.roots, entries: Array.from({ length: h.entryCount }, (_, i) => view.entry(i)), buckets };
 }

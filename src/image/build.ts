@@ -260,8 +260,12 @@ export async function buildImage(o: BuildImageOptions): Promise<BuildResult> {
       vriftBase = await readVriftBase(source.image, o.base.raw);
       await fsp.rm(tree.layer.path, { force: true });
       await fsp.rm(tree.blobFile, { force: true });
-      tree = await buildTree(vriftBase.merge);
-      o.log(`blob: merged with the base's ${vriftBase.merge.entries.length} entries: ${tree.blobSize} bytes, ${tree.blobDigest}`);
+      try {
+        tree = await buildTree(vriftBase.merge);
+      } finally {
+        vriftBase.merge.close();
+      }
+      o.log(`blob: merged with the base's ${vriftBase.merge.blob.rows.count} entries: ${tree.blobSize} bytes, ${tree.blobDigest}`);
     } else {
       // Without a vrift blob the base must hold nothing under /vrift: the new blob would not
       // describe those files, and the shim would answer ENOENT for them (the domain is complete).

@@ -43,10 +43,18 @@ export interface RawTarHeader {
 }
 
 /**
- * What onEntry returns: nothing to skip the body, or a function that gets
- * the whole body (buffered; only for small members, e.g. a PSFS blob).
+ * What onEntry returns: nothing to skip the body, a function that gets the
+ * whole body (buffered; only for small members, e.g. a shim), or a sink that
+ * gets the body in pieces as they arrive (`chunk` views are valid only during
+ * the call: copy what you keep) and then `end()`, holding nothing itself.
  */
-export type BodyConsumer = ((body: Buffer) => void) | void;
+export type BodyConsumer = ((body: Buffer) => void) | BodySink | void;
+
+/** A streamed body (BodyConsumer). */
+export interface BodySink {
+  chunk(bytes: Buffer): void;
+  end(): void;
+}
 
 const BLOCK = 512;
 const TYPES: Record<string, TarEntryType> = {
@@ -167,9 +175,10 @@ class ByteQueue {
  * @param input the uncompressed tar (any async iterable of Buffers, e.g. a Readable)
  * @param onEntry called once per member (PAX and GNU long-name headers are
  *   applied, not reported); return a function to receive the member's whole
- *   body as one Buffer (keep that to small members), or nothing to skip it
+ *   body as one Buffer (keep that to small members), a BodySink to receive
+ *   it in pieces, or nothing to skip it
  * @param what names the stream in errors, e.g. `layer 2 of docker-archive:a.tar`
- * @param maxBody largest body handed to a consumer, bytes (default 1 GiB); larger ones are skipped
+ * @param maxBody largest body handed to a function consumer, bytes (default 1 GiB); larger ones are skipped (a BodySink gets any size)
  * @throws VriftError when a header's checksum or size field is bad, or the stream ends inside a member
  */
 export async function readTarHeaders(
@@ -183,7 +192,7 @@ export async function readTarHeaders(
   let ended = false;
   // Body state: bytes still to consume (data + padding), and where they go.
   let skip = 0;
-  let collect: { need: number; parts: Buffer[]; got: number; done: (b: Buffer) => void } | undefined;
+  let collect: { need: number; parts: Buffer[]; got: number; done: (b: Buffer) => void; sink?: BodySink } | undefined;
   let global = new Map<string, Buffer>();
   let pax: Map<string, Buffer> | undefined;
   let longName: Buffer | undefined;
@@ -197,7 +206,8 @@ export async function readTarHeaders(
     if (collect) {
       const k = Math.min(q.length, collect.need - collect.got);
       if (k > 0) {
-        collect.parts.push(Buffer.from(q.take(k)));
+        if (collect.sink) collect.sink.chunk(q.take(k));
+        else collect.parts.push(Buffer.from(q.take(k)));
         collect.got += k;
         offset += k;
       }
@@ -262,7 +272,10 @@ export async function readTarHeaders(
     const bodySize = type === 'link' || type === 'symlink' || type === 'directory' || type === 'character-device' || type === 'block-device' || type === 'fifo' ? 0 : size;
     const bodyPad = (BLOCK - (bodySize % BLOCK)) % BLOCK;
     const consumer = onEntry({ name, linkname, type, size: bodySize, mode: numeric(h, 100, 8), offset: hOffset + BLOCK });
-    if (consumer && bodySize <= maxBody) {
+    if (consumer && typeof consumer === 'object') {
+      // Streamed: no size limit, nothing buffered here.
+      collect = { need: bodySize, parts: [], got: 0, sink: consumer, done: () => { consumer.end(); skip = bodyPad; } };
+    } else if (consumer && bodySize <= maxBody) {
       collect = { need: bodySize, parts: [], got: 0, done: (b) => { consumer(b); skip = bodyPad; } };
     } else {
       skip = bodySize + bodyPad;

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { blobEntryAt, blobRowsOf, ParentStack, writeBlobRows, type BlobEntry, type BlobRows, type Timespec } from '../blob/writer';
+import { ParentStack, writeBlobRows, type BlobEntry, type BlobRows, type Timespec } from '../blob/writer';
 import { H_CHECK_ROOT_MTIME, H_DEV_RUNTIME, H_IDENTITY_TAG, TAG_MAX } from '../blob/format';
 import { VriftError } from '../errors';
 import { collectGarbage } from '../gc';
@@ -14,7 +14,7 @@ import {
   type BuildVriftLayerOptions, type BuildVriftLayerResult, type LayerEntry, type LayerFile, type TreePlan,
 } from '../layer/types';
 import { planTree } from './plan';
-import { checkMergeConflicts, mergeBlobEntries } from './merge';
+import { checkMergeConflicts, mergeBlobRows } from './merge';
 
 /**
  * Filesystem model used for the fields tar does not carry (st_size of
@@ -516,15 +516,6 @@ function treeDigestNsec(rows: BlobRows, roots: Buffer[]): number {
   return maxTag + 1 + (h.digest().readUInt32BE(0) % (TAG_MAX - maxTag));
 }
 
-/** `entries` with the root's entry replaced by a plain copy whose atime/mtime/ctime nanoseconds are `nsec`. */
-function withRootNsec(entries: BlobEntry[], root: Buffer, nsec: number): BlobEntry[] {
-  return entries.map((e) => {
-    if (!e.path.equals(root)) return e;
-    const p = plainBlobEntry(e);
-    return { ...p, atime: { ...p.atime, nsec }, mtime: { ...p.mtime, nsec }, ctime: { ...p.ctime, nsec } };
-  });
-}
-
 const usrDirs = (): LayerEntry[] =>
   ['/usr', '/usr/lib', '/usr/lib/vrift'].map((p) => ({
     type: 'directory' as const, path: Buffer.from(p), mode: 0o040755, uid: 0, gid: 0, mtime: { sec: 0n, nsec: 0 },
@@ -546,29 +537,22 @@ export interface TreeBlob {
  * (row 0, what the layer's tar carries and the rows read) to the tree
  * digest (treeDigestNsec).
  *
- * Without a merge the rows are blobRowsFromTable's: no object per entry.
- * A merge (building on an image that already has a vrift tree) keeps
- * BlobEntry objects: the base blob is decoded into objects anyway, and
- * mergeBlobEntries works on them (sorted again by blobRowsOf).
+ * Without a merge the rows are blobRowsFromTable's; with one, the union
+ * of the base's rows and those (mergeBlobRows). No object per entry either way.
  *
  * @param table planned rows, row 0 the root
  * @param root the domain root (roots[0] of the blob)
- * @throws VriftError from blobRowsFromTable or treeDigestNsec, or when row 0 is not the root
+ * @throws VriftError from blobRowsFromTable, mergeBlobRows or treeDigestNsec, or when row 0 is not the root
  */
 export function treeBlobRows(table: EntryTable, root: Buffer, merge?: BuildVriftLayerOptions['merge']): TreeBlob {
   const flags = H_DEV_RUNTIME | H_CHECK_ROOT_MTIME | H_IDENTITY_TAG;
   if (!table.pathEquals(0, root)) throw new VriftError(`digesting ${root.toString()}: the root is not the first planned entry (internal error)`);
   const fresh = blobRowsFromTable(table, root);
-  if (!merge) {
-    // The rows read table.nsec: the root's digest shows through them once set.
-    table.nsec.set(0, treeDigestNsec(fresh.rows, [root]));
-    return { rows: fresh.rows, roots: [root], flags, uncertain: fresh.uncertain };
-  }
-  const roots = [root, ...merge.roots.filter((r) => !r.equals(root))];
-  const entries = mergeBlobEntries(merge, Array.from({ length: fresh.rows.count }, (_, k) => blobEntryAt(fresh.rows, k)), table);
-  const nsec = treeDigestNsec(blobRowsOf(entries), roots);
-  table.nsec.set(0, nsec);
-  return { rows: blobRowsOf(withRootNsec(entries, root, nsec)), roots, flags, uncertain: fresh.uncertain };
+  const roots = merge ? [root, ...merge.blob.roots.filter((r) => !r.equals(root))] : [root];
+  const rows = merge ? mergeBlobRows(merge, fresh.rows) : fresh.rows;
+  // The rows read table.nsec (the root is a row of the table, merged or not): its digest shows through them once set.
+  table.nsec.set(0, treeDigestNsec(rows, roots));
+  return { rows, roots, flags, uncertain: fresh.uncertain };
 }
 
 async function renameToDigest(layer: LayerFile, dir: string, prefix: string): Promise<LayerFile> {
@@ -606,12 +590,8 @@ export async function buildVriftLayer(opts: BuildVriftLayerOptions): Promise<Bui
 
 /** buildVriftLayer once the tree is planned: tags, the blob, the layer. */
 async function layerOfTable(opts: BuildVriftLayerOptions, root: Buffer, table: EntryTable, stats: BuildVriftLayerResult['stats']): Promise<BuildVriftLayerResult> {
-  let shift = 0;
-  if (opts.merge) {
-    checkMergeConflicts(opts.merge, [], table);
-    // New tags continue after the base's (tag = st_ino - SYNTHETIC_INO_BASE).
-    for (const e of opts.merge.entries) shift = Math.max(shift, Number(e.ino - SYNTHETIC_INO_BASE));
-  }
+  // New tags continue after the base's (tag = st_ino - SYNTHETIC_INO_BASE).
+  const shift = opts.merge?.shift ?? 0;
   // Tags replace the sub-second part of every mtime. The root's (checked by
   // PSFS_H_CHECK_ROOT_MTIME) then becomes a digest of everything the blob
   // says, above the tags: a blob validates only over the tree it describes,

@@ -40,41 +40,64 @@
  * Conflicts (refused): a new destination that exists in the base, or that
  * contains or lies inside a destination of an earlier vrift build, or a
  * directory the new tree needs where the base has a file or symlink.
+ *
+ * Memory: the base blob is read in place (openBlob over paged bytes), and
+ * the union is a merge of two sorted streams (the base's rows and the new
+ * tree's, both in path-byte order) into 5 bytes a row: no object and no
+ * string per base entry, whatever the base's size.
  */
 import { VriftError } from '../errors';
-import type { BlobEntry } from '../blob/writer';
-import type { LayerEntry } from '../layer/types';
-import { plainBlobEntry, SYNTHETIC_INO_BASE } from './blobEntries';
+import type { BlobRows } from '../blob/writer';
+import type { BlobView } from '../blob/reader';
+import { PagedArray } from '../paged';
+import { SYNTHETIC_INO_BASE } from './blobEntries';
 
-/** The base side of a merge: its visible blob, decoded. */
+/** The base side of a merge: its visible blob, read in place. */
 export interface MergeBase {
-  /** Entries of the base blob (every /vrift path of the base). */
-  entries: BlobEntry[];
-  roots: Buffer[];
+  /** The base blob, validated (openBlob): every /vrift path of the base, in path-byte order. */
+  blob: BlobView;
   /** `sha256:<hex>` of the base blob. */
   blobDigest: string;
   /** Destinations of earlier `vrift build --add` steps (from the config history); may be empty. */
   dests: string[];
   /** Where the base comes from, for messages (e.g. `docker-daemon:app:1`). */
   where: string;
+  /** Highest synthetic st_ino of the base minus SYNTHETIC_INO_BASE (its highest identity tag), >= 0: new inodes and tags continue after it. */
+  shift: number;
+  /** Release the blob's bytes (paged). Idempotent. */
+  close(): void;
+}
+
+/**
+ * A MergeBase over a validated base blob: reads every entry once for the
+ * highest synthetic st_ino.
+ * @param close releases the blob's bytes
+ */
+export function mergeBase(blob: BlobView, blobDigest: string, dests: string[], where: string, close: () => void = () => undefined): MergeBase {
+  let maxIno = SYNTHETIC_INO_BASE;
+  for (let k = 0; k < blob.rows.count; k++) {
+    const ino = blob.rows.ino(k);
+    if (ino > maxIno) maxIno = ino;
+  }
+  return { blob, blobDigest, dests, where, shift: Number(maxIno - SYNTHETIC_INO_BASE), close };
 }
 
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
 
-const key = (p: Buffer): string => p.toString('latin1');
 const isUnder = (p: string, dir: string): boolean => p.startsWith(`${dir}/`);
+const isDir = (mode: number): boolean => (mode & S_IFMT) === S_IFDIR;
 
 /**
- * Refuse conflicting destinations and type clashes before anything is written.
+ * Refuse conflicting destinations before anything is planned or written
+ * (a directory where the base has a non-directory is refused by
+ * mergeBlobRows, before the blob is written).
  * @param dests normalized new destinations (e.g. "/vrift/node")
- * @param planEntries the new layer's planned entries, to refuse a directory where the base has a non-directory
  * @throws VriftError naming the destination and what to do
  */
-export function checkMergeConflicts(base: MergeBase, dests: string[], planEntries?: Iterable<LayerEntry>): void {
-  const byKey = new Map(base.entries.map((e) => [key(e.path), e]));
+export function checkMergeConflicts(base: MergeBase, dests: string[]): void {
   for (const d of dests) {
-    if (byKey.has(key(Buffer.from(d)))) {
+    if (base.blob.find(Buffer.from(d)) >= 0) {
       throw new VriftError(`merging onto ${base.where}: destination ${d} already exists in the base image's /vrift tree; choose another destination, or build from the base's own base with every --add at once`);
     }
     for (const b of base.dests) {
@@ -83,39 +106,74 @@ export function checkMergeConflicts(base: MergeBase, dests: string[], planEntrie
       }
     }
   }
-  if (planEntries) {
-    for (const e of planEntries) {
-      const b = byKey.get(key(e.path));
-      if (b && e.type === 'directory' && (b.mode & S_IFMT) !== S_IFDIR) {
-        throw new VriftError(`merging onto ${base.where}: the new tree needs directory ${e.path.toString()} but the base has a non-directory there; choose another destination`);
-      }
-    }
-  }
 }
 
 /**
- * The blob entries of the union (see the module comment).
- * @param base the base blob's entries
- * @param fresh entries of the new layer (blobEntriesFromPlan; copied with plainBlobEntry, views are not spread)
- * @param planEntries the new layer's entries (to tell directories the layer holds)
- * @returns union entries, in no particular order (encodeBlob sorts)
+ * The blob rows of the union (see the module comment), in path-byte order:
+ * a two-cursor merge of the base's rows and the new layer's. A path in both
+ * takes the new row; if both are directories, it is a merged directory
+ * (st_nlink 1, PSFS_E_UNCERTAIN). New synthetic st_ino values are shifted
+ * past the base's (base.shift). Base rows keep every field and their
+ * PSFS_E_UNCERTAIN flag. The rows read `fresh` live (a later change of the
+ * root's nanoseconds shows).
+ *
+ * @param fresh the new layer's rows in path-byte order (blobRowsFromTable: every row is in the layer)
+ * @returns the union's rows; 5 bytes a row in paged arrays
+ * @throws VriftError when the new tree needs a directory where the base has a non-directory
  */
-export function mergeBlobEntries(base: MergeBase, fresh: BlobEntry[], planEntries: Iterable<LayerEntry>): BlobEntry[] {
-  let maxIno = SYNTHETIC_INO_BASE;
-  for (const e of base.entries) if (e.ino > maxIno) maxIno = e.ino;
-  const shift = maxIno - SYNTHETIC_INO_BASE;
-  const baseByKey = new Map(base.entries.map((e) => [key(e.path), e]));
-  const inLayer = new Set(Array.from(planEntries, (e) => key(e.path)));
-  const out = new Map<string, BlobEntry>();
-  for (const e of base.entries) out.set(key(e.path), e);
-  for (const e of fresh) {
-    const k = key(e.path);
-    const b = baseByKey.get(k);
-    const merged = b !== undefined && (b.mode & S_IFMT) === S_IFDIR && (e.mode & S_IFMT) === S_IFDIR && inLayer.has(k);
-    // A merged directory (in a base layer and in this one): overlayfs reports st_nlink 1, and
-    // its st_blocks depends on the engine (xattrs the kernel may add when it mounts the layer
-    // as an upper dir: 8 -> 16 measured), so the shim passes it through (PSFS_E_UNCERTAIN).
-    out.set(k, { ...plainBlobEntry(e), ino: e.ino >= SYNTHETIC_INO_BASE ? e.ino + shift : e.ino, ...(merged ? { nlink: 1, uncertain: true } : {}) });
+export function mergeBlobRows(base: MergeBase, fresh: BlobRows): BlobRows {
+  const b = base.blob.rows;
+  // Where row k comes from: j >= 0 the new row j, ~i (< 0) the base row i.
+  const from = new PagedArray(Int32Array);
+  const merged = new PagedArray(Uint8Array);
+  let i = 0;
+  let j = 0;
+  let k = 0;
+  while (i < b.count || j < fresh.count) {
+    const c = i >= b.count ? 1 : j >= fresh.count ? -1 : Buffer.compare(b.path(i), fresh.path(j));
+    if (c < 0) from.set(k++, ~i++);
+    else if (c > 0) from.set(k++, j++);
+    else {
+      const dir = isDir(fresh.mode(j));
+      if (dir && !isDir(b.mode(i))) {
+        throw new VriftError(`merging onto ${base.where}: the new tree needs directory ${fresh.path(j).toString()} but the base has a non-directory there; choose another destination`);
+      }
+      // A merged directory (in a base layer and in this one): overlayfs reports st_nlink 1, and
+      // its st_blocks depends on the engine (xattrs the kernel may add when it mounts the layer
+      // as an upper dir: 8 -> 16 measured), so the shim passes it through (PSFS_E_UNCERTAIN).
+      if (dir) merged.set(k, 1);
+      from.set(k++, j++);
+      i++;
+    }
   }
-  return [...out.values()];
+  const shift = BigInt(base.shift);
+  const pick = <T>(ofBase: (i: number) => T, ofFresh: (j: number) => T) => (r: number): T => {
+    const s = from.get(r);
+    return s < 0 ? ofBase(~s) : ofFresh(s);
+  };
+  return {
+    count: k,
+    path: pick(b.path, fresh.path),
+    mode: pick(b.mode, fresh.mode),
+    uid: pick(b.uid, fresh.uid),
+    gid: pick(b.gid, fresh.gid),
+    nlink: (r) => (merged.get(r) === 1 ? 1 : pick(b.nlink, fresh.nlink)(r)),
+    size: pick(b.size, fresh.size),
+    blocks: pick(b.blocks, fresh.blocks),
+    blksize: pick(b.blksize, fresh.blksize),
+    ino: pick(b.ino, (s) => {
+      const ino = fresh.ino(s);
+      return ino >= SYNTHETIC_INO_BASE ? ino + shift : ino;
+    }),
+    dev: pick(b.dev, fresh.dev),
+    rdev: pick(b.rdev, fresh.rdev),
+    atimeSec: pick(b.atimeSec, fresh.atimeSec),
+    atimeNsec: pick(b.atimeNsec, fresh.atimeNsec),
+    mtimeSec: pick(b.mtimeSec, fresh.mtimeSec),
+    mtimeNsec: pick(b.mtimeNsec, fresh.mtimeNsec),
+    ctimeSec: pick(b.ctimeSec, fresh.ctimeSec),
+    ctimeNsec: pick(b.ctimeNsec, fresh.ctimeNsec),
+    target: pick(b.target, fresh.target),
+    uncertain: (r) => merged.get(r) === 1 || pick(b.uncertain, fresh.uncertain)(r),
+  };
 }

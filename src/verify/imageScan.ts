@@ -6,8 +6,10 @@
  * Used by `vrift inspect` (report) and by `vrift build` on a base that
  * already carries a vrift tree (merge, src/image/build.ts). Layer bodies are
  * streamed once through readTarHeaders (names kept as bytes: a /vrift name
- * need not be UTF-8); only the blob and the shim (both small) are kept in
- * memory. Path keys are latin1 strings (one char per byte) of the absolute path.
+ * need not be UTF-8); blobs go to paged bytes (src/paged.ts: they grow with
+ * the tree, ~200 bytes an entry, so they are not held in memory whole), the
+ * shim (small) to memory. Path keys are latin1 strings (one char per byte) of
+ * the absolute path.
  */
 import { createHash } from 'node:crypto';
 import { VriftError } from '../errors';
@@ -15,9 +17,10 @@ import { showPath } from '../cas/hash';
 import { normalizeMemberName } from '../image/files';
 import type { Image, Layer } from '../image/types';
 import { BLOB_IMAGE_PATH, SHIM_IMAGE_PATH, VRIFT_ROOT } from '../layer/types';
-import { decodeBlob } from '../blob/reader';
+import { openBlob } from '../blob/reader';
 import { readTarHeaders } from '../layer/tarRead';
-import type { MergeBase } from '../tree/merge';
+import { mergeBase, type MergeBase } from '../tree/merge';
+import { PagedBytes } from '../paged';
 
 /** Label keys (mirrors src/image/build.ts, kept here to avoid an import cycle). */
 export const LABEL_BLOB_DIGEST = 'dev.vrift.blob.digest';
@@ -41,8 +44,10 @@ export interface LayerScan {
   role: 'base' | 'shim' | 'tree';
   /** Absolute paths under /vrift (the root included) named by this layer's tar headers; latin1 strings of the raw bytes. */
   vriftPaths: Map<string, PathKind>;
-  /** The blob bytes when this layer has /usr/lib/vrift/psfs.blob. */
-  blob?: Buffer;
+  /** The blob bytes when this layer has /usr/lib/vrift/psfs.blob (paged: read them with `read`, or openBlob). */
+  blob?: PagedBytes;
+  /** `sha256:<hex>` of `blob`. */
+  blobDigest?: string;
   /** The shim bytes when this layer has /usr/lib/vrift/libvrift.so. */
   shim?: Buffer;
   /**
@@ -57,7 +62,7 @@ export interface LayerScan {
 export interface VriftImageScan {
   layers: LayerScan[];
   /** The blob visible in the final filesystem (topmost layer that has one, unless a layer above it hides it), if any. */
-  blob?: Buffer;
+  blob?: PagedBytes;
   blobDigest?: string;
   /** Index of the layer the visible blob comes from. */
   blobLayer?: number;
@@ -151,7 +156,8 @@ export function hidingEntry(name: string, type: string | null | undefined, targe
  */
 export async function scanLayer(layer: Layer, index: number, what: string): Promise<LayerScan> {
   const vriftPaths = new Map<string, PathKind>();
-  let blob: Buffer | undefined;
+  let blob: PagedBytes | undefined;
+  let blobDigest: string | undefined;
   let shim: Buffer | undefined;
   const hides: LayerScan['hides'] = {};
   const input = await layer.openUncompressed();
@@ -169,15 +175,31 @@ export async function scanLayer(layer: Layer, index: number, what: string): Prom
         const base = name.slice(name.lastIndexOf('/') + 1);
         vriftPaths.set(`/${name}`, kindOf(h.type, base));
       }
-      if ((name === BLOB_NAME || name === SHIM_NAME) && (h.type === 'file' || h.type === 'contiguous-file')) {
+      if (name === BLOB_NAME && (h.type === 'file' || h.type === 'contiguous-file')) {
+        // Streamed into pages: a blob grows with its tree. A later member of the same name wins.
+        blob?.close();
+        const bytes = new PagedBytes();
+        const hash = createHash('sha256');
+        blob = bytes;
+        return {
+          chunk: (b) => {
+            bytes.append(b);
+            hash.update(b);
+          },
+          end: () => {
+            blobDigest = `sha256:${hash.digest('hex')}`;
+          },
+        };
+      }
+      if (name === SHIM_NAME && (h.type === 'file' || h.type === 'contiguous-file')) {
         return (body) => {
-          if (name === BLOB_NAME) blob = body;
-          else shim = body;
+          shim = body;
         };
       }
     }, what, MAX_KEPT);
   } catch (err) {
     input.destroy();
+    blob?.close();
     if (err instanceof VriftError) throw err;
     throw new VriftError(`reading ${what}: ${(err as Error).message}; the image is corrupt or not readable`, { cause: err });
   }
@@ -191,6 +213,7 @@ export async function scanLayer(layer: Layer, index: number, what: string): Prom
     role,
     vriftPaths,
     blob,
+    blobDigest,
     shim,
     hides,
   };
@@ -270,24 +293,24 @@ export async function scanImage(image: Image, where: string, onLayer?: (i: numbe
     historyDests: destsFromHistory((config.history ?? []).map((h) => h.created_by)),
   };
   const blob = visibleIn(scans, 'blob');
-  if (blob.layer !== undefined) [r.blob, r.blobLayer] = [scans[blob.layer].blob, blob.layer];
+  if (blob.layer !== undefined) [r.blob, r.blobDigest, r.blobLayer] = [scans[blob.layer].blob, scans[blob.layer].blobDigest, blob.layer];
   if (blob.removed) r.blobRemoved = blob.removed;
   const shim = visibleIn(scans, 'shim');
   if (shim.layer !== undefined) [r.shim, r.shimLayer] = [scans[shim.layer].shim, shim.layer];
   if (shim.removed) r.shimRemoved = shim.removed;
-  if (r.blob) r.blobDigest = `sha256:${createHash('sha256').update(r.blob).digest('hex')}`;
+  // Only the visible blob is read later: the pages of the others go back to the pool.
+  for (const l of scans) if (l.blob !== r.blob) l.blob?.close();
   return r;
 }
 
 /**
  * The /vrift paths of the final filesystem, from the layers' tar headers
  * (whiteouts applied, opaque directories honoured, /vrift itself whited out
- * included: OCI image spec layer.md "Whiteouts"), each with the number of
- * layers that hold it as a directory (overlayfs reports st_nlink 1 for a
- * directory present in more than one layer).
+ * included: OCI image spec layer.md "Whiteouts"), each with the kind of the
+ * topmost member at it.
  */
-export function mergedVriftPaths(layers: LayerScan[]): Map<string, { kind: PathKind; dirLayers: number }> {
-  const out = new Map<string, { kind: PathKind; dirLayers: number }>();
+export function mergedVriftPaths(layers: LayerScan[]): Map<string, PathKind> {
+  const out = new Map<string, PathKind>();
   const removeUnder = (dir: string, keepSelf: boolean): void => {
     for (const k of [...out.keys()]) if (k.startsWith(`${dir}/`) || (!keepSelf && k === dir)) out.delete(k);
   };
@@ -304,12 +327,9 @@ export function mergedVriftPaths(layers: LayerScan[]): Map<string, { kind: PathK
     }
     for (const [p, kind] of l.vriftPaths) {
       if (kind === 'w') continue;
-      const prev = out.get(p);
-      if (kind === 'd') out.set(p, { kind, dirLayers: prev?.kind === 'd' ? prev.dirLayers + 1 : 1 });
-      else {
-        if (prev?.kind === 'd') removeUnder(p, true);
-        out.set(p, { kind, dirLayers: 0 });
-      }
+      // A non-directory over a lower directory replaces it with everything under it.
+      if (kind !== 'd' && out.get(p) === 'd') removeUnder(p, true);
+      out.set(p, kind);
     }
   }
   return out;
@@ -343,24 +363,44 @@ export async function readVriftBase(image: Image, where: string, onLayer?: (i: n
   if (scan.labelBlobDigest !== undefined && scan.labelBlobDigest !== scan.blobDigest) {
     throw new VriftError(`merging onto ${where}: ${BLOB_IMAGE_PATH} is ${scan.blobDigest} but the ${LABEL_BLOB_DIGEST} label says ${scan.labelBlobDigest}; a later layer replaced the blob, build from the original base`);
   }
-  let decoded;
+  const bytes = scan.blob;
   try {
-    decoded = decodeBlob(scan.blob);
+    let blob;
+    try {
+      blob = openBlob(bytes);
+    } catch (err) {
+      throw new VriftError(`merging onto ${where}: the base's PSFS blob does not decode (${(err as Error).message})`, { cause: err });
+    }
+    // The paths on disk against the blob's keys, both in byte order (a latin1 string sorts as its bytes).
+    const onDisk = [...mergedVriftPaths(scan.layers).keys()].sort();
+    const rows = blob.rows;
+    // Counts and the first (lowest) path of each side's extras.
+    const extra = { n: 0, first: '' };
+    const missing = { n: 0, first: '' };
+    for (let d = 0, k = 0; d < onDisk.length || k < rows.count;) {
+      const p = k < rows.count ? rows.path(k).toString('latin1') : undefined;
+      if (p === undefined || (d < onDisk.length && onDisk[d] < p)) {
+        if (extra.n++ === 0) extra.first = onDisk[d];
+        d++;
+      } else if (d >= onDisk.length || p < onDisk[d]) {
+        if (missing.n++ === 0) missing.first = p;
+        k++;
+      } else {
+        d++;
+        k++;
+      }
+    }
+    if (extra.n || missing.n) {
+      const show = (p: string): string => showPath(Buffer.from(p, 'latin1')).slice(1, -1); // unquoted, non-UTF-8 bytes as \xNN
+      const first = extra.n ? `${extra.n} paths not in its blob (first: ${show(extra.first)})` : `${missing.n} blob paths missing (first: ${show(missing.first)})`;
+      throw new VriftError(`merging onto ${where}: the base's /vrift differs from its blob: ${first}; a later layer changed /vrift (check with \`vrift verify\`), build from the original base`);
+    }
+    return {
+      merge: mergeBase(blob, scan.blobDigest, scan.historyDests, where, () => bytes.close()),
+      shimDiffID: scan.shimLayer !== undefined ? scan.layers[scan.shimLayer].diffID : undefined,
+    };
   } catch (err) {
-    throw new VriftError(`merging onto ${where}: the base's PSFS blob does not decode (${(err as Error).message})`, { cause: err });
+    bytes.close();
+    throw err;
   }
-  const onDisk = mergedVriftPaths(scan.layers);
-  // Both sides keyed by the path bytes as latin1 (names need not be UTF-8).
-  const inBlob = new Set(decoded.entries.map((e) => e.path.toString('latin1')));
-  const extra = [...onDisk.keys()].filter((p) => !inBlob.has(p)).sort();
-  const missing = [...inBlob].filter((p) => !onDisk.has(p)).sort();
-  if (extra.length || missing.length) {
-    const show = (p: string): string => showPath(Buffer.from(p, 'latin1')).slice(1, -1); // unquoted, non-UTF-8 bytes as \xNN
-    const first = extra.length ? `${extra.length} paths not in its blob (first: ${show(extra[0])})` : `${missing.length} blob paths missing (first: ${show(missing[0])})`;
-    throw new VriftError(`merging onto ${where}: the base's /vrift differs from its blob: ${first}; a later layer changed /vrift (check with \`vrift verify\`), build from the original base`);
-  }
-  return {
-    merge: { entries: decoded.entries, roots: decoded.roots, blobDigest: scan.blobDigest, dests: scan.historyDests, where },
-    shimDiffID: scan.shimLayer !== undefined ? scan.layers[scan.shimLayer].diffID : undefined,
-  };
 }

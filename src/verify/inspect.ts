@@ -5,7 +5,7 @@
  */
 import type Docker from 'dockerode';
 import * as F from '../blob/format';
-import { decodeBlob } from '../blob/reader';
+import { checkBlob } from '../blob/reader';
 import { VriftError } from '../errors';
 import { sha256Digest } from '../image/digest';
 import { describeShim } from '../image/shimInfo';
@@ -156,14 +156,15 @@ export async function inspectImage(src: SourceRef, docker: () => Docker, tmpRoot
       shimRemoved: scan.shimRemoved ?? null,
       label: scan.labelBlobDigest ?? null,
     };
-    let decoded: ReturnType<typeof decodeBlob> | undefined;
+    let decoded: ReturnType<typeof checkBlob> | undefined;
     // What is known of the blob file whether or not it decodes.
     const blobFile = scan.blob && scan.blobDigest !== undefined && scan.blobLayer !== undefined
       ? { digest: scan.blobDigest, size: scan.blob.length, layer: scan.blobLayer, label: scan.labelBlobDigest ?? null, labelMatches: scan.labelBlobDigest === scan.blobDigest }
       : undefined;
     if (scan.blob && blobFile) {
       try {
-        decoded = decodeBlob(scan.blob);
+        // Validated whole (buckets too: the shim reads them), without an object per entry.
+        decoded = checkBlob(scan.blob.read(0, scan.blob.length));
       } catch (err) {
         if (!(err instanceof VriftError)) throw err;
         // "decoding PSFS blob: <why>; <advice for a blob file>": that advice is for `vrift blob`, not for an image.
@@ -176,18 +177,19 @@ export async function inspectImage(src: SourceRef, docker: () => Docker, tmpRoot
       const casPrefixes = decoded.roots.map((r) => `${r.toString('latin1')}/.cas/`);
       let files = 0, dirs = 0, symlinks = 0, casObjects = 0;
       let logical = 0n, cas = 0n;
-      for (const e of decoded.entries) {
-        const t = e.mode & S_IFMT;
-        const p = e.path.toString('latin1');
+      const rows = decoded.rows;
+      for (let k = 0; k < rows.count; k++) {
+        const t = rows.mode(k) & S_IFMT;
         if (t === 0o040000) dirs++;
         else if (t === 0o120000) symlinks++;
         else if (t === 0o100000) {
+          const p = rows.path(k).toString('latin1');
           if (casPrefixes.some((c) => p.startsWith(c))) {
             casObjects++;
-            cas += e.size;
+            cas += rows.size(k);
           } else {
             files++;
-            logical += e.size;
+            logical += rows.size(k);
           }
         }
       }
@@ -200,7 +202,7 @@ export async function inspectImage(src: SourceRef, docker: () => Docker, tmpRoot
         ...blobFile,
         flags,
         roots,
-        entries: decoded.entries.length,
+        entries: rows.count,
         files, dirs, symlinks, casObjects,
       };
       report.dedup = { logicalBytes: Number(logical), casBytes: Number(cas), ratio: cas === 0n ? 1 : Number(logical) / Number(cas) };

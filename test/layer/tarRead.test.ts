@@ -109,3 +109,29 @@ test('a damaged header and a truncated archive are refused with VriftError', asy
   expect(err).toBeInstanceOf(VriftError);
   expect((err as Error).message).toMatch(/unexpected end of data/);
 });
+
+test('a BodySink gets a body in pieces as it streams (bytes equal the buffered body), past the buffered size limit', async () => {
+  const src = path.join(dir, 'big');
+  await fsp.mkdir(src);
+  // 3 MiB + 5 bytes of a pattern: several stream chunks, not a multiple of 512.
+  const big = Buffer.alloc(3 * 1024 * 1024 + 5);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 131 + (i >> 9)) & 0xff;
+  writeFileSync(path.join(src, 'a.bin'), big);
+  writeFileSync(path.join(src, 'z.txt'), 'after');
+  const file = path.join(dir, 'big.tar');
+  execFileSync('tar', ['--format=pax', '-cf', file, '-C', src, 'a.bin', 'z.txt']);
+  const pieces: Buffer[] = [];
+  let ended = 0;
+  const seen: string[] = [];
+  const whole = new Map<string, Buffer>();
+  await readTarHeaders(createReadStream(file, { highWaterMark: 64 * 1024 }), (h) => {
+    seen.push(h.name.toString('latin1'));
+    if (h.name.toString('latin1') === 'a.bin') return { chunk: (b) => pieces.push(Buffer.from(b)), end: () => ended++ };
+    return (b) => whole.set(h.name.toString('latin1'), b);
+  }, file, 1024); // 1 KiB: a function consumer would not get a.bin
+  expect(seen).toEqual(['a.bin', 'z.txt']);
+  expect(ended).toBe(1);
+  expect(pieces.length).toBeGreaterThan(1);
+  expect(Buffer.concat(pieces).equals(big)).toBe(true);
+  expect(whole.get('z.txt')).toEqual(B('after')); // the member after it is read from the right offset
+});
