@@ -17,10 +17,10 @@ import { showPath } from '../cas/hash';
 import { normalizeMemberName } from '../image/files';
 import type { Image, Layer } from '../image/types';
 import { BLOB_IMAGE_PATH, SHIM_IMAGE_PATH, VRIFT_ROOT } from '../layer/types';
-import { openBlob } from '../blob/reader';
+import { openBlob, type BlobView } from '../blob/reader';
 import { readTarHeaders } from '../layer/tarRead';
 import { mergeBase, type MergeBase } from '../tree/merge';
-import { PagedBytes } from '../paged';
+import { PagedArray, PagedBytes } from '../paged';
 
 /** Label keys (mirrors src/image/build.ts, kept here to avoid an import cycle). */
 export const LABEL_BLOB_DIGEST = 'dev.vrift.blob.digest';
@@ -42,8 +42,12 @@ export interface LayerScan {
   mediaType: string;
   /** `shim`: has usr/lib/vrift/libvrift.so; `tree`: has /vrift paths or the blob; `base`: neither. */
   role: 'base' | 'shim' | 'tree';
-  /** Absolute paths under /vrift (the root included) named by this layer's tar headers; latin1 strings of the raw bytes. */
+  /** Absolute paths under /vrift (the root included) named by this layer's tar headers; latin1 strings of the raw bytes (empty when the scan did not keep paths). */
   vriftPaths: Map<string, PathKind>;
+  /** Tar members under /vrift (the root included, whiteouts included), kept or not. */
+  vriftMembers: number;
+  /** Of those, whiteouts and opaque markers (`.wh.*`). */
+  vriftWhiteouts: number;
   /** The blob bytes when this layer has /usr/lib/vrift/psfs.blob (paged: read them with `read`, or openBlob). */
   blob?: PagedBytes;
   /** `sha256:<hex>` of `blob`. */
@@ -151,19 +155,35 @@ export function hidingEntry(name: string, type: string | null | undefined, targe
 }
 
 /**
+ * readTarHeaders over `layer`'s uncompressed tar (bodies up to MAX_KEPT).
+ * @throws VriftError naming `what` when the layer cannot be read or is not a tar
+ */
+async function readLayerHeaders(layer: Layer, what: string, onEntry: Parameters<typeof readTarHeaders>[1]): Promise<void> {
+  const input = await layer.openUncompressed();
+  try {
+    await readTarHeaders(input, onEntry, what, MAX_KEPT);
+  } catch (err) {
+    input.destroy();
+    if (err instanceof VriftError) throw err;
+    throw new VriftError(`reading ${what}: ${(err as Error).message}; the image is corrupt or not readable`, { cause: err });
+  }
+}
+
+/**
  * Stream one layer's uncompressed tar and collect its /vrift paths, blob and shim.
  * @throws VriftError when the layer cannot be read or is not a tar
  */
-export async function scanLayer(layer: Layer, index: number, what: string): Promise<LayerScan> {
+export async function scanLayer(layer: Layer, index: number, what: string, keepPaths = true): Promise<LayerScan> {
   const vriftPaths = new Map<string, PathKind>();
+  let vriftMembers = 0;
+  let vriftWhiteouts = 0;
   let blob: PagedBytes | undefined;
   let blobDigest: string | undefined;
   let shim: Buffer | undefined;
   const hides: LayerScan['hides'] = {};
-  const input = await layer.openUncompressed();
   try {
     // Names stay bytes (readTarHeaders): keys are latin1 strings, one char per byte.
-    await readTarHeaders(input, (h) => {
+    await readLayerHeaders(layer, what, (h) => {
       const name = normalizeMemberName(h.name.toString('latin1'));
       if (name !== null) {
         // First hiding member wins (any one is enough; the first names it in messages).
@@ -172,8 +192,10 @@ export async function scanLayer(layer: Layer, index: number, what: string): Prom
         if (hides.vrift === undefined && name !== ROOT_NAME && hidingEntry(name, h.type, ROOT_NAME)) hides.vrift = name;
       }
       if (name !== null && (name === ROOT_NAME || name.startsWith(`${ROOT_NAME}/`))) {
-        const base = name.slice(name.lastIndexOf('/') + 1);
-        vriftPaths.set(`/${name}`, kindOf(h.type, base));
+        const kind = kindOf(h.type, name.slice(name.lastIndexOf('/') + 1));
+        vriftMembers++;
+        if (kind === 'w') vriftWhiteouts++;
+        if (keepPaths) vriftPaths.set(`/${name}`, kind);
       }
       if (name === BLOB_NAME && (h.type === 'file' || h.type === 'contiguous-file')) {
         // Streamed into pages: a blob grows with its tree. A later member of the same name wins.
@@ -196,14 +218,12 @@ export async function scanLayer(layer: Layer, index: number, what: string): Prom
           shim = body;
         };
       }
-    }, what, MAX_KEPT);
+    });
   } catch (err) {
-    input.destroy();
     blob?.close();
-    if (err instanceof VriftError) throw err;
-    throw new VriftError(`reading ${what}: ${(err as Error).message}; the image is corrupt or not readable`, { cause: err });
+    throw err;
   }
-  const role = shim ? 'shim' : blob || vriftPaths.size > 0 ? 'tree' : 'base';
+  const role = shim ? 'shim' : blob || vriftMembers > 0 ? 'tree' : 'base';
   return {
     index,
     digest: await layer.digest(),
@@ -212,6 +232,8 @@ export async function scanLayer(layer: Layer, index: number, what: string): Prom
     mediaType: await layer.mediaType(),
     role,
     vriftPaths,
+    vriftMembers,
+    vriftWhiteouts,
     blob,
     blobDigest,
     shim,
@@ -276,15 +298,16 @@ function visibleIn(scans: LayerScan[], what: 'blob' | 'shim'): { layer?: number;
  * which case `blobRemoved` / `shimRemoved` say which layer did.
  * @param where names the image in errors, e.g. `docker-archive:app.tar`
  * @param onLayer called before each layer is read (progress)
+ * @param keepPaths keep each layer's /vrift paths (LayerScan.vriftPaths; ~0.2 KiB a path); false: counts only
  * @throws VriftError when a layer cannot be read
  */
-export async function scanImage(image: Image, where: string, onLayer?: (i: number, n: number) => void): Promise<VriftImageScan> {
+export async function scanImage(image: Image, where: string, onLayer?: (i: number, n: number) => void, keepPaths = true): Promise<VriftImageScan> {
   const config = await image.config();
   const layers = await image.layers();
   const scans: LayerScan[] = [];
   for (let i = 0; i < layers.length; i++) {
     onLayer?.(i, layers.length);
-    scans.push(await scanLayer(layers[i], i, `layer ${i + 1} of ${where}`));
+    scans.push(await scanLayer(layers[i], i, `layer ${i + 1} of ${where}`, keepPaths));
   }
   const r: VriftImageScan = {
     layers: scans,
@@ -335,6 +358,91 @@ export function mergedVriftPaths(layers: LayerScan[]): Map<string, PathKind> {
   return out;
 }
 
+/** /vrift paths a container sees but the blob lacks (`extra`) and blob keys it does not see (`missing`): counts and the lowest of each. */
+interface PathDiff {
+  extra: { n: number; first: string };
+  missing: { n: number; first: string };
+}
+const NO_DIFF: PathDiff = { extra: { n: 0, first: '' }, missing: { n: 0, first: '' } };
+
+/**
+ * Whether the layers' /vrift paths are exactly the blob's keys, from a
+ * second read of the layers that have /vrift members, holding no path: each
+ * member is looked up in the blob (the next row first: a vrift layer lists
+ * its paths in blob order, else a binary search) and marks its row, 1 byte a
+ * row in a paged array; no row may stay unmarked. Only a plain union of the
+ * layers is decided here: false (undecided) as soon as a member has no row,
+ * or a layer has a whiteout or opaque marker under /vrift, hides /vrift
+ * itself, or puts a non-directory where a lower layer has a directory (OCI
+ * image spec layer.md "Whiteouts", "Changeset over existing files");
+ * exactPathDiff then decides, and counts what differs.
+ * @throws VriftError when a layer cannot be read
+ */
+async function pathsMatchBlob(image: Image, scan: VriftImageScan, blob: BlobView, where: string): Promise<boolean> {
+  if (scan.layers.some((l) => l.hides.vrift !== undefined || l.vriftWhiteouts > 0)) return false;
+  const layers = await image.layers();
+  const rows = blob.rows;
+  const DIR = 1;
+  const OTHER = 2;
+  const seen = new PagedArray(Uint8Array);
+  let next = 0;
+  try {
+    for (const l of scan.layers) {
+      if (l.vriftMembers === 0) continue;
+      let undecided = false;
+      await readLayerHeaders(layers[l.index], `layer ${l.index + 1} of ${where}`, (h) => {
+        const name = normalizeMemberName(h.name.toString('latin1'));
+        if (undecided || name === null || (name !== ROOT_NAME && !name.startsWith(`${ROOT_NAME}/`))) return;
+        const p = Buffer.from(`/${name}`, 'latin1');
+        const k = next < rows.count && rows.path(next).equals(p) ? next : blob.find(p);
+        const was = k < 0 ? 0 : seen.get(k);
+        // No row, or a non-directory over a lower directory (which removes what was under it).
+        if (k < 0 || (h.type !== 'directory' && (was & DIR) !== 0)) {
+          undecided = true;
+          return;
+        }
+        next = k + 1;
+        seen.set(k, was | (h.type === 'directory' ? DIR : OTHER));
+      });
+      if (undecided) return false;
+    }
+    for (let k = 0; k < rows.count; k++) if (seen.get(k) === 0) return false;
+    return true;
+  } finally {
+    seen.close();
+  }
+}
+
+/**
+ * PathDiff from every layer's /vrift paths (mergedVriftPaths: whiteouts,
+ * opaque directories and replaced directories applied), held in memory
+ * (~0.3 KiB a path): for the layers pathsMatchBlob does not decide.
+ * @throws VriftError when a layer cannot be read
+ */
+async function exactPathDiff(image: Image, blob: BlobView, where: string): Promise<PathDiff> {
+  const scan = await scanImage(image, where);
+  scan.blob?.close();
+  // Both sides in byte order (a latin1 string sorts as its bytes).
+  const onDisk = [...mergedVriftPaths(scan.layers).keys()].sort();
+  const rows = blob.rows;
+  const extra = { n: 0, first: '' };
+  const missing = { n: 0, first: '' };
+  for (let d = 0, k = 0; d < onDisk.length || k < rows.count;) {
+    const p = k < rows.count ? rows.path(k).toString('latin1') : undefined;
+    if (p === undefined || (d < onDisk.length && onDisk[d] < p)) {
+      if (extra.n++ === 0) extra.first = onDisk[d];
+      d++;
+    } else if (d >= onDisk.length || p < onDisk[d]) {
+      if (missing.n++ === 0) missing.first = p;
+      k++;
+    } else {
+      d++;
+      k++;
+    }
+  }
+  return { extra, missing };
+}
+
 /** What `vrift build` needs from a base that already carries a vrift tree. */
 export interface VriftBase {
   merge: MergeBase;
@@ -351,7 +459,8 @@ export interface VriftBase {
  * @throws VriftError when the blob is missing or hidden by a later layer (whiteout), does not match the label or does not decode, or /vrift drifted from it
  */
 export async function readVriftBase(image: Image, where: string, onLayer?: (i: number, n: number) => void): Promise<VriftBase> {
-  const scan = await scanImage(image, where, onLayer);
+  // Paths are not kept: they are checked against the blob in a second read (pathsMatchBlob).
+  const scan = await scanImage(image, where, onLayer, false);
   if (scan.blobRemoved) {
     // The tree is still in the layers but no blob describes it for the shim: merging the old blob would resurrect it.
     const { layer, by, entry } = scan.blobRemoved;
@@ -371,25 +480,7 @@ export async function readVriftBase(image: Image, where: string, onLayer?: (i: n
     } catch (err) {
       throw new VriftError(`merging onto ${where}: the base's PSFS blob does not decode (${(err as Error).message})`, { cause: err });
     }
-    // The paths on disk against the blob's keys, both in byte order (a latin1 string sorts as its bytes).
-    const onDisk = [...mergedVriftPaths(scan.layers).keys()].sort();
-    const rows = blob.rows;
-    // Counts and the first (lowest) path of each side's extras.
-    const extra = { n: 0, first: '' };
-    const missing = { n: 0, first: '' };
-    for (let d = 0, k = 0; d < onDisk.length || k < rows.count;) {
-      const p = k < rows.count ? rows.path(k).toString('latin1') : undefined;
-      if (p === undefined || (d < onDisk.length && onDisk[d] < p)) {
-        if (extra.n++ === 0) extra.first = onDisk[d];
-        d++;
-      } else if (d >= onDisk.length || p < onDisk[d]) {
-        if (missing.n++ === 0) missing.first = p;
-        k++;
-      } else {
-        d++;
-        k++;
-      }
-    }
+    const { extra, missing } = (await pathsMatchBlob(image, scan, blob, where)) ? NO_DIFF : await exactPathDiff(image, blob, where);
     if (extra.n || missing.n) {
       const show = (p: string): string => showPath(Buffer.from(p, 'latin1')).slice(1, -1); // unquoted, non-UTF-8 bytes as \xNN
       const first = extra.n ? `${extra.n} paths not in its blob (first: ${show(extra.first)})` : `${missing.n} blob paths missing (first: ${show(missing.first)})`;

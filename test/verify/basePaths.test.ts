@@ -1,0 +1,151 @@
+/**
+ * readVriftBase's check that a base's /vrift, as its layers' tar headers
+ * show it, is exactly its blob's keys. The check streams the layers again
+ * and looks each member up in the blob (no path held), and falls back to
+ * the exact set of paths (mergedVriftPaths) when a layer hides something
+ * (whiteouts, opaque directories, a directory replaced by a non-directory).
+ * Oracle: mergedVriftPaths over the same layers, on random layer stacks,
+ * with blobs that match, lack a path, or have one too many.
+ */
+import { Readable } from 'node:stream';
+import * as F from '../../src/blob/format';
+import { encodeBlob, type BlobEntry } from '../../src/blob/writer';
+import type { Image, Layer } from '../../src/image/types';
+import { SYNTHETIC_INO_BASE } from '../../src/tree';
+import { mergedVriftPaths, readVriftBase, scanImage, type PathKind } from '../../src/verify/imageScan';
+import { makeTar, sha } from '../image/helpers';
+import { prngU32 } from '../prng';
+
+type Member = Parameters<typeof makeTar>[0][number];
+
+/** A layer of `tar`; `opened` counts reads of its tar. */
+function layerOf(tar: Buffer, opened: () => void): Layer {
+  return {
+    digest: async () => sha(tar), diffID: async () => sha(tar), size: async () => tar.length,
+    mediaType: async () => 'application/vnd.oci.image.layer.v1.tar',
+    open: async () => Readable.from([tar]),
+    openUncompressed: async () => {
+      opened();
+      return Readable.from([tar]);
+    },
+  };
+}
+
+/** An image of layers `tars` labelled with `blobDigest`; opens[i] counts reads of layer i. */
+function imageOf(tars: Buffer[], blobDigest: string, opens: number[] = []): Image {
+  const config = { architecture: 'amd64', os: 'linux', config: { Labels: { 'dev.vrift.blob.digest': blobDigest } }, rootfs: { type: 'layers', diff_ids: tars.map((t) => sha(t)) }, history: [] };
+  return {
+    manifest: async () => { throw new Error('not used'); }, rawManifest: async () => { throw new Error('not used'); },
+    config: async () => config as never, rawConfig: async () => Buffer.from(JSON.stringify(config)),
+    layers: async () => tars.map((t, i) => layerOf(t, () => (opens[i] = (opens[i] ?? 0) + 1))),
+  };
+}
+
+/** Paths of a small tree whose names sort around "/" ("a.b" < "a/..." in bytes, "a" < "a.b"). */
+const NAMES = ['a', 'a.b', 'b', 'c'];
+function randomPath(next: () => number): string {
+  let p = '/vrift';
+  const depth = 1 + (next() % 3);
+  for (let d = 0; d < depth; d++) p += `/${NAMES[next() % NAMES.length]}`;
+  return p;
+}
+const parents = (p: string): string[] => {
+  const out: string[] = [];
+  for (let i = p.indexOf('/', 1); i > 0; i = p.indexOf('/', i + 1)) out.push(p.slice(0, i));
+  return out;
+};
+
+/** One random layer: directories and files with their parent directories; with `hide`, whiteouts and opaque markers too. */
+function randomLayer(next: () => number, hide: boolean, first: boolean): Member[] {
+  const ms: Member[] = first ? [{ name: 'vrift/', type: 'directory' }] : [];
+  const n = 1 + (next() % 6);
+  for (let i = 0; i < n; i++) {
+    const p = randomPath(next);
+    const op = next() % (hide ? 5 : 3);
+    for (const d of parents(p)) ms.push({ name: `${d.slice(1)}/`, type: 'directory' });
+    if (op === 0) ms.push({ name: `${p.slice(1)}/`, type: 'directory' });
+    else if (op === 1) ms.push({ name: p.slice(1), body: 'x' });
+    else if (op === 2) ms.push({ name: p.slice(1), type: 'symlink', linkname: 'x' });
+    else if (op === 3) ms.push({ name: `${p.slice(1, p.lastIndexOf('/'))}/.wh.${p.slice(p.lastIndexOf('/') + 1)}` });
+    else ms.push({ name: `${p.slice(1)}/.wh..wh..opq` });
+  }
+  return ms;
+}
+
+const T = { sec: 1n, nsec: 0 };
+function entryOf(p: string, kind: PathKind, k: number): BlobEntry {
+  return {
+    path: Buffer.from(p, 'latin1'), mode: kind === 'd' ? 0o040755 : 0o100644, uid: 0, gid: 0, nlink: kind === 'd' ? 2 : 1,
+    size: 0n, blocks: 0n, blksize: 4096, ino: SYNTHETIC_INO_BASE + BigInt(k + 1), dev: 0n, rdev: 0n, atime: T, mtime: T, ctime: T,
+  };
+}
+
+test('the streamed check and the exact one agree with mergedVriftPaths on random layer stacks', async () => {
+  const next = prngU32(2026);
+  const seen = { plain: 0, hiding: 0, pass: 0, extra: 0, missing: 0, streamed: 0 };
+  for (let c = 0; c < 300; c++) {
+    const hide = next() % 3 === 0;
+    const layers = Array.from({ length: 1 + (next() % 4) }, (_, i) => randomLayer(next, hide, i === 0));
+    const tars = await Promise.all(layers.map((l) => makeTar(l)));
+    // The oracle: every layer's paths kept, whiteouts and replacements applied.
+    const disk = mergedVriftPaths((await scanImage(imageOf(tars, 'sha256:0'), 'oracle')).layers);
+    // Only stacks a blob can describe: /vrift and every parent present as a directory (a layer that
+    // names a path both as a directory and a file is not one).
+    if (!disk.has('/vrift') || [...disk.keys()].some((p) => p !== '/vrift' && disk.get(p.slice(0, p.lastIndexOf('/'))) !== 'd')) continue;
+    const keys = new Map(disk);
+    const mode = next() % 4;
+    if (mode === 1) {
+      // The blob lacks a path (a leaf: the blob stays a complete tree).
+      const leaves = [...keys.keys()].filter((p) => p !== '/vrift' && ![...keys.keys()].some((q) => q.startsWith(`${p}/`)));
+      if (leaves.length === 0) continue;
+      keys.delete(leaves[next() % leaves.length]);
+    } else if (mode === 2) {
+      const dirs = [...keys.entries()].filter(([, k]) => k === 'd').map(([p]) => p);
+      keys.set(`${dirs[next() % dirs.length]}/zz${c}`, 'f');
+    } else if (mode === 3) {
+      // The blob keeps a path a layer names but a later one hid (whiteout, or its directory replaced by a file).
+      const named = [...new Set(layers.flat().map((m) => `/${m.name.replace(/\/$/, '')}`))].filter((p) => !p.includes('/.wh.'));
+      const hidden = named.filter((p) => !disk.has(p) && disk.has(p.slice(0, p.lastIndexOf('/'))));
+      if (hidden.length === 0) continue;
+      const p = hidden[next() % hidden.length];
+      keys.set(p.slice(0, p.lastIndexOf('/')), 'd'); // a directory in the blob, whatever replaced it on disk
+      keys.set(p, 'f');
+    }
+    const blob = encodeBlob({ roots: [Buffer.from('/vrift')], entries: [...keys.entries()].map(([p, k], i) => entryOf(p, k, i)), flags: F.H_DEV_RUNTIME });
+    const blobLayer = await makeTar([{ name: 'usr/', type: 'directory' }, { name: 'usr/lib/', type: 'directory' }, { name: 'usr/lib/vrift/', type: 'directory' }, { name: 'usr/lib/vrift/psfs.blob', body: blob }]);
+    const extra = [...disk.keys()].filter((p) => !keys.has(p)).sort();
+    const missing = [...keys.keys()].filter((p) => !disk.has(p)).sort();
+    const opens: number[] = [];
+    const outcome = await readVriftBase(imageOf([...tars, blobLayer], sha(blob), opens), 'test:base').then(
+      (b) => {
+        const n = b.merge.blob.rows.count;
+        b.merge.close();
+        return `ok ${n}`;
+      },
+      (e: Error) => e.message,
+    );
+    const want = extra.length
+      ? `merging onto test:base: the base's /vrift differs from its blob: ${extra.length} paths not in its blob (first: ${extra[0]}); a later layer changed /vrift (check with \`vrift verify\`), build from the original base`
+      : missing.length
+        ? `merging onto test:base: the base's /vrift differs from its blob: ${missing.length} blob paths missing (first: ${missing[0]}); a later layer changed /vrift (check with \`vrift verify\`), build from the original base`
+        : `ok ${keys.size}`;
+    expect([c, outcome]).toEqual([c, want]);
+    // The blob's layer (no /vrift member) is read again only by the exact check: a plain union
+    // that matches is decided by the streamed one; a mismatch always by the exact one (its counts).
+    const exact = opens[tars.length] === 2;
+    const kinds = new Map<string, string>();
+    let replaced = false;
+    for (const m of layers.flat()) {
+      const p = `/${m.name.replace(/\/$/, '')}`;
+      if (m.type !== 'directory' && kinds.get(p) === 'directory') replaced = true;
+      kinds.set(p, m.type ?? 'file');
+    }
+    if (!hide && !replaced && outcome.startsWith('ok')) expect([c, exact]).toEqual([c, false]);
+    if (!outcome.startsWith('ok')) expect([c, exact]).toEqual([c, true]);
+    if (!exact) seen.streamed++;
+    seen[hide ? 'hiding' : 'plain']++;
+    seen[extra.length ? 'extra' : missing.length ? 'missing' : 'pass']++;
+  }
+  // Both checks and every outcome were exercised.
+  expect(seen).toEqual(Object.fromEntries(Object.entries(seen).map(([k, v]) => [k, v > 10 ? v : `${k}: only ${v}`])));
+});
