@@ -364,7 +364,7 @@ export function blobRowsFromTable(table: EntryTable, root: Buffer): TableBlobRow
   // name length))) gathered in dirSize, subdirectory counts in nlink; both
   // become st_size and st_nlink below. A child whose parent is missing is
   // skipped: the encoder refuses the incomplete domain.
-  const stack = new ParentStack((i) => table.path(i));
+  const stack = new ParentStack();
   for (let k = 0; k < n; k++) {
     const i = order.get(k);
     const p = table.path(i);
@@ -376,7 +376,7 @@ export function blobRowsFromTable(table: EntryTable, root: Buffer): TableBlobRow
     }
     if (isDir) {
       dirSize.set(i, dirSize.get(i) + 24);
-      stack.push(i, p.length);
+      stack.push(i, p);
     }
   }
 
