@@ -172,7 +172,7 @@ export interface BlobSource {
 }
 
 /** A Buffer as a BlobSource (reads are views). */
-export const bufferSource = (buf: Buffer): BlobSource => ({ length: buf.length, read: (off, len) => buf.subarray(off, off + len) });
+const bufferSource = (buf: Buffer): BlobSource => ({ length: buf.length, read: (off, len) => buf.subarray(off, off + len) });
 
 const sourceOf = (blob: Buffer | BlobSource): BlobSource => (Buffer.isBuffer(blob) ? bufferSource(blob) : blob);
 
@@ -183,10 +183,8 @@ function blobError(why: string, unsupported = false): VriftError {
   );
 }
 
-/** Blob entries in path-byte order, read from the blob's bytes, with their stored PSFS_E_* flags and index. */
+/** Blob entries in path-byte order, read from the blob's bytes (`uncertain`: the stored PSFS_E_UNCERTAIN), with their stored index. */
 export interface BlobViewRows extends BlobRows {
-  /** PSFS_E_* bits of the k-th entry as stored. */
-  flags(k: number): number;
   /** Stored index of the k-th entry (bucket value - 1). */
   stored(k: number): number;
 }
@@ -214,7 +212,7 @@ const CHECK_BYTES = 1 << 20;
  * targets only on symlinks, nanoseconds below 10^9), and read it in place:
  * the entries as BlobRows in path-byte order, without an object per entry.
  * What the shim's lookups need beyond that (buckets, the inode table) is
- * decodeBlob's. Entries a vrift writer stored are already in path order;
+ * checkBlob's. Entries a vrift writer stored are already in path order;
  * any other order is sorted (4 bytes per entry).
  *
  * @param blob the whole blob: bytes, or a BlobSource (e.g. PagedBytes: then every read is a copy from the paged pool)
@@ -326,7 +324,6 @@ export function openBlob(blob: Buffer | BlobSource): BlobView {
     ctimeNsec: u32(E.ctimeNsec),
     target: (k) => targetOf(at(k)),
     uncertain: (k) => (rec(at(k)).readUInt32LE(E.flags) & F.E_UNCERTAIN) !== 0,
-    flags: u32(E.flags),
     stored: at,
   };
   const entry = (i: number): DecodedEntry => {

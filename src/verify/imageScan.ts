@@ -26,7 +26,7 @@ import { PagedArray, PagedBytes } from '../paged';
 export const LABEL_BLOB_DIGEST = 'dev.vrift.blob.digest';
 export const LABEL_VERSION = 'dev.vrift.version';
 
-/** Most bytes kept in memory for the blob or the shim (anything larger is refused). */
+/** Most bytes kept for the blob (paged) or the shim (in memory): a larger blob is refused, a larger shim skipped. */
 const MAX_KEPT = 1 << 30;
 
 /** Tar type letters kept per path: d(irectory), f(ile), l(symlink), h(ardlink), w(hiteout), o(ther). */
@@ -199,6 +199,7 @@ export async function scanLayer(layer: Layer, index: number, what: string, keepP
       }
       if (name === BLOB_NAME && (h.type === 'file' || h.type === 'contiguous-file')) {
         // Streamed into pages: a blob grows with its tree. A later member of the same name wins.
+        if (h.size > MAX_KEPT) throw new VriftError(`reading ${what}: /${BLOB_NAME} is ${h.size} bytes, more than the ${MAX_KEPT} a PSFS blob may have here; the image was not built by vrift, or is corrupt`);
         blob?.close();
         const bytes = new PagedBytes();
         const hash = createHash('sha256');

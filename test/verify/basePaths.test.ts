@@ -5,7 +5,8 @@
  * the exact set of paths (mergedVriftPaths) when a layer hides something
  * (whiteouts, opaque directories, a directory replaced by a non-directory).
  * Oracle: mergedVriftPaths over the same layers, on random layer stacks,
- * with blobs that match, lack a path, or have one too many.
+ * with blobs that match, lack a path, or have one too many. And a blob
+ * member too large to be one is refused at its header.
  */
 import { Readable } from 'node:stream';
 import * as F from '../../src/blob/format';
@@ -148,4 +149,17 @@ test('the streamed check and the exact one agree with mergedVriftPaths on random
   }
   // Both checks and every outcome were exercised.
   expect(seen).toEqual(Object.fromEntries(Object.entries(seen).map(([k, v]) => [k, v > 10 ? v : `${k}: only ${v}`])));
+});
+
+test('a blob member larger than 1 GiB is refused at its header, before its body is read', async () => {
+  const tar = await makeTar([{ name: 'usr/lib/vrift/psfs.blob', body: 'x' }]);
+  // Size field (octal, bytes 124..135) set to 2^30 + 1, header checksum (bytes 148..155) redone.
+  tar.write(`${(2 ** 30 + 1).toString(8).padStart(11, '0')}\0`, 124, 'latin1');
+  tar.fill(0x20, 148, 156);
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += tar[i];
+  tar.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  await expect(readVriftBase(imageOf([tar], 'sha256:0'), 'test:big')).rejects.toThrow(
+    `reading layer 1 of test:big: /usr/lib/vrift/psfs.blob is 1073741825 bytes, more than the 1073741824 a PSFS blob may have here; the image was not built by vrift, or is corrupt`,
+  );
 });
