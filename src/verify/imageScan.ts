@@ -341,13 +341,26 @@ export function mergedVriftPaths(layers: LayerScan[]): Map<string, PathKind> {
   for (const l of layers) {
     // `/.wh.vrift` (or an opaque root): nothing of the lower layers' /vrift stays.
     if (l.hides.vrift !== undefined) out.clear();
-    // Whiteouts first: they apply to lower layers only.
+    // Whiteouts first (they apply to lower layers only), all in one pass over the paths: a
+    // whiteout's victim goes with everything under it, an opaque directory's contents go.
+    const gone = new Set<string>();
+    const emptied = new Set<string>();
     for (const [p, kind] of l.vriftPaths) {
       if (kind !== 'w') continue;
       const dir = p.slice(0, p.lastIndexOf('/'));
       const base = p.slice(p.lastIndexOf('/') + 1);
-      if (base === '.wh..wh..opq') removeUnder(dir, true);
-      else removeUnder(`${dir}/${base.slice(4)}`, false);
+      if (base === '.wh..wh..opq') emptied.add(dir);
+      else gone.add(`${dir}/${base.slice(4)}`);
+    }
+    if (gone.size > 0 || emptied.size > 0) {
+      for (const k of [...out.keys()]) {
+        let hidden = gone.has(k);
+        for (let i = k.lastIndexOf('/'); !hidden && i > 0; i = k.lastIndexOf('/', i - 1)) {
+          const a = k.slice(0, i);
+          hidden = gone.has(a) || emptied.has(a);
+        }
+        if (hidden) out.delete(k);
+      }
     }
     for (const [p, kind] of l.vriftPaths) {
       if (kind === 'w') continue;

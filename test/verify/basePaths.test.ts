@@ -163,3 +163,42 @@ test('a blob member larger than 1 GiB is refused at its header, before its body 
     `reading layer 1 of test:big: /usr/lib/vrift/psfs.blob is 1073741825 bytes, more than the 1073741824 a PSFS blob may have here; the image was not built by vrift, or is corrupt`,
   );
 });
+
+/** mergedVriftPaths as first written: each whiteout removes its victims in its own pass over the paths (the model). */
+function mergedModel(layers: { hides: { vrift?: string }; vriftPaths: Map<string, PathKind> }[]): Map<string, PathKind> {
+  const out = new Map<string, PathKind>();
+  const removeUnder = (dir: string, keepSelf: boolean): void => {
+    for (const k of [...out.keys()]) if (k.startsWith(`${dir}/`) || (!keepSelf && k === dir)) out.delete(k);
+  };
+  for (const l of layers) {
+    if (l.hides.vrift !== undefined) out.clear();
+    for (const [p, kind] of l.vriftPaths) {
+      if (kind !== 'w') continue;
+      const dir = p.slice(0, p.lastIndexOf('/'));
+      const base = p.slice(p.lastIndexOf('/') + 1);
+      if (base === '.wh..wh..opq') removeUnder(dir, true);
+      else removeUnder(`${dir}/${base.slice(4)}`, false);
+    }
+    for (const [p, kind] of l.vriftPaths) {
+      if (kind === 'w') continue;
+      if (kind !== 'd' && out.get(p) === 'd') removeUnder(p, true);
+      out.set(p, kind);
+    }
+  }
+  return out;
+}
+
+test('mergedVriftPaths applies a layer\'s whiteouts in one pass with the result of one pass each (random stacks)', async () => {
+  const next = prngU32(7);
+  let removed = 0;
+  for (let c = 0; c < 200; c++) {
+    const layers = Array.from({ length: 2 + (next() % 4) }, (_, i) => randomLayer(next, true, i === 0));
+    const scan = await scanImage(imageOf(await Promise.all(layers.map((l) => makeTar(l))), 'sha256:0'), 'model');
+    const got = mergedVriftPaths(scan.layers);
+    const want = mergedModel(scan.layers);
+    expect([c, [...got.entries()].sort()]).toEqual([c, [...want.entries()].sort()]);
+    const named = new Set(scan.layers.flatMap((l) => [...l.vriftPaths.keys()].filter((p) => !p.includes('/.wh.'))));
+    if ([...named].some((p) => !got.has(p))) removed++;
+  }
+  expect(removed).toBeGreaterThan(50); // whiteouts did remove paths in many stacks
+});
