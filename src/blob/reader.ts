@@ -360,53 +360,63 @@ export function openBlob(blob: Buffer | BlobSource): BlobView {
  * object per entry: what openBlob checks (the header with the rules of
  * psfs_view_init, body_crc32, reserved fields zero, every entry's key and
  * target inside the string table, keys normalized, unique and under a root,
- * targets only on symlinks), then every bucket pointing at an existing
- * entry whose key hashes to the bucket's hash, reachable from its home slot
- * within max_probe probes, every entry referenced by exactly one bucket, and
- * the inode table. 4 bytes a bucket and 1 an entry besides the view.
+ * targets only on symlinks), then the lookup structures the shim reads:
+ * every entry is found from its key's home slot by the shim's probe (no
+ * empty slot before it, within max_probe, the bucket's hash its key's), no
+ * bucket points past entry_count or at an entry twice (as many buckets in
+ * use as entries), and every inode tag points at an entry whose mtime
+ * nanoseconds are that tag. Entries are visited in stored order, buckets and
+ * tags looked up by slot: no memory per entry, and over PagedBytes the
+ * entries and strings are read in sequence.
  *
- * @param buf the whole blob
+ * @param blob the whole blob: bytes, or a BlobSource
  * @returns the blob read in place (openBlob)
  * @throws VriftError("decoding PSFS blob: <cause>") on the first violation; its
  *   message says whether the blob is unsupported (newer writer) or corrupt
  */
-export function checkBlob(buf: Buffer): BlobView {
+export function checkBlob(blob: Buffer | BlobSource): BlobView {
   const fail = (why: string): never => {
     throw blobError(why);
   };
-  const view = openBlob(buf);
+  const src = sourceOf(blob);
+  const view = openBlob(src);
   const h = view.header;
-  const values = new Uint32Array(h.bucketCount);
-  const referenced = new Uint8Array(h.entryCount);
-  const mask = h.bucketCount - 1;
+  const bucketsOff = Number(h.bucketsOff);
+  const bucket = (s: number): Buffer => src.read(bucketsOff + s * F.BUCKET_SIZE, F.BUCKET_SIZE);
+  let used = 0;
   for (let s = 0; s < h.bucketCount; s++) {
-    const o = Number(h.bucketsOff) + s * F.BUCKET_SIZE;
-    const hash = buf.readUInt32LE(o + F.BUCKET.hash);
-    const entry = (values[s] = buf.readUInt32LE(o + F.BUCKET.entry));
-    if (entry === 0) continue;
+    const entry = bucket(s).readUInt32LE(F.BUCKET.entry);
     if (entry > h.entryCount) fail(`bucket ${s} points at entry ${entry - 1}, past entry_count ${h.entryCount}`);
-    if (F.hash(h.hashSeed, view.key(entry - 1)) !== hash) fail(`bucket ${s} hash does not match the key of entry ${entry - 1}`);
-    if (referenced[entry - 1]++) fail(`entry ${entry - 1} is referenced by two buckets`);
-    // Distance from the home slot along the probe sequence, with no empty slot in between.
-    const dist = (s - (hash & mask) + h.bucketCount) & mask;
-    if (dist + 1 > h.maxProbe) fail(`bucket ${s} is ${dist + 1} probes from its home slot, more than max_probe ${h.maxProbe}`);
+    if (entry !== 0) used++;
   }
-  for (let s = 0; s < h.bucketCount; s++) {
-    if (values[s] === 0) continue;
-    const home = buf.readUInt32LE(Number(h.bucketsOff) + s * F.BUCKET_SIZE + F.BUCKET.hash) & mask;
-    for (let k = home; k !== s; k = (k + 1) & mask) {
-      if (values[k] === 0) fail(`bucket ${s} is behind an empty slot on its probe chain (lookup would miss entry ${values[s] - 1})`);
+  const mask = h.bucketCount - 1;
+  const inodesOff = Number(h.inodesOff);
+  let tagged = 0;
+  for (let i = 0; i < h.entryCount; i++) {
+    // The shim's lookup: probe from the key's home slot; an empty slot ends the chain.
+    const hash = F.hash(h.hashSeed, view.key(i));
+    for (let dist = 0, s = hash & mask; ; dist++, s = (s + 1) & mask) {
+      const b = bucket(s);
+      const entry = b.readUInt32LE(F.BUCKET.entry);
+      if (entry === 0 || dist === h.bucketCount) fail(`entry ${i} is not referenced by any bucket on its probe chain (from home slot ${hash & mask})`);
+      if (entry !== i + 1) continue;
+      if (b.readUInt32LE(F.BUCKET.hash) !== hash) fail(`bucket ${s} hash does not match the key of entry ${i}`);
+      if (dist + 1 > h.maxProbe) fail(`bucket ${s} is ${dist + 1} probes from its home slot, more than max_probe ${h.maxProbe}`);
+      break;
     }
+    const t = src.read(Number(h.entriesOff) + i * F.ENTRY_SIZE + F.ENTRY.mtimeNsec, 4).readUInt32LE(0);
+    if (t >= 1 && t <= h.inodeCount && src.read(inodesOff + (t - 1) * 4, 4).readUInt32LE(0) === i + 1) tagged++;
   }
-  const missing = referenced.indexOf(0);
-  if (missing >= 0) fail(`entry ${missing} is not referenced by any bucket`);
+  // Each entry was found in a bucket of its own: any other bucket in use points at one twice.
+  if (used !== h.entryCount) fail(`${used} buckets are in use for ${h.entryCount} entries: an entry is referenced by two buckets`);
+  let tags = 0;
   for (let t = 1; t <= h.inodeCount; t++) {
-    const v = buf.readUInt32LE(Number(h.inodesOff) + (t - 1) * 4);
-    if (v === 0) continue;
+    const v = src.read(inodesOff + (t - 1) * 4, 4).readUInt32LE(0);
     if (v > h.entryCount) fail(`inode tag ${t} points at entry ${v - 1}, past entry_count ${h.entryCount}`);
-    const nsec = view.entry(v - 1).mtime.nsec;
-    if (nsec !== t) fail(`inode tag ${t} points at entry ${v - 1} whose mtime nanoseconds are ${nsec}`);
+    if (v !== 0) tags++;
   }
+  // Each entry counted above is the one its own tag points at: any other tag in use points at an entry with other nanoseconds.
+  if (tags !== tagged) fail(`${tags - tagged} inode tags point at entries whose mtime nanoseconds are not the tag`);
   return view;
 }
 

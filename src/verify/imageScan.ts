@@ -17,7 +17,7 @@ import { showPath } from '../cas/hash';
 import { normalizeMemberName } from '../image/files';
 import type { Image, Layer } from '../image/types';
 import { BLOB_IMAGE_PATH, SHIM_IMAGE_PATH, VRIFT_ROOT } from '../layer/types';
-import { openBlob, type BlobView } from '../blob/reader';
+import { checkBlob, type BlobView } from '../blob/reader';
 import { readTarHeaders } from '../layer/tarRead';
 import { mergeBase, type MergeBase } from '../tree/merge';
 import { PagedArray, PagedBytes } from '../paged';
@@ -490,9 +490,12 @@ export async function readVriftBase(image: Image, where: string, onLayer?: (i: n
   try {
     let blob;
     try {
-      blob = openBlob(bytes);
+      // Validated whole, as `vrift inspect` does (checkBlob: the lookup structures too), read in place.
+      blob = checkBlob(bytes);
     } catch (err) {
-      throw new VriftError(`merging onto ${where}: the base's PSFS blob does not decode (${(err as Error).message})`, { cause: err });
+      // Only what the blob says; a temp file that cannot be written (ENOSPC under TMPDIR) is not the base's fault.
+      if (!(err instanceof VriftError) || !err.message.startsWith('decoding PSFS blob:')) throw err;
+      throw new VriftError(`merging onto ${where}: the base's PSFS blob does not decode (${err.message})`, { cause: err });
     }
     const { extra, missing } = (await pathsMatchBlob(image, scan, blob, where)) ? NO_DIFF : await exactPathDiff(image, blob, where);
     if (extra.n || missing.n) {

@@ -163,8 +163,8 @@ export async function inspectImage(src: SourceRef, docker: () => Docker, tmpRoot
       : undefined;
     if (scan.blob && blobFile) {
       try {
-        // Validated whole (buckets too: the shim reads them), without an object per entry.
-        decoded = checkBlob(scan.blob.read(0, scan.blob.length));
+        // Validated whole (buckets too: the shim reads them), in place from its pages: no object per entry.
+        decoded = checkBlob(scan.blob);
       } catch (err) {
         if (!(err instanceof VriftError)) throw err;
         // "decoding PSFS blob: <why>; <advice for a blob file>": that advice is for `vrift blob`, not for an image.

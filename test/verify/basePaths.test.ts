@@ -6,10 +6,14 @@
  * (whiteouts, opaque directories, a directory replaced by a non-directory).
  * Oracle: mergedVriftPaths over the same layers, on random layer stacks,
  * with blobs that match, lack a path, or have one too many. And a blob
- * member too large to be one is refused at its header.
+ * member too large to be one is refused at its header, a blob whose lookup
+ * structures are corrupt is refused, and mergedVriftPaths' whiteouts in one
+ * pass equal one pass each.
  */
 import { Readable } from 'node:stream';
 import * as F from '../../src/blob/format';
+import { crc32 } from '../../src/blob/crc32';
+import { checkBlob, headerCrc32, readHeader } from '../../src/blob/reader';
 import { encodeBlob, type BlobEntry } from '../../src/blob/writer';
 import type { Image, Layer } from '../../src/image/types';
 import { SYNTHETIC_INO_BASE } from '../../src/tree';
@@ -201,4 +205,40 @@ test('mergedVriftPaths applies a layer\'s whiteouts in one pass with the result 
     if ([...named].some((p) => !got.has(p))) removed++;
   }
   expect(removed).toBeGreaterThan(50); // whiteouts did remove paths in many stacks
+});
+
+test('a base blob whose bucket or inode table is corrupt (checksums fixed) is refused, as `vrift inspect` calls it corrupt', async () => {
+  // /vrift, /vrift/a, /vrift/a/x with identity tags 1..3 (st_ino = SYNTHETIC_INO_BASE + tag).
+  const tagged = (p: string, kind: PathKind, k: number): BlobEntry => {
+    const e = entryOf(p, kind, k);
+    const t = { sec: 1n, nsec: k + 1 };
+    return { ...e, atime: t, mtime: t, ctime: t };
+  };
+  const good = encodeBlob({ roots: [Buffer.from('/vrift')], entries: [tagged('/vrift', 'd', 0), tagged('/vrift/a', 'd', 1), tagged('/vrift/a/x', 'f', 2)], flags: F.H_DEV_RUNTIME | F.H_IDENTITY_TAG });
+  const tree = await makeTar([{ name: 'vrift/', type: 'directory' }, { name: 'vrift/a/', type: 'directory' }, { name: 'vrift/a/x', body: 'x' }]);
+  const baseWith = async (blob: Buffer): Promise<string> => {
+    const blobLayer = await makeTar([{ name: 'usr/lib/vrift/psfs.blob', body: blob }]);
+    return readVriftBase(imageOf([tree, blobLayer], sha(blob)), 'test:base').then((b) => {
+      b.merge.close();
+      return 'ok';
+    }, (e: Error) => e.message);
+  };
+  /** `good` edited, then body_crc32 and header_crc32 redone. */
+  const edited = (edit: (b: Buffer) => void): Buffer => {
+    const b = Buffer.from(good);
+    edit(b);
+    b.writeUInt32LE(crc32(b.subarray(F.HEADER_SIZE)), F.HEADER.bodyCrc32);
+    b.writeUInt32LE(headerCrc32(b), F.HEADER.headerCrc32);
+    return b;
+  };
+  expect(await baseWith(good)).toBe('ok');
+  const h = readHeader(good);
+  const used = Array.from({ length: h.bucketCount }, (_, s) => s).find((s) => good.readUInt32LE(Number(h.bucketsOff) + s * F.BUCKET_SIZE + F.BUCKET.entry) !== 0)!;
+  const at = Number(h.bucketsOff) + used * F.BUCKET_SIZE;
+  const hashFlipped = edited((b) => b.writeUInt32LE((b.readUInt32LE(at + F.BUCKET.hash) ^ 0x80000000) >>> 0, at + F.BUCKET.hash));
+  expect(await baseWith(hashFlipped)).toMatch(new RegExp(`^merging onto test:base: the base's PSFS blob does not decode \\(decoding PSFS blob: bucket ${used} hash does not match the key of entry \\d;`));
+  // Tag 1 now points at entry 2 (whose tag is 3).
+  const tagMoved = edited((b) => b.writeUInt32LE(3, Number(h.inodesOff)));
+  expect(await baseWith(tagMoved)).toMatch(/^merging onto test:base: the base's PSFS blob does not decode \(decoding PSFS blob: 1 inode tags point at entries whose mtime nanoseconds are not the tag;/);
+  expect(() => checkBlob(tagMoved)).toThrow(/1 inode tags point at entries/); // what inspect reports too
 });
