@@ -468,9 +468,11 @@ export interface VriftBase {
  * Read a base image's vrift tree for a merge: its visible blob (which must
  * match the dev.vrift.blob.digest label) and, from its layers' tar headers,
  * the /vrift paths the engine will show, which must be exactly the blob's
- * keys (a later layer that wrote into /vrift would make the merged blob lie).
+ * keys, and no layer above the blob's may write under /vrift (a later layer
+ * that wrote into /vrift, even without adding or removing a path, would make
+ * the merged blob lie).
  * @param where names the base in messages
- * @throws VriftError when the blob is missing or hidden by a later layer (whiteout), does not match the label or does not decode, or /vrift drifted from it
+ * @throws VriftError when the blob is missing or hidden by a later layer (whiteout), does not match the label or does not decode, /vrift drifted from it, or a layer above the blob's writes under /vrift
  */
 export async function readVriftBase(image: Image, where: string, onLayer?: (i: number, n: number) => void): Promise<VriftBase> {
   // Paths are not kept: they are checked against the blob in a second read (pathsMatchBlob).
@@ -502,6 +504,12 @@ export async function readVriftBase(image: Image, where: string, onLayer?: (i: n
       const show = (p: string): string => showPath(Buffer.from(p, 'latin1')).slice(1, -1); // unquoted, non-UTF-8 bytes as \xNN
       const first = extra.n ? `${extra.n} paths not in its blob (first: ${show(extra.first)})` : `${missing.n} blob paths missing (first: ${show(missing.first)})`;
       throw new VriftError(`merging onto ${where}: the base's /vrift differs from its blob: ${first}; a later layer changed /vrift (check with \`vrift verify\`), build from the original base`);
+    }
+    // The same paths, but a layer above the blob's wrote some of them again (content, mode, times):
+    // the blob was written with /vrift as it was then, and would describe files that changed.
+    const later = scan.layers.find((l) => l.index > scan.blobLayer! && l.vriftMembers > 0);
+    if (later) {
+      throw new VriftError(`merging onto ${where}: layer ${later.index + 1} writes ${later.vriftMembers} /vrift paths after the blob in layer ${scan.blobLayer! + 1} was written, so the blob may not describe them (check with \`vrift verify\`); build from the original base`);
     }
     return {
       merge: mergeBase(blob, scan.blobDigest, scan.historyDests, where, () => bytes.close()),

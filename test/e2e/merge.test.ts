@@ -5,8 +5,9 @@
  * the stat values equal the kernel's; the shim layer is not added twice.
  * A's tree has names that are not valid UTF-8: the merge reads the base's
  * layer names as bytes, so B's blob covers them and verify passes.
- * Conflicting destinations, a base whose /vrift drifted and a base whose
- * blob a later layer deleted are refused. Destinations with whitespace are
+ * Conflicting destinations, a base whose /vrift drifted (a path added, or
+ * a file rewritten in place) and a base whose blob a later layer deleted
+ * are refused. Destinations with whitespace are
  * JSON-quoted in the base's history and read back exactly (overlaps judged
  * on the whole name).
  */
@@ -25,6 +26,7 @@ const BAD = `vrift-merge/bad:${process.pid}`;
 const DRIFT = `vrift-merge/drift:${process.pid}`;
 const PREVRIFT = `vrift-merge/prevrift:${process.pid}`;
 const RMBLOB = `vrift-merge/rmblob:${process.pid}`;
+const REWRITE = `vrift-merge/rewrite:${process.pid}`;
 const SP = `vrift-merge/sp:${process.pid}`;
 let work: string;
 let a: Summary;
@@ -85,7 +87,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  for (const t of [A, B, BAD, DRIFT, PREVRIFT, RMBLOB, SP]) spawnSync('docker', ['rmi', '-f', t], { stdio: 'ignore' });
+  for (const t of [A, B, BAD, DRIFT, PREVRIFT, RMBLOB, REWRITE, SP]) spawnSync('docker', ['rmi', '-f', t], { stdio: 'ignore' });
   if (work) await fsp.rm(work, { recursive: true, force: true });
 });
 
@@ -205,6 +207,18 @@ test('a base whose /vrift was written after its blob (RUN step) is refused', () 
   const r = vrift(['build', '--quiet', '--base', `docker-daemon:${DRIFT}`, '--add', `${path.join(work, 'y')}:/vrift/y`, '--tag', BAD, '--load'], { env: env() });
   expect(r.status).toBe(1);
   expect(r.stderr).toMatch(/^vrift: merging onto docker-daemon:.*: the base's \/vrift differs from its blob: 1 paths not in its blob \(first: \/vrift\/x\/lib\/late.txt\)/);
+  expect(imageExists(BAD)).toBe(false);
+});
+
+test('a base whose RUN step rewrote a /vrift file in place (no path added or removed) is refused', () => {
+  const ctx = path.join(work, 'rewrite');
+  mkdirSync(ctx);
+  writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${A}\nRUN LD_PRELOAD= sh -c 'echo changed > /vrift/x/lib/a1.py'\n`);
+  classicBuild(REWRITE, ctx);
+  const r = vrift(['build', '--quiet', '--base', `docker-daemon:${REWRITE}`, '--add', `${path.join(work, 'y')}:/vrift/y`, '--tag', BAD, '--load'], { env: env() });
+  expect(r.status).toBe(1);
+  // The RUN layer holds the rewritten file and its parent directories.
+  expect(r.stderr).toBe(`vrift: merging onto docker-daemon:${REWRITE}: layer ${a.layers.length + 1} writes 4 /vrift paths after the blob in layer ${a.layers.length} was written, so the blob may not describe them (check with \`vrift verify\`); build from the original base\n`);
   expect(imageExists(BAD)).toBe(false);
 });
 
