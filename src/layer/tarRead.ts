@@ -169,6 +169,15 @@ class ByteQueue {
   }
 }
 
+/** A BodySink that hands the whole body, as one Buffer, to `done`. */
+function buffered(done: (body: Buffer) => void): BodySink {
+  const parts: Buffer[] = [];
+  return {
+    chunk: (b) => void parts.push(Buffer.from(b)),
+    end: () => done(parts.length === 1 ? parts[0] : Buffer.concat(parts)),
+  };
+}
+
 /**
  * Read a tar stream's member headers in order, names as bytes.
  *
@@ -192,7 +201,8 @@ export async function readTarHeaders(
   let ended = false;
   // Body state: bytes still to consume (data + padding), and where they go.
   let skip = 0;
-  let collect: { need: number; parts: Buffer[]; got: number; done: (b: Buffer) => void; sink?: BodySink } | undefined;
+  // A body being consumed: its bytes go to `sink`, then `pad` bytes are skipped.
+  let collect: { need: number; got: number; sink: BodySink; pad: number } | undefined;
   let global = new Map<string, Buffer>();
   let pax: Map<string, Buffer> | undefined;
   let longName: Buffer | undefined;
@@ -206,15 +216,15 @@ export async function readTarHeaders(
     if (collect) {
       const k = Math.min(q.length, collect.need - collect.got);
       if (k > 0) {
-        if (collect.sink) collect.sink.chunk(q.take(k));
-        else collect.parts.push(Buffer.from(q.take(k)));
+        collect.sink.chunk(q.take(k));
         collect.got += k;
         offset += k;
       }
       if (collect.got < collect.need) return false;
       const c = collect;
       collect = undefined;
-      c.done(c.parts.length === 1 ? c.parts[0] : Buffer.concat(c.parts));
+      skip = c.pad;
+      c.sink.end();
       return true;
     }
     if (skip > 0) {
@@ -240,14 +250,13 @@ export async function readTarHeaders(
     if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
       if (size > MAX_META) fail(`extended header of ${size} bytes`, hOffset);
       collect = {
-        need: size, parts: [], got: 0,
-        done: (b) => {
+        need: size, got: 0, pad,
+        sink: buffered((b) => {
           if (flag === 'x') pax = parsePax(b);
           else if (flag === 'g') global = new Map([...global, ...parsePax(b)]);
           else if (flag === 'L') longName = field(b, 0, b.length);
           else longLink = field(b, 0, b.length);
-          skip = pad;
-        },
+        }),
       };
       return true;
     }
@@ -274,9 +283,9 @@ export async function readTarHeaders(
     const consumer = onEntry({ name, linkname, type, size: bodySize, mode: numeric(h, 100, 8), offset: hOffset + BLOCK });
     if (consumer && typeof consumer === 'object') {
       // Streamed: no size limit, nothing buffered here.
-      collect = { need: bodySize, parts: [], got: 0, sink: consumer, done: () => { consumer.end(); skip = bodyPad; } };
+      collect = { need: bodySize, got: 0, pad: bodyPad, sink: consumer };
     } else if (consumer && bodySize <= maxBody) {
-      collect = { need: bodySize, parts: [], got: 0, done: (b) => { consumer(b); skip = bodyPad; } };
+      collect = { need: bodySize, got: 0, pad: bodyPad, sink: buffered(consumer) };
     } else {
       skip = bodySize + bodyPad;
     }

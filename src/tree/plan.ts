@@ -297,7 +297,7 @@ async function walkOrdered(top: VirtualDir, root: Buffer, visit: WalkVisitor, sr
         // Pushed before it is listed: a listing that fails still finds its descriptor on the stack (closed below).
         const pin = await pinDir(srcRoot, srcRoot, it.self!);
         stack.push({ path: Buffer.concat(parts), host: srcRoot, ...pin, src: { add: it.add!, rel: [] }, items: [], next: 0, stats: [] });
-        stack[stack.length - 1].items = await listHost(srcRoot, pin.at);
+        stack[stack.length - 1].items = listHost(srcRoot, pin.at);
         continue;
       }
       const host = join(d.host, it.name);
@@ -305,7 +305,7 @@ async function walkOrdered(top: VirtualDir, root: Buffer, visit: WalkVisitor, sr
       if (it.sub) {
         const pin = await pinDir(host, at, it.self!);
         stack.push({ path: Buffer.concat(parts), host, ...pin, src: { add: d.src!.add, rel: [...d.src!.rel, it.name] }, items: [], next: 0, stats: [] });
-        stack[stack.length - 1].items = await listHost(host, pin.at);
+        stack[stack.length - 1].items = listHost(host, pin.at);
         continue;
       }
       if (d.stats[k] === undefined) {
@@ -418,12 +418,14 @@ class HostListing {
 
   /** Sort the items (after the last add); the same order as itemsOf's. */
   seal(): this {
-    const codes: number[] = [];
-    for (let i = 0; i < this.count; i++) {
-      codes.push(i * 2);
-      if (this.dir[i]) codes.push(i * 2 + 1);
+    let n = this.count;
+    for (let i = 0; i < this.count; i++) n += this.dir[i];
+    const codes = new Uint32Array(n);
+    for (let i = 0, k = 0; i < this.count; i++) {
+      codes[k++] = i * 2;
+      if (this.dir[i]) codes[k++] = i * 2 + 1;
     }
-    this.order = Uint32Array.from(codes).sort((x, y) => this.compare(x, y));
+    this.order = codes.sort((x, y) => this.compare(x, y));
     this.dev = new BigUint64Array(this.count);
     this.ino = new BigUint64Array(this.count);
     return this;
@@ -496,11 +498,12 @@ class HostItem implements WalkItem {
  * The items of host directory `dir`, read as `at` (pinDir): opendir, a batch
  * of names at a time with their d_type (Node lstat's a name whose d_type is
  * DT_UNKNOWN), into a HostListing. Synchronous: a listing is a few
- * getdents64 calls, and the walk awaits it anyway; the asynchronous opendir,
- * read and close were three thread-pool round trips a directory (warm build
- * of 160k files in 22,659 directories: +7 s over one readdir a directory).
+ * getdents64 calls, and the walk waits for it anyway; the asynchronous
+ * opendir, read and close were three thread-pool round trips a directory
+ * (warm build of 160k files in 22,659 directories: +7 s over one readdir a
+ * directory).
  */
-async function listHost(dir: Buffer, at: Buffer): Promise<HostListing> {
+function listHost(dir: Buffer, at: Buffer): HostListing {
   const listing = new HostListing();
   let d: Dir | undefined;
   try {

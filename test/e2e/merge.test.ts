@@ -198,24 +198,25 @@ test('a base with files under /vrift but no vrift blob is refused (the shim woul
   expect(imageExists(BAD)).toBe(false);
 });
 
-test('a base whose /vrift was written after its blob (RUN step) is refused', () => {
-  const ctx = path.join(work, 'drift');
+/** Image `tag` = A + one RUN step (built in context dir `name`), then `vrift build` onto it adding y as BAD. */
+function buildOnRun(name: string, tag: string, run: string): ReturnType<typeof vrift> {
+  const ctx = path.join(work, name);
   mkdirSync(ctx);
+  writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${A}\nRUN ${run}\n`);
+  classicBuild(tag, ctx);
+  return vrift(['build', '--quiet', '--base', `docker-daemon:${tag}`, '--add', `${path.join(work, 'y')}:/vrift/y`, '--tag', BAD, '--load'], { env: env() });
+}
+
+test('a base whose /vrift was written after its blob (RUN step) is refused', () => {
   // LD_PRELOAD= : under the shim the write is refused with EROFS (docs/shim-safety.md section 6).
-  writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${A}\nRUN LD_PRELOAD= sh -c 'echo x > /vrift/x/lib/late.txt'\n`);
-  classicBuild(DRIFT, ctx);
-  const r = vrift(['build', '--quiet', '--base', `docker-daemon:${DRIFT}`, '--add', `${path.join(work, 'y')}:/vrift/y`, '--tag', BAD, '--load'], { env: env() });
+  const r = buildOnRun('drift', DRIFT, `LD_PRELOAD= sh -c 'echo x > /vrift/x/lib/late.txt'`);
   expect(r.status).toBe(1);
   expect(r.stderr).toMatch(/^vrift: merging onto docker-daemon:.*: the base's \/vrift differs from its blob: 1 paths not in its blob \(first: \/vrift\/x\/lib\/late.txt\)/);
   expect(imageExists(BAD)).toBe(false);
 });
 
 test('a base whose RUN step rewrote a /vrift file in place (no path added or removed) is refused', () => {
-  const ctx = path.join(work, 'rewrite');
-  mkdirSync(ctx);
-  writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${A}\nRUN LD_PRELOAD= sh -c 'echo changed > /vrift/x/lib/a1.py'\n`);
-  classicBuild(REWRITE, ctx);
-  const r = vrift(['build', '--quiet', '--base', `docker-daemon:${REWRITE}`, '--add', `${path.join(work, 'y')}:/vrift/y`, '--tag', BAD, '--load'], { env: env() });
+  const r = buildOnRun('rewrite', REWRITE, `LD_PRELOAD= sh -c 'echo changed > /vrift/x/lib/a1.py'`);
   expect(r.status).toBe(1);
   // The RUN layer holds the rewritten file and its parent directories.
   expect(r.stderr).toBe(`vrift: merging onto docker-daemon:${REWRITE}: layer ${a.layers.length + 1} writes 4 /vrift paths after the blob in layer ${a.layers.length} was written, so the blob may not describe them (check with \`vrift verify\`); build from the original base\n`);
@@ -223,11 +224,7 @@ test('a base whose RUN step rewrote a /vrift file in place (no path added or rem
 });
 
 test('a base whose blob a later layer removed (RUN rm: a whiteout) is refused, naming the layer; nothing built', () => {
-  const ctx = path.join(work, 'rmblob');
-  mkdirSync(ctx);
-  writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${A}\nRUN rm /usr/lib/vrift/psfs.blob\n`);
-  classicBuild(RMBLOB, ctx);
-  const r = vrift(['build', '--quiet', '--base', `docker-daemon:${RMBLOB}`, '--add', `${path.join(work, 'y')}:/vrift/y`, '--tag', BAD, '--load'], { env: env() });
+  const r = buildOnRun('rmblob', RMBLOB, 'rm /usr/lib/vrift/psfs.blob');
   expect(r.status).toBe(1);
   expect(r.stderr).toBe(`vrift: merging onto docker-daemon:${RMBLOB}: layer ${a.layers.length + 1} removes /usr/lib/vrift/psfs.blob (usr/lib/vrift/.wh.psfs.blob) that layer ${a.layers.length} holds, so the base's /vrift has no PSFS blob; build from the base's original base (before the layer that removed it) with every --add at once\n`);
   expect(imageExists(BAD)).toBe(false);
